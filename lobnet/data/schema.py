@@ -1,0 +1,98 @@
+"""The canonical events table that every reader produces and everything downstream reads.
+
+Columns (in this order):
+
+| column | dtype | meaning |
+|---|---|---|
+| ``symbol`` | Utf8 | ticker |
+| ``date`` | Date | trading day |
+| ``time`` | Int64 | nanoseconds after midnight (exchange local time) |
+| ``type`` | Int8 | event type, see :class:`EventType` |
+| ``order_id`` | Int64 | order reference (0 when the source has none) |
+| ``size`` | Int64 | shares of the event |
+| ``price`` | Int64 | price of the event in source ticks (dollars x 10000) |
+| ``direction`` | Int8 | LOBSTER convention: side of the *resting limit order* (1 buy, -1 sell); for executions the aggressor is the opposite side; 0 for quote updates |
+| ``ask_px_m, ask_sz_m, bid_px_m, bid_sz_m`` | Int64 | book after the event, level m = 1..L; an unoccupied level has a **null** price and size 0 |
+
+Prices stay integers in the source's units (dollars x 10000, ``price_scale``) until a feature needs floats.
+LOBSTER's dummy prices for unoccupied levels (+-9999999999) are turned into nulls by the reader, so they can
+never leak into an arithmetic feature.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import polars as pl
+
+PRICE_SCALE = 10_000  # source price units per dollar (LOBSTER and AlgoSeek both use dollars x 10000)
+DEFAULT_TICK = 100  # one cent in source units: US equities above $1
+LOBSTER_DUMMY_ASK = 9_999_999_999
+LOBSTER_DUMMY_BID = -9_999_999_999
+MAX_LEVELS = 50
+
+
+class EventType(IntEnum):
+    QUOTE = 0  # Level-I book update without order detail (consolidated quotes)
+    LIMIT = 1  # new limit order
+    CANCEL = 2  # partial cancellation
+    DELETE = 3  # full deletion
+    EXECUTE = 4  # execution of a visible order (also: a Level-I trade)
+    EXECUTE_HIDDEN = 5  # execution of a hidden order
+    CROSS = 6  # cross trade (auction)
+    HALT = 7  # trading halt indicator (price -1 halt, 0 quoting resumes, 1 trading resumes)
+
+
+LOBSTER_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7})
+KNOWN_TYPES = frozenset(int(t) for t in EventType)
+
+EVENT_COLUMNS = ["symbol", "date", "time", "type", "order_id", "size", "price", "direction"]
+
+
+def level_columns(levels: int) -> list[str]:
+    """Book columns in LOBSTER's order: ask_px_1, ask_sz_1, bid_px_1, bid_sz_1, ask_px_2, ..."""
+    cols: list[str] = []
+    for m in range(1, levels + 1):
+        cols += [f"ask_px_{m}", f"ask_sz_{m}", f"bid_px_{m}", f"bid_sz_{m}"]
+    return cols
+
+
+def event_schema(levels: int) -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {
+        "symbol": pl.Utf8(),
+        "date": pl.Date(),
+        "time": pl.Int64(),
+        "type": pl.Int8(),
+        "order_id": pl.Int64(),
+        "size": pl.Int64(),
+        "price": pl.Int64(),
+        "direction": pl.Int8(),
+    }
+    for c in level_columns(levels):
+        schema[c] = pl.Int64()
+    return schema
+
+
+def n_levels(df: pl.DataFrame | pl.LazyFrame) -> int:
+    """Number of book levels in an events table."""
+    names = df.collect_schema().names() if isinstance(df, pl.LazyFrame) else df.columns
+    return sum(1 for c in names if c.startswith("ask_px_"))
+
+
+def conform(df: pl.DataFrame, levels: int) -> pl.DataFrame:
+    """Select and cast to the canonical column order and dtypes."""
+    return df.select([pl.col(c).cast(t) for c, t in event_schema(levels).items()])
+
+
+def day_groups(df: pl.DataFrame) -> list[tuple[str, object, int, int]]:
+    """(symbol, date, start_row, end_row_exclusive) for each contiguous symbol-day block, in table order."""
+    keys = df.select(["symbol", "date"]).with_row_index("_i")
+    b = keys.group_by(["symbol", "date"], maintain_order=True).agg(
+        pl.col("_i").min().alias("start"), pl.col("_i").max().alias("last"), pl.len().alias("n")
+    )
+    out = []
+    for sym, date, start, last, n in b.iter_rows():
+        if last - start + 1 != n:
+            raise ValueError(f"events for {sym} {date} are not contiguous in the table; sort by symbol, date, time")
+        out.append((sym, date, int(start), int(last) + 1))
+    return out
