@@ -1,0 +1,160 @@
+"""Windows over the feature matrix, train-only normalisation, and the Lightning DataModule for one fold.
+
+The feature matrix is one contiguous float32 tensor (N events x F features). A sample is the row t of its last
+event; ``WindowDataset[i]`` returns ``X[t-W+1 : t+1]`` as a *view* (no copy), so all windows are never
+materialised: memory is the matrix (plus one normalised copy per fold) and one batch at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning.pytorch as L
+import numpy as np
+import polars as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .labels import LabelConfig, classify, fit_alpha
+from .splits import Fold
+
+
+def feature_matrix(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
+    """(N, F) float32, C-contiguous; nulls (warm-up rows, unoccupied levels) become NaN."""
+    return np.ascontiguousarray(frame.select(pl.col(names).cast(pl.Float32)).to_numpy(), dtype=np.float32)
+
+
+def rows_read(samples: np.ndarray, window: int, n_rows: int) -> np.ndarray:
+    """Boolean mask of the rows read by the input windows of ``samples``."""
+    diff = np.zeros(n_rows + 1, dtype=np.int64)
+    np.add.at(diff, samples - window + 1, 1)
+    np.add.at(diff, samples + 1, -1)
+    return np.cumsum(diff[:-1]) > 0
+
+
+@dataclass
+class ZScore:
+    """Per-feature mean and std, fitted on the training fold's input rows only."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray, rows: np.ndarray) -> ZScore:
+        sub = X[rows]
+        mean = np.nanmean(sub, axis=0, dtype=np.float64)
+        std = np.nanstd(sub, axis=0, dtype=np.float64)
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)  # constant columns pass through centred
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """A normalised copy; NaN (undefined values such as unoccupied-level gaps) becomes 0, the training mean."""
+        out = (X - self.mean) / self.std
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
+
+
+def rolling_zscore(frame: pl.DataFrame, names: list[str], window: int) -> np.ndarray:
+    """Causal alternative to :class:`ZScore`: each value standardised by the mean and std of the previous
+    ``window`` events of the same symbol-day, itself included (rows <= t only). No fold statistics needed."""
+    day = ["symbol", "date"]
+    exprs = []
+    for c in names:
+        x = pl.col(c).cast(pl.Float64)
+        m = x.rolling_mean(window, min_samples=2).over(day)
+        s = x.rolling_std(window, min_samples=2).over(day)
+        exprs.append(pl.when(s > 1e-12).then((x - m) / s).otherwise(0.0).fill_nan(0.0).fill_null(0.0).cast(pl.Float32).alias(c))
+    return np.ascontiguousarray(frame.select(exprs).to_numpy(), dtype=np.float32)
+
+
+class WindowDataset(Dataset):
+    """(window (W, F), class labels (H,), future log returns (H,)) for each sample row t."""
+
+    def __init__(self, X: torch.Tensor, samples: np.ndarray, window: int, y: torch.Tensor, returns: torch.Tensor):
+        if X.dim() != 2 or not X.is_contiguous():
+            raise ValueError("X must be a contiguous (N, F) tensor")
+        if samples.size and (samples.min() < window - 1 or samples.max() >= X.shape[0]):
+            raise ValueError("sample rows fall outside the matrix")
+        self.X, self.window, self.y, self.returns = X, window, y, returns
+        self.samples = torch.as_tensor(samples, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return int(self.samples.numel())
+
+    def __getitem__(self, i: int):
+        t = int(self.samples[i])
+        return self.X[t - self.window + 1 : t + 1], self.y[t], self.returns[t]
+
+
+@dataclass
+class FoldData:
+    """Everything one fold needs: normalised matrix, labels with train-fitted thresholds, three datasets."""
+
+    train: WindowDataset
+    val: WindowDataset
+    test: WindowDataset
+    alphas: list[float]
+    zscore: ZScore | None
+    feature_names: list[str]
+    horizons: tuple[int, ...]
+
+    @classmethod
+    def build(cls, frame: pl.DataFrame, feature_names: list[str], fold: Fold, labels: LabelConfig, window: int,
+              normalization: str = "train_zscore", rolling_window: int = 1000, X_raw: np.ndarray | None = None
+              ) -> FoldData:
+        n = frame.height
+        X_raw = feature_matrix(frame, feature_names) if X_raw is None else X_raw
+        if normalization == "train_zscore":
+            z = ZScore.fit(X_raw, rows_read(fold.train, window, n))
+            Xn = z.apply(X_raw)
+        elif normalization == "rolling_zscore":
+            z, Xn = None, rolling_zscore(frame, feature_names, rolling_window)
+        else:
+            raise ValueError(f"normalization must be train_zscore or rolling_zscore, not {normalization!r}")
+        alphas, ys, rs = labels_for_fold(frame, fold.train, labels)
+        y = torch.from_numpy(np.stack(ys, axis=1))
+        r = torch.from_numpy(np.nan_to_num(np.stack(rs, axis=1).astype(np.float32)))
+        X = torch.from_numpy(Xn)
+
+        def ds(samples: np.ndarray) -> WindowDataset:
+            ok = (y[samples] >= 0).all(dim=1).numpy() if samples.size else np.zeros(0, dtype=bool)
+            return WindowDataset(X, samples[ok], window, y, r)
+
+        return cls(ds(fold.train), ds(fold.val), ds(fold.test), alphas, z, list(feature_names), tuple(labels.horizons))
+
+
+def labels_for_fold(frame: pl.DataFrame, train: np.ndarray, cfg: LabelConfig
+                    ) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
+    """Class thresholds fitted on the training samples only, the class labels of every row, and the future
+    log returns. One place decides labels for the dataset and for ``lobnet-prepare``'s summary."""
+    rel_spread = None
+    if cfg.alpha_mode == "spread":
+        rel_spread = frame["spread_rel"].to_numpy()[train] if "spread_rel" in frame.columns else None
+    alphas, ys, rs = [], [], []
+    for k in cfg.horizons:
+        target = frame[cfg.target(k)].to_numpy().astype(np.float64)
+        a = fit_alpha(cfg, target[train], rel_spread)
+        alphas.append(a)
+        ys.append(classify(target, a))
+        rs.append(frame[f"logret_{k}"].to_numpy())
+    return alphas, ys, rs
+
+
+class LOBDataModule(L.LightningDataModule):
+    """Train/val/test loaders for one fold. Training batches are shuffled; evaluation keeps time order."""
+
+    def __init__(self, data: FoldData, batch_size: int = 256, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.data, self.batch_size, self.num_workers, self.seed = data, batch_size, num_workers, seed
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.data.train, batch_size=self.batch_size, shuffle=True, generator=g,
+                          num_workers=self.num_workers, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.data.val, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.data.test, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)

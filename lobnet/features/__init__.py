@@ -1,0 +1,5 @@
+"""Causal order-flow features, each defined once (:mod:`lobnet.features.catalogue`)."""
+
+from .catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams, compute_features, feature_names, warmup
+
+__all__ = ["CATALOGUE", "DEFAULT_GROUPS", "FeatureParams", "compute_features", "feature_names", "warmup"]

@@ -1,0 +1,128 @@
+"""Walk-forward folds with purging and embargo.
+
+A *sample* is identified by the row t of its last input event: it reads rows [t-W+1, t] (its input window)
+and its labels read rows up to t+K (K the longest horizon). Samples never straddle a symbol-day, and start
+after the features' warm-up.
+
+Folds move forward in time: train, then validation, then test, never training on the future.
+
+* Over **days**, when there are enough (``train_days + 2``): rolling (train on n days, validate on the next,
+  test on the one after, then shift by a day) or anchored (train on every day so far).
+* Over **contiguous blocks** of samples otherwise (a single day): the samples, in time order, are cut into
+  ``blocks`` equal blocks and folds walk over them the same way.
+
+**Purge**: a training (or validation) sample is dropped when any row it reads (input window or label span)
+is also read by a sample of a later evaluation block, so no training target overlaps a test sample's inputs or
+targets. **Embargo**: after each evaluation block, ``embargo`` more rows are kept out of training (this matters
+when training data follows the evaluation block, e.g. anchored folds over interleaved symbols).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Fold:
+    index: int
+    train: np.ndarray  # sample rows t, sorted
+    val: np.ndarray
+    test: np.ndarray
+    purged_train: int
+    purged_val: int
+    embargoed: int
+    labels: tuple[str, str, str] = ("", "", "")  # human-readable period names (days) for train, val, test
+
+    def describe(self) -> str:
+        def rng(a: np.ndarray) -> str:
+            return f"rows {a[0]:,}..{a[-1]:,} ({a.size:,} samples)" if a.size else "empty"
+
+        lt, lv, ls = (f" {x}" if x else "" for x in self.labels)
+        return (
+            f"fold {self.index}: train{lt} {rng(self.train)}, purged {self.purged_train:,}, embargoed {self.embargoed:,}"
+            f" | val{lv} {rng(self.val)}, purged {self.purged_val:,} | test{ls} {rng(self.test)}"
+        )
+
+
+def sample_rows(day_bounds: list[tuple[int, int]], window: int, max_horizon: int, warmup: int) -> list[np.ndarray]:
+    """Per symbol-day (start, end-exclusive row bounds): the rows t that can end a sample."""
+    out = []
+    for start, end in day_bounds:
+        lo, hi = start + warmup + window - 1, end - 1 - max_horizon
+        out.append(np.arange(lo, hi + 1, dtype=np.int64) if hi >= lo else np.empty(0, dtype=np.int64))
+    return out
+
+
+def purge(candidates: np.ndarray, later: list[np.ndarray], window: int, max_horizon: int, embargo: int = 0
+          ) -> tuple[np.ndarray, int, int]:
+    """Drop candidate samples that share a row with any sample of the ``later`` blocks, and those starting in
+    the ``embargo`` rows after a block. Returns (kept, n_purged, n_embargoed)."""
+    keep = np.ones(candidates.size, dtype=bool)
+    purged = np.zeros(candidates.size, dtype=bool)
+    starts, ends = candidates - window + 1, candidates + max_horizon  # rows each candidate reads
+    for block in later:
+        if block.size == 0:
+            continue
+        lo, hi = block[0] - window + 1, block[-1] + max_horizon  # rows the block reads
+        overlap = (ends >= lo) & (starts <= hi)
+        emb = (starts > hi) & (starts <= hi + embargo)
+        purged |= overlap & keep
+        keep &= ~overlap & ~emb
+    n_emb = int((~keep & ~purged).sum())
+    return candidates[keep], int(purged.sum()), n_emb
+
+
+def walk_forward(
+    day_bounds: list[tuple[int, int]],
+    *,
+    window: int,
+    max_horizon: int,
+    warmup: int = 1,
+    scheme: str = "rolling",
+    unit: str = "auto",
+    train_days: int = 1,
+    blocks: int = 5,
+    train_blocks: int = 2,
+    embargo: int = 0,
+    day_names: list[str] | None = None,
+    max_folds: int | None = None,
+) -> list[Fold]:
+    """Walk-forward folds (see the module docstring). ``day_bounds``: (start, end) rows of each symbol-day in
+    time order (:func:`lobnet.data.schema.day_groups`)."""
+    if scheme not in ("rolling", "anchored"):
+        raise ValueError(f"split scheme must be rolling or anchored, not {scheme!r}")
+    per_day = sample_rows(day_bounds, window, max_horizon, warmup)
+    if unit == "auto":
+        unit = "days" if len(per_day) >= train_days + 2 else "blocks"
+    if unit == "days":
+        units = per_day
+        names = day_names or [f"day {i}" for i in range(len(per_day))]
+        n_train = train_days
+        if len(units) < n_train + 2:
+            raise ValueError(f"{len(units)} days cannot make a fold of {n_train} train + 1 val + 1 test days")
+    elif unit == "blocks":
+        allrows = np.concatenate(per_day) if per_day else np.empty(0, dtype=np.int64)
+        if allrows.size < blocks:
+            raise ValueError(f"{allrows.size} samples cannot be cut into {blocks} blocks (window {window}, horizon {max_horizon})")
+        units = np.array_split(allrows, blocks)
+        names = [f"block {i}" for i in range(blocks)]
+        n_train = train_blocks
+        if blocks < n_train + 2:
+            raise ValueError(f"{blocks} blocks cannot make a fold of {n_train} train + 1 val + 1 test blocks")
+    else:
+        raise ValueError(f"split unit must be auto, days or blocks, not {unit!r}")
+    folds = []
+    for i in range(len(units) - n_train - 1):
+        first = 0 if scheme == "anchored" else i
+        tr_units = units[first : i + n_train]
+        val, test = units[i + n_train], units[i + n_train + 1]
+        train = np.concatenate(tr_units)
+        train, p_tr, emb = purge(train, [val, test], window, max_horizon, embargo)
+        val_kept, p_val, _ = purge(val, [test], window, max_horizon, embargo)
+        label_tr = names[first] if len(tr_units) == 1 else f"{names[first]}..{names[i + n_train - 1]}"
+        folds.append(Fold(len(folds), train, val_kept, test, p_tr, p_val, emb, (label_tr, names[i + n_train], names[i + n_train + 1])))
+        if max_folds is not None and len(folds) >= max_folds:
+            break
+    return folds
