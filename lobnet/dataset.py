@@ -15,7 +15,7 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .labels import LabelConfig, classify, fit_alpha
+from .labels import LabelConfig, labels_for_fold
 from .splits import Fold
 
 
@@ -122,23 +122,6 @@ class FoldData:
             return WindowDataset(X, samples[ok], window, y, r)
 
         return cls(ds(fold.train), ds(fold.val), ds(fold.test), alphas, z, list(feature_names), tuple(labels.horizons))
-
-
-def labels_for_fold(frame: pl.DataFrame, train: np.ndarray, cfg: LabelConfig
-                    ) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
-    """Class thresholds fitted on the training samples only, the class labels of every row, and the future
-    log returns. One place decides labels for the dataset and for ``lobnet-prepare``'s summary."""
-    rel_spread = None
-    if cfg.alpha_mode == "spread":
-        rel_spread = frame["spread_rel"].to_numpy()[train] if "spread_rel" in frame.columns else None
-    alphas, ys, rs = [], [], []
-    for k in cfg.horizons:
-        target = frame[cfg.target(k)].to_numpy().astype(np.float64)
-        a = fit_alpha(cfg, target[train], rel_spread)
-        alphas.append(a)
-        ys.append(classify(target, a))
-        rs.append(frame[f"logret_{k}"].to_numpy())
-    return alphas, ys, rs
 
 
 class LOBDataModule(L.LightningDataModule):

@@ -41,6 +41,7 @@ class LabelConfig:
     spread_factor: float = 1.0  # alpha_mode = spread: alpha = factor x median half spread / mid (training fold)
 
     def __post_init__(self):
+        object.__setattr__(self, "horizons", tuple(int(k) for k in self.horizons))
         if self.method not in ("smooth", "tlob"):
             raise ValueError(f"labels.method must be smooth or tlob, not {self.method!r}")
         if self.method == "tlob" and self.smoothing < 1:
@@ -116,3 +117,20 @@ def classify(values: np.ndarray, alpha: float) -> np.ndarray:
 
 def class_counts(labels: np.ndarray) -> dict[str, int]:
     return {name: int((labels == c).sum()) for c, name in enumerate(CLASS_NAMES)}
+
+
+def labels_for_fold(frame: pl.DataFrame, train: np.ndarray, cfg: LabelConfig
+                    ) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
+    """Class thresholds fitted on the training samples only, the class labels of every row, and the future
+    log returns. One place decides labels for the dataset and for ``lobnet-prepare``'s summary."""
+    rel_spread = None
+    if cfg.alpha_mode == "spread":
+        rel_spread = frame["spread_rel"].to_numpy()[train] if "spread_rel" in frame.columns else None
+    alphas, ys, rs = [], [], []
+    for k in cfg.horizons:
+        target = frame[cfg.target(k)].to_numpy().astype(np.float64)
+        a = fit_alpha(cfg, target[train], rel_spread)
+        alphas.append(a)
+        ys.append(classify(target, a))
+        rs.append(frame[f"logret_{k}"].to_numpy())
+    return alphas, ys, rs

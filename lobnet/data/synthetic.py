@@ -2,18 +2,21 @@
 
 The order-flow model (one event at a time, on a one-cent price grid):
 
-* **Limit orders** arrive on each side at a distance from that side's best quote drawn from a power law
-  (most at the best, a thin tail deep in the book), or inside the spread when it is wider than one tick.
+Events are drawn by their rates (Cont, Stoikov & Talreja 2010), so the book is stationary:
+
+* **Limit orders** arrive at rate ``limit_rate``, at i = 1..K ticks from the *opposite* best quote with
+  probability falling as a power of i: when the spread is wide many land inside it and move the mid.
   Joining the best queue is *queue-reactive*: the longer the queue, the more likely the order goes one tick
   deeper instead (Huang, Lehalle & Rosenbaum's queue-reactive model: limit intensity falls with queue size).
-* **Cancellations** pick a resting order uniformly, so a level's cancel intensity grows with its number of
-  orders; some are partial (type 2), most full deletions (type 3).
+* **Cancellations** arrive at ``cancel_rate`` per resting order, so a level's cancel intensity grows with its
+  number of orders; some are partial (type 2), most full deletions (type 3).
 * **Market orders** execute against the best opposite queue in time priority (one type-4 row per resting order
   touched, all at the same timestamp; a large one can sweep a second level). Their side depends on queue
   imbalance (aggressors hit the thinner queue more often) and on a latent informed flow.
-* **Informed flow**: a persistent Ornstein-Uhlenbeck state tilts market orders towards one side and limit
-  orders towards the same side's book, so order flow is autocorrelated and order-flow imbalance carries real
-  information about the next mid-price moves (tested).
+* **Informed flow**: traders who know a fundamental value V (a random walk) buy when the mid is below it and
+  sell when above, plus a persistent Ornstein-Uhlenbeck component. Their tilt of market-order and limit-order
+  sides makes order flow autocorrelated, so order-flow imbalance carries real information about the next
+  mid-price moves (tested), while the price stays anchored to V.
 * A small share of executions hit hidden liquidity (type 5: no visible book change).
 
 Like LOBSTER's own level-N files, only events that touch the N visible levels are written; deeper events still
@@ -24,6 +27,7 @@ seed (Python's ``random.Random``).
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import math
 import os
@@ -50,13 +54,17 @@ class SyntheticConfig:
     date: str = "2012-06-21"
     start_price: int = 1_000_000  # $100.00 in dollars x 10000
     tick: int = DEFAULT_TICK
-    depth: int = 0  # price levels the model keeps per side; 0 = levels + 10
-    p_market: float = 0.06  # event-kind probabilities (the rest are limit orders)
-    p_cancel: float = 0.40
+    depth: int = 40  # price levels (ticks) the model keeps per side
+    limit_rate: float = 1.0  # limit orders per unit of model time (both sides)
+    market_rate: float = 0.12  # market orders per unit of model time (both sides)
+    cancel_rate: float = 0.03  # cancellations per resting order per unit of model time
+    placement: float = 0.3  # limit orders at i ticks from the opposite best: weight i ** -placement
     p_hidden: float = 0.05  # share of market orders that hit hidden liquidity
     informed: float = 0.35  # strength of the informed tilt on market-order side
-    persistence: int = 400  # events: memory of the informed flow state
-    queue_scale: float = 1500.0  # shares: best-queue size at which joining it becomes unlikely
+    persistence: int = 400  # events: memory of the informed flow's noise component
+    value_vol: float = 0.1  # ticks per event: volatility of the fundamental value V
+    mispricing: float = 30.0  # ticks of mid - V that make the informed tilt tanh(1)
+    queue_scale: float = 600.0  # shares: best-queue size at which joining it becomes unlikely
 
 
 def _lot(r: random.Random) -> int:
@@ -67,22 +75,26 @@ def _lot(r: random.Random) -> int:
 
 
 class _Book:
-    """Full two-sided book: price -> deque of [order_id, size], plus total size per price."""
+    """Full two-sided book: price -> deque of [order_id, size], total size per price, and the occupied prices
+    of each side in ascending order (so the n best levels are a slice)."""
 
     def __init__(self, tick: int):
         self.tick = tick
         self.orders: tuple[dict[int, deque], dict[int, deque]] = ({}, {})  # 0 bid, 1 ask
         self.qty: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        self.prices: tuple[list[int], list[int]] = ([], [])  # ascending; best bid last, best ask first
         self.n_orders = [0, 0]
-        self.best = [0, 0]
+
+    @property
+    def best(self) -> tuple[int, int]:
+        return self.prices[0][-1], self.prices[1][0]
 
     def add(self, side: int, price: int, oid: int, size: int) -> None:
         lvl = self.orders[side].get(price)
         if lvl is None:
             lvl = self.orders[side][price] = deque()
             self.qty[side][price] = 0
-            if side == 0 and price > self.best[0] or side == 1 and price < self.best[1]:
-                self.best[side] = price
+            bisect.insort(self.prices[side], price)
         lvl.append([oid, size])
         self.qty[side][price] += size
         self.n_orders[side] += 1
@@ -96,57 +108,40 @@ class _Book:
             del lvl[idx]
             self.n_orders[side] -= 1
             if not lvl:
-                del self.orders[side][price]
-                del self.qty[side][price]
-                if price == self.best[side]:
-                    self._rebest(side)
+                self.drop_level(side, price)
 
-    def _rebest(self, side: int) -> None:
-        prices = self.orders[side]
-        if not prices:
-            return
-        step = -self.tick if side == 0 else self.tick
-        p = self.best[side]
-        for _ in range(64):
-            p += step
-            if p in prices:
-                self.best[side] = p
-                return
-        self.best[side] = max(prices) if side == 0 else min(prices)
+    def drop_level(self, side: int, price: int) -> None:
+        self.n_orders[side] -= len(self.orders[side][price])
+        del self.orders[side][price], self.qty[side][price]
+        ps = self.prices[side]
+        del ps[bisect.bisect_left(ps, price)]
 
     def visible(self, side: int, n: int) -> list[int]:
-        """The n best occupied prices on a side (fewer if the side is thin)."""
-        out, prices = [], self.orders[side]
-        p, step = self.best[side], (-self.tick if side == 0 else self.tick)
-        for _ in range(40 * n + 64):
-            if p in prices:
-                out.append(p)
-                if len(out) == n:
-                    break
-            p += step
-        return out
+        """The n best occupied prices on a side (fewer if the side is thin), best first."""
+        ps = self.prices[side]
+        return ps[: -n - 1 : -1] if side == 0 else ps[:n]
 
 
 def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
     """Run the model; returns (messages (M, 6) with time in ns, orderbook (M, 4*levels)) as int64 arrays."""
     r = random.Random(cfg.seed)
     L, tick = cfg.levels, cfg.tick
-    K = cfg.depth or L + 10
+    K = max(cfg.depth, L + 2)
     book = _Book(tick)
     oid = 10_000_000
-    book.best = [cfg.start_price - tick, cfg.start_price + tick]
     for side, sgn in ((0, -1), (1, 1)):
         for i in range(K):
-            for _ in range(r.randint(2, 6)):
+            for _ in range(r.randint(1, 3)):
                 oid += 1
-                book.add(side, book.best[side] + sgn * i * tick, oid, _lot(r))
+                book.add(side, cfg.start_price + sgn * (i + 1) * tick, oid, _lot(r))
     msgs = np.zeros((cfg.events, 6), dtype=np.int64)
     obs = np.zeros((cfg.events, 4 * L), dtype=np.int64)
-    weights = [(i + 1) ** -0.9 for i in range(K)]
+    weights = [(i + 1) ** -cfg.placement for i in range(K)]
     cum = np.cumsum(weights).tolist()
     rho = 1.0 - 1.0 / cfg.persistence
     noise = (1.0 - rho * rho) ** 0.5
     z = 0.0
+    value = float(cfg.start_price)
     t_ns = OPEN_S * 1_000_000_000
     dt_mean = 0.5 * (CLOSE_S - OPEN_S) / cfg.events * 1e9  # the generated day always fits in the session
     n = 0
@@ -180,20 +175,23 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
         if t_ns >= CLOSE_S * 1_000_000_000:
             break
         z = rho * z + noise * r.gauss(0.0, 1.0)
-        pi = math.tanh(z)  # informed tilt in (-1, 1)
+        value += cfg.value_vol * tick * r.gauss(0.0, 1.0)
+        mid2 = book.prices[0][-1] + book.prices[1][0]
+        pi = math.tanh((value - mid2 / 2) / (cfg.mispricing * tick) + 1.0 * z)  # informed tilt in (-1, 1)
         qb, qa = book.qty[0].get(book.best[0], 0), book.qty[1].get(book.best[1], 0)
         u = r.random()
         # keep both sides deep enough that the visible levels never run dry
         for side in (0, 1):
             if len(book.orders[side]) < L + 2:
-                far = book.visible(side, K + 5)
-                price = (far[-1] if far else book.best[side]) + (-tick if side == 0 else tick)
+                price = book.visible(side, K + 5)[-1] + (-tick if side == 0 else tick)
                 oid += 1
                 book.add(side, price, oid, _lot(r))
                 record(1, oid, book.orders[side][price][-1][1], price, 1 if side == 0 else -1)
         if n >= cfg.events:
             break
-        if u < cfg.p_market:
+        rate_c = cfg.cancel_rate * (book.n_orders[0] + book.n_orders[1])
+        u *= cfg.limit_rate + cfg.market_rate + rate_c
+        if u < cfg.market_rate:
             imb = (qb - qa) / (qb + qa) if qb + qa else 0.0
             buy = r.random() < 0.5 + 0.5 * cfg.informed * pi + 0.15 * imb
             side = 1 if buy else 0  # the side whose resting orders are executed
@@ -208,7 +206,7 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
             for _ in range(2):
                 price = book.best[side]
                 lvl = book.orders[side][price]
-                while size > 0 and lvl and price in book.orders[side]:
+                while size > 0 and price in book.orders[side]:
                     o = lvl[0]
                     fill = min(size, o[1])
                     order_id = o[0]
@@ -219,9 +217,9 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
                         break
                 if size <= 0 or n >= cfg.events or len(book.orders[side]) <= L + 2:
                     break
-        elif u < cfg.p_market + cfg.p_cancel:
+        elif u < cfg.market_rate + rate_c:
             side = 0 if r.random() < 0.5 - 0.2 * pi else 1
-            if book.n_orders[side] <= 2 * (L + 2):
+            if book.n_orders[side] <= L + 2:
                 continue
             # a uniformly chosen resting order among the K best levels: cancel intensity grows with queue count
             prices = book.visible(side, K)
@@ -232,7 +230,7 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
                     break
                 k -= c
             order = book.orders[side][p][k]
-            partial = order[1] > 1 and r.random() < 0.3
+            partial = order[1] > 1 and r.random() < 0.05
             size = r.randint(1, order[1] - 1) if partial else order[1]
             order_id = order[0]
             book.reduce(side, p, k, size)
@@ -240,14 +238,10 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
         else:
             side = 0 if r.random() < 0.5 + 0.25 * pi else 1
             sgn = -1 if side == 0 else 1
-            spread_ticks = (book.best[1] - book.best[0]) // tick
-            if spread_ticks > 1 and r.random() < 0.35:
-                price = book.best[side] - sgn * tick  # improve the quote inside the spread
-            else:
-                i = _draw(r, cum)
-                if i == 0 and r.random() > 1.0 / (1.0 + (qb if side == 0 else qa) / cfg.queue_scale):
-                    i = 1  # queue-reactive: a long best queue pushes new orders one tick deeper
-                price = book.best[side] + sgn * i * tick
+            # i + 1 ticks from the opposite best, never crossing it; inside the spread when it is wide
+            price = book.best[1 - side] + sgn * (_draw(r, cum) + 1) * tick
+            if price == book.best[side] and r.random() > 1.0 / (1.0 + (qb if side == 0 else qa) / cfg.queue_scale):
+                price += sgn * tick  # queue-reactive: a long best queue pushes new orders one tick deeper
             oid += 1
             size = _lot(r)
             book.add(side, price, oid, size)
@@ -257,9 +251,8 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
             for side, sgn in ((0, -1), (1, 1)):
                 vis = book.visible(side, L)
                 limit = book.best[side] + sgn * 3 * K * tick
-                for p in [p for p in book.orders[side] if (p - limit) * sgn > 0 and (not vis or (p - vis[-1]) * sgn > 0)]:
-                    book.n_orders[side] -= len(book.orders[side][p])
-                    del book.orders[side][p], book.qty[side][p]
+                for p in [p for p in book.prices[side] if (p - limit) * sgn > 0 and (p - vis[-1]) * sgn > 0]:
+                    book.drop_level(side, p)
     return msgs[:n], obs[:n]
 
 
@@ -336,3 +329,16 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+GENERATOR_VERSION = 1  # bump when the model changes, so cached synthetic days are regenerated
+
+
+def load_day(levels: int = 10, events: int = 200_000, seed: int = 0, symbol: str = "SYN", date: str = "2012-06-21",
+             dir: str = ".lobnet_cache/synthetic", strict: bool = True):
+    """The synthetic day as an events table: generated into ``dir`` once (deterministic per seed), then read
+    back through the LOBSTER reader like any real file."""
+    from .lobster import read_lobster
+
+    cfg = SyntheticConfig(levels=levels, events=events, seed=seed, symbol=symbol, date=date)
+    return read_lobster(ensure_day(cfg, Path(dir) / f"v{GENERATOR_VERSION}"), strict=strict)

@@ -1,5 +1,13 @@
 """Causal order-flow features, each defined once (:mod:`lobnet.features.catalogue`)."""
 
-from .catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams, compute_features, feature_names, warmup
+from .catalogue import (
+    CATALOGUE,
+    DEFAULT_GROUPS,
+    FeatureParams,
+    FeatureSpec,
+    compute_features,
+    feature_names,
+    warmup,
+)
 
-__all__ = ["CATALOGUE", "DEFAULT_GROUPS", "FeatureParams", "compute_features", "feature_names", "warmup"]
+__all__ = ["CATALOGUE", "DEFAULT_GROUPS", "FeatureParams", "FeatureSpec", "compute_features", "feature_names", "warmup"]

@@ -35,6 +35,25 @@ class FeatureParams:
 
 
 @dataclass(frozen=True)
+class FeatureSpec:
+    """The feature configuration (``conf/features``): which groups, and the units. Levels come from the data."""
+
+    groups: tuple[str, ...] = ()
+    tick: int = DEFAULT_TICK
+    price_scale: int = PRICE_SCALE
+    depth_levels: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "groups", tuple(self.groups) or tuple(DEFAULT_GROUPS))
+        unknown = [g for g in self.groups if g not in CATALOGUE]
+        if unknown:
+            raise ValueError(f"unknown feature groups {unknown}; known: {list(CATALOGUE)}")
+
+    def params(self, levels: int) -> FeatureParams:
+        return FeatureParams(levels=levels, tick=self.tick, price_scale=self.price_scale, depth_levels=self.depth_levels)
+
+
+@dataclass(frozen=True)
 class Feature:
     name: str
     columns: Callable[[FeatureParams], list[str]]

@@ -1,0 +1,30 @@
+"""Shared plumbing for the Hydra entry points: where the configs live, and turning bad input into one
+``error:`` line on stderr and a non-zero exit instead of a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from .data.errors import LobDataError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+EXIT_BAD_INPUT = 2
+
+
+def reports_errors(fn):
+    """Run ``fn``; a LobDataError (bad input) or a config ValueError prints ``error: ...`` and exits 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LobDataError as e:
+            print(f"error: {e.message}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        except (ValueError, KeyError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper

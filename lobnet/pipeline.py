@@ -1,0 +1,183 @@
+"""The prepare step as library code: events (cached by input content) -> features + targets -> Parquet.
+
+Entry points (:mod:`lobnet.prepare`) compose a Hydra config and call :func:`prepare` with plain objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from . import __version__
+from .data.quotes import locked_crossed_counts
+from .data.schema import day_groups, n_levels
+from .features import FeatureSpec, compute_features, feature_names, warmup
+from .labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
+from .splits import walk_forward
+
+CACHE_VERSION = 1  # bump when the events schema or the prepared layout changes
+
+
+def _hash_file(path: Path, h: Any) -> None:
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """The files a reader will read for ``path``: the file itself plus its LOBSTER partner or AlgoSeek trade
+    file, or every file under a folder."""
+    p = Path(path)
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    files = [p]
+    for a, b in (("_message_", "_orderbook_"), ("_orderbook_", "_message_"), ("_quote.zip", "_trade.zip")):
+        if a in p.name and (q := p.with_name(p.name.replace(a, b))).exists():
+            files.append(q)
+    return sorted(f for f in files if f.exists())
+
+
+def content_key(*parts: Any, files: list[Path] = ()) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_VERSION, __version__, *parts], sort_keys=True, default=str).encode())
+    for f in files:
+        h.update(f.name.encode())
+        _hash_file(f, h)
+    return h.hexdigest()[:24]
+
+
+def _call(target: str, kwargs: dict) -> pl.DataFrame:
+    module, _, fn = target.rpartition(".")
+    return getattr(importlib.import_module(module), fn)(**kwargs)
+
+
+def load_events(data: dict, cache_dir: str | Path | None) -> tuple[pl.DataFrame, dict]:
+    """Run the reader named by ``data['_target_']`` with the rest as arguments, reusing a Parquet copy of its
+    output keyed by the reader, its arguments and the content of its input files."""
+    kwargs = {k: v for k, v in data.items() if k != "_target_"}
+    target = data["_target_"]
+    files = input_files(kwargs["path"]) if kwargs.get("path") else []
+    if kwargs.get("path") and not Path(kwargs["path"]).exists():
+        from .data.errors import LobDataError
+
+        raise LobDataError(kwargs["path"], None, "no such file or folder")
+    key = content_key(target, {k: v for k, v in kwargs.items() if k != "path"}, files=files)
+    meta = {"reader": target, "args": kwargs, "events_key": key,
+            "files": [str(f) for f in files], "events_cached": False}
+    cached = Path(cache_dir) / "events" / f"{key}.parquet" if cache_dir else None
+    if cached is not None and cached.exists():
+        meta["events_cached"] = True
+        return pl.read_parquet(cached), meta
+    events = _call(target, kwargs)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}.tmp")
+        events.write_parquet(tmp)
+        os.replace(tmp, cached)
+    return events, meta
+
+
+def prepare(data: dict, features: FeatureSpec, labels: LabelConfig, split: dict, window: int,
+            output_dir: str | Path, cache_dir: str | Path | None = ".lobnet_cache") -> dict:
+    """Read, validate, compute features and targets, and write them as Parquet partitioned by symbol and day
+    under ``output_dir`` with ``summary.json``. Nothing is written unless everything succeeds: the output is
+    built in a temporary folder and renamed into place. Returns the summary."""
+    t0 = time.perf_counter()
+    out = Path(output_dir)
+    events, meta = load_events(data, cache_dir)
+    key = content_key(meta["events_key"], features, labels, split, window)
+    old = out / "summary.json"
+    if old.exists():
+        try:
+            summary = json.loads(old.read_text())
+            if summary.get("cache_key") == key and all((out / p).exists() for p in summary.get("partitions", [])):
+                summary["cached"] = True
+                return summary
+        except (json.JSONDecodeError, OSError):
+            pass
+    levels = n_levels(events)
+    params = features.params(levels)
+    names = feature_names(params, list(features.groups))
+    frame = pl.concat(
+        [compute_features(events, params, list(features.groups)), compute_targets(events, labels, params)],
+        how="horizontal",
+    )
+    groups = day_groups(frame)
+    folds = walk_forward([(s, e) for _, _, s, e in groups], window=window, max_horizon=max(labels.horizons),
+                         warmup=warmup(list(features.groups)), day_names=[f"{s} {d}" for s, d, _, _ in groups], **split)
+    # label classes with thresholds fitted on the first fold's training samples (the dataset refits per fold)
+    alphas, ys, _ = labels_for_fold(frame, folds[0].train, labels)
+    frame = frame.with_columns([pl.Series(f"label_{k}", y, dtype=pl.Int8) for k, y in zip(labels.horizons, ys, strict=True)])
+    samples = np.concatenate([f for f in [folds[0].train, folds[0].val, folds[0].test]])
+    seconds = time.perf_counter() - t0
+
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        partitions = []
+        for sym, date, s, e in groups:
+            rel = f"symbol={sym}/date={date}/part-0.parquet"
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            frame.slice(s, e - s).write_parquet(tmp / rel)
+            partitions.append(rel)
+        summary = {
+            "source": meta["reader"].rsplit(".", 1)[-1].replace("read_", "").replace("load_day", "synthetic"),
+            "reader": meta["reader"],
+            "reader_args": meta["args"],
+            "files": meta["files"],
+            "symbols": sorted({g[0] for g in groups}),
+            "days": sorted({str(g[1]) for g in groups}),
+            "levels": levels,
+            "n_events": frame.height,
+            "n_features": len(names),
+            "feature_names": names,
+            "feature_groups": list(features.groups),
+            "warmup_events": warmup(list(features.groups)),
+            "horizons": list(labels.horizons),
+            "label_method": labels.method,
+            "label_targets": [labels.target(k) for k in labels.horizons],
+            "alpha_mode": labels.alpha_mode,
+            "alphas_fold0": dict(zip(map(str, labels.horizons), alphas, strict=True)),
+            "label_counts": {str(k): class_counts(y[samples]) for k, y in zip(labels.horizons, ys, strict=True)},
+            "label_classes": list(CLASS_NAMES),
+            "window": window,
+            "folds": [f.describe() for f in folds],
+            "seconds": round(seconds, 3),
+            "events_per_s": round(frame.height / seconds, 1),
+            "events_cached": meta["events_cached"],
+            "cached": False,
+            "cache_key": key,
+            "partitions": partitions,
+        }
+        if levels == 1:
+            summary["locked_crossed"] = locked_crossed_counts(events)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        if out.exists():
+            stale = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, stale)
+            os.replace(tmp, out)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def load_prepared(output_dir: str | Path) -> tuple[pl.DataFrame, dict]:
+    """The prepared table (all partitions, in order) and its summary."""
+    out = Path(output_dir)
+    summary = json.loads((out / "summary.json").read_text())
+    frame = pl.concat([pl.read_parquet(out / p) for p in summary["partitions"]])
+    return frame, summary
