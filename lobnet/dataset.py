@@ -64,7 +64,9 @@ def rolling_zscore(frame: pl.DataFrame, names: list[str], window: int) -> np.nda
         x = pl.col(c).cast(pl.Float64)
         m = x.rolling_mean(window, min_samples=2).over(day)
         s = x.rolling_std(window, min_samples=2).over(day)
-        exprs.append(pl.when(s > 1e-12).then((x - m) / s).otherwise(0.0).fill_nan(0.0).fill_null(0.0).cast(pl.Float32).alias(c))
+        exprs.append(
+            pl.when(s > 1e-12).then((x - m) / s).otherwise(0.0).fill_nan(0.0).fill_null(0.0).cast(pl.Float32).alias(c)
+        )
     return np.ascontiguousarray(frame.select(exprs).to_numpy(), dtype=np.float32)
 
 
@@ -100,9 +102,17 @@ class FoldData:
     horizons: tuple[int, ...]
 
     @classmethod
-    def build(cls, frame: pl.DataFrame, feature_names: list[str], fold: Fold, labels: LabelConfig, window: int,
-              normalization: str = "train_zscore", rolling_window: int = 1000, X_raw: np.ndarray | None = None
-              ) -> FoldData:
+    def build(
+        cls,
+        frame: pl.DataFrame,
+        feature_names: list[str],
+        fold: Fold,
+        labels: LabelConfig,
+        window: int,
+        normalization: str = "train_zscore",
+        rolling_window: int = 1000,
+        X_raw: np.ndarray | None = None,
+    ) -> FoldData:
         n = frame.height
         X_raw = feature_matrix(frame, feature_names) if X_raw is None else X_raw
         if normalization == "train_zscore":
@@ -133,8 +143,14 @@ class LOBDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.data.train, batch_size=self.batch_size, shuffle=True, generator=g,
-                          num_workers=self.num_workers, drop_last=False)
+        return DataLoader(
+            self.data.train,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=g,
+            num_workers=self.num_workers,
+            drop_last=False,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.data.val, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)

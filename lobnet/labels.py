@@ -68,7 +68,9 @@ def compute_targets(events: pl.DataFrame, cfg: LabelConfig, params: FeatureParam
     B = PolarsBackend()
     mid_def = CATALOGUE["mid"].define(B, params)["mid"]
     spread_def = CATALOGUE["spread"].define(B, params)["spread"]
-    events = events.with_columns(mid_def.alias("_mid"), (spread_def * params.tick / params.price_scale / mid_def).alias("spread_rel"))
+    events = events.with_columns(
+        mid_def.alias("_mid"), (spread_def * params.tick / params.price_scale / mid_def).alias("spread_rel")
+    )
     mid = pl.col("_mid")
     exprs = [pl.col("spread_rel")]
     for k in cfg.horizons:
@@ -119,8 +121,9 @@ def class_counts(labels: np.ndarray) -> dict[str, int]:
     return {name: int((labels == c).sum()) for c, name in enumerate(CLASS_NAMES)}
 
 
-def labels_for_fold(frame: pl.DataFrame, train: np.ndarray, cfg: LabelConfig
-                    ) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
+def labels_for_fold(
+    frame: pl.DataFrame, train: np.ndarray, cfg: LabelConfig
+) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
     """Class thresholds fitted on the training samples only, the class labels of every row, and the future
     log returns. One place decides labels for the dataset and for ``lobnet-prepare``'s summary."""
     rel_spread = None

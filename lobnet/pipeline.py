@@ -72,8 +72,13 @@ def load_events(data: dict, cache_dir: str | Path | None) -> tuple[pl.DataFrame,
 
         raise LobDataError(kwargs["path"], None, "no such file or folder")
     key = content_key(target, {k: v for k, v in kwargs.items() if k != "path"}, files=files)
-    meta = {"reader": target, "args": kwargs, "events_key": key,
-            "files": [str(f) for f in files], "events_cached": False}
+    meta = {
+        "reader": target,
+        "args": kwargs,
+        "events_key": key,
+        "files": [str(f) for f in files],
+        "events_cached": False,
+    }
     cached = Path(cache_dir) / "events" / f"{key}.parquet" if cache_dir else None
     if cached is not None and cached.exists():
         meta["events_cached"] = True
@@ -87,8 +92,15 @@ def load_events(data: dict, cache_dir: str | Path | None) -> tuple[pl.DataFrame,
     return events, meta
 
 
-def prepare(data: dict, features: FeatureSpec, labels: LabelConfig, split: dict, window: int,
-            output_dir: str | Path, cache_dir: str | Path | None = ".lobnet_cache") -> dict:
+def prepare(
+    data: dict,
+    features: FeatureSpec,
+    labels: LabelConfig,
+    split: dict,
+    window: int,
+    output_dir: str | Path,
+    cache_dir: str | Path | None = ".lobnet_cache",
+) -> dict:
     """Read, validate, compute features and targets, and write them as Parquet partitioned by symbol and day
     under ``output_dir`` with ``summary.json``. Nothing is written unless everything succeeds: the output is
     built in a temporary folder and renamed into place. Returns the summary."""
@@ -113,11 +125,19 @@ def prepare(data: dict, features: FeatureSpec, labels: LabelConfig, split: dict,
         how="horizontal",
     )
     groups = day_groups(frame)
-    folds = walk_forward([(s, e) for _, _, s, e in groups], window=window, max_horizon=max(labels.horizons),
-                         warmup=warmup(list(features.groups)), day_names=[f"{s} {d}" for s, d, _, _ in groups], **split)
+    folds = walk_forward(
+        [(s, e) for _, _, s, e in groups],
+        window=window,
+        max_horizon=max(labels.horizons),
+        warmup=warmup(list(features.groups)),
+        day_names=[f"{s} {d}" for s, d, _, _ in groups],
+        **split,
+    )
     # label classes with thresholds fitted on the first fold's training samples (the dataset refits per fold)
     alphas, ys, _ = labels_for_fold(frame, folds[0].train, labels)
-    frame = frame.with_columns([pl.Series(f"label_{k}", y, dtype=pl.Int8) for k, y in zip(labels.horizons, ys, strict=True)])
+    frame = frame.with_columns(
+        [pl.Series(f"label_{k}", y, dtype=pl.Int8) for k, y in zip(labels.horizons, ys, strict=True)]
+    )
     samples = np.concatenate([f for f in [folds[0].train, folds[0].val, folds[0].test]])
     seconds = time.perf_counter() - t0
 

@@ -1,8 +1,8 @@
 """``lobnet-prepare``: compose the config, run :func:`lobnet.pipeline.prepare`, print what it did.
 
-    lobnet-prepare data=lobster data.path=PATH output_dir=DIR
-    lobnet-prepare data=quotes data.path=../shared/data/quotes/aig output_dir=DIR
-    lobnet-prepare data=synthetic output_dir=DIR
+lobnet-prepare data=lobster data.path=PATH output_dir=DIR
+lobnet-prepare data=quotes data.path=../shared/data/quotes/aig output_dir=DIR
+lobnet-prepare data=synthetic output_dir=DIR
 """
 
 from __future__ import annotations

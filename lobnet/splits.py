@@ -55,8 +55,9 @@ def sample_rows(day_bounds: list[tuple[int, int]], window: int, max_horizon: int
     return out
 
 
-def purge(candidates: np.ndarray, later: list[np.ndarray], window: int, max_horizon: int, embargo: int = 0
-          ) -> tuple[np.ndarray, int, int]:
+def purge(
+    candidates: np.ndarray, later: list[np.ndarray], window: int, max_horizon: int, embargo: int = 0
+) -> tuple[np.ndarray, int, int]:
     """Drop candidate samples that share a row with any sample of the ``later`` blocks, and those starting in
     the ``embargo`` rows after a block. Returns (kept, n_purged, n_embargoed)."""
     keep = np.ones(candidates.size, dtype=bool)
@@ -105,7 +106,9 @@ def walk_forward(
     elif unit == "blocks":
         allrows = np.concatenate(per_day) if per_day else np.empty(0, dtype=np.int64)
         if allrows.size < blocks:
-            raise ValueError(f"{allrows.size} samples cannot be cut into {blocks} blocks (window {window}, horizon {max_horizon})")
+            raise ValueError(
+                f"{allrows.size} samples cannot be cut into {blocks} blocks (window {window}, horizon {max_horizon})"
+            )
         units = np.array_split(allrows, blocks)
         names = [f"block {i}" for i in range(blocks)]
         n_train = train_blocks
@@ -122,7 +125,18 @@ def walk_forward(
         train, p_tr, emb = purge(train, [val, test], window, max_horizon, embargo)
         val_kept, p_val, _ = purge(val, [test], window, max_horizon, embargo)
         label_tr = names[first] if len(tr_units) == 1 else f"{names[first]}..{names[i + n_train - 1]}"
-        folds.append(Fold(len(folds), train, val_kept, test, p_tr, p_val, emb, (label_tr, names[i + n_train], names[i + n_train + 1])))
+        folds.append(
+            Fold(
+                len(folds),
+                train,
+                val_kept,
+                test,
+                p_tr,
+                p_val,
+                emb,
+                (label_tr, names[i + n_train], names[i + n_train + 1]),
+            )
+        )
         if max_folds is not None and len(folds) >= max_folds:
             break
     return folds

@@ -21,8 +21,24 @@ from .quotes import consolidate_nbbo, locked_crossed_counts, read_quotes
 from .schema import EventType, level_columns, n_levels
 
 __all__ = [
-    "ArchiveError", "BookConsistencyError", "ColumnCountError", "CrossedBookError", "EmptyFileError",
-    "EventTypeError", "FileNameError", "LobDataError", "NegativeValueError", "ParseError",
-    "RowCountMismatchError", "SchemaError", "TimeOrderError", "EventType", "consolidate_nbbo",
-    "level_columns", "locked_crossed_counts", "n_levels", "read_lobster", "read_quotes",
+    "ArchiveError",
+    "BookConsistencyError",
+    "ColumnCountError",
+    "CrossedBookError",
+    "EmptyFileError",
+    "EventTypeError",
+    "FileNameError",
+    "LobDataError",
+    "NegativeValueError",
+    "ParseError",
+    "RowCountMismatchError",
+    "SchemaError",
+    "TimeOrderError",
+    "EventType",
+    "consolidate_nbbo",
+    "level_columns",
+    "locked_crossed_counts",
+    "n_levels",
+    "read_lobster",
+    "read_quotes",
 ]

@@ -71,7 +71,9 @@ def parse_name(name: str) -> LobsterName:
     """Parse a LOBSTER file name; raises :class:`FileNameError`."""
     m = NAME_RE.match(Path(name).name)
     if not m:
-        raise FileNameError(name, None, "not a LOBSTER file name (TICKER_DATE_STARTMS_ENDMS_{message|orderbook}_LEVEL.csv)")
+        raise FileNameError(
+            name, None, "not a LOBSTER file name (TICKER_DATE_STARTMS_ENDMS_{message|orderbook}_LEVEL.csv)"
+        )
     try:
         date = dt.date.fromisoformat(m["date"])
     except ValueError:
@@ -180,7 +182,9 @@ def read_lobster(
         sym = symbol or (meta.symbol if meta else None)
         day = date or (meta.date if meta else None)
         if sym is None or day is None:
-            raise FileNameError(pair.message_name, None, "cannot parse symbol and date from the file name; pass symbol= and date=")
+            raise FileNameError(
+                pair.message_name, None, "cannot parse symbol and date from the file name; pass symbol= and date="
+            )
         lv = levels or (meta.levels if meta else None)
         frames.append(_read_pair(pair, sym, day, lv, strict))
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
@@ -189,7 +193,7 @@ def read_lobster(
 def _read_pair(pair: _Pair, symbol: str, date: dt.date, levels: int | None, strict: bool) -> pl.DataFrame:
     msg = read_numeric_csv(pair.message, pair.message_name, MESSAGE_COLUMNS)
     if levels is None:  # unparsable name with explicit symbol/date: infer from the orderbook's width
-        first = (pair.orderbook if isinstance(pair.orderbook, bytes) else Path(pair.orderbook).read_bytes()[:65536])
+        first = pair.orderbook if isinstance(pair.orderbook, bytes) else Path(pair.orderbook).read_bytes()[:65536]
         width = first.split(b"\n", 1)[0].count(b",") + 1
         if width % 4:
             raise ColumnCountError(pair.orderbook_name, 1, f"{width} fields is not 4 x levels")
@@ -200,7 +204,9 @@ def _read_pair(pair: _Pair, symbol: str, date: dt.date, levels: int | None, stri
     book = read_numeric_csv(pair.orderbook, pair.orderbook_name, {c: pl.Int64() for c in book_cols})
     if msg.height != book.height:
         raise RowCountMismatchError(
-            pair.orderbook_name, None, f"{book.height} orderbook rows but {msg.height} message rows in {pair.message_name}"
+            pair.orderbook_name,
+            None,
+            f"{book.height} orderbook rows but {msg.height} message rows in {pair.message_name}",
         )
     _validate_messages(msg, pair.message_name)
     _validate_book(book, levels, pair.orderbook_name)
@@ -209,8 +215,18 @@ def _read_pair(pair: _Pair, symbol: str, date: dt.date, levels: int | None, stri
     # dummy prices of unoccupied levels become nulls, so that no feature can do arithmetic on them
     nulled = []
     for m in range(1, levels + 1):
-        nulled.append(pl.when(pl.col(f"ask_px_{m}") == LOBSTER_DUMMY_ASK).then(None).otherwise(pl.col(f"ask_px_{m}")).alias(f"ask_px_{m}"))
-        nulled.append(pl.when(pl.col(f"bid_px_{m}") == LOBSTER_DUMMY_BID).then(None).otherwise(pl.col(f"bid_px_{m}")).alias(f"bid_px_{m}"))
+        nulled.append(
+            pl.when(pl.col(f"ask_px_{m}") == LOBSTER_DUMMY_ASK)
+            .then(None)
+            .otherwise(pl.col(f"ask_px_{m}"))
+            .alias(f"ask_px_{m}")
+        )
+        nulled.append(
+            pl.when(pl.col(f"bid_px_{m}") == LOBSTER_DUMMY_BID)
+            .then(None)
+            .otherwise(pl.col(f"bid_px_{m}"))
+            .alias(f"bid_px_{m}")
+        )
     df = pl.concat([msg, book.with_columns(nulled)], how="horizontal").with_columns(
         pl.lit(symbol).alias("symbol"),
         pl.lit(date).alias("date"),
@@ -316,8 +332,15 @@ def check_consistency(msg: pl.DataFrame, book: pl.DataFrame, levels: int, name: 
         why = np.where(m4 & ~bad, 3, why)
         bad |= m4
     if (i := _first(bad)) is not None:
-        names = {1: "new limit order", 2: "partial cancellation", 3: "deletion", 4: "visible execution",
-                 5: "hidden execution", 6: "cross trade", 7: "trading halt"}
+        names = {
+            1: "new limit order",
+            2: "partial cancellation",
+            3: "deletion",
+            4: "visible execution",
+            5: "hidden execution",
+            6: "cross trade",
+            7: "trading halt",
+        }
         t, s, p, d = int(typ[i]), int(size[i]), int(price[i]), int(direction[i])
         side = "bid" if d == 1 else "ask"
         reason = {

@@ -163,7 +163,10 @@ def consolidate_nbbo(quotes: pl.DataFrame, by_exchange: bool = True) -> pl.DataF
         for side in ("ask", "bid"):
             upd = pl.col(f"{side}_px") > 0
             cols += [
-                pl.when(upd).then(pl.when(pl.col(f"{side}_sz") > 0).then(pl.col(f"{side}_px")).otherwise(0)).forward_fill().alias(f"{side}_px_1"),
+                pl.when(upd)
+                .then(pl.when(pl.col(f"{side}_sz") > 0).then(pl.col(f"{side}_px")).otherwise(0))
+                .forward_fill()
+                .alias(f"{side}_px_1"),
                 pl.when(upd).then(pl.col(f"{side}_sz")).forward_fill().fill_null(0).alias(f"{side}_sz_1"),
             ]
         q = q.select("time", *cols).with_columns(
@@ -178,7 +181,10 @@ def consolidate_nbbo(quotes: pl.DataFrame, by_exchange: bool = True) -> pl.DataF
             # 0 marks a withdrawn quote; forward fill carries each exchange's latest quote through other rows
             px = pl.when(upd).then(pl.when(pl.col(f"{side}_sz") > 0).then(pl.col(f"{side}_px")).otherwise(0))
             sz = pl.when(upd).then(pl.col(f"{side}_sz"))
-            state += [px.forward_fill().fill_null(0).alias(f"{side}_px_{e}"), sz.forward_fill().fill_null(0).alias(f"{side}_sz_{e}")]
+            state += [
+                px.forward_fill().fill_null(0).alias(f"{side}_px_{e}"),
+                sz.forward_fill().fill_null(0).alias(f"{side}_sz_{e}"),
+            ]
     q = q.select("time", *state)
     bid_px = [pl.col(f"bid_px_{e}") for e in exchanges]
     ask_px = [pl.when(pl.col(f"ask_px_{e}") > 0).then(pl.col(f"ask_px_{e}")) for e in exchanges]
@@ -189,15 +195,27 @@ def consolidate_nbbo(quotes: pl.DataFrame, by_exchange: bool = True) -> pl.DataF
         nbo.alias("ask_px_1"),
     )
     q = q.with_columns(
-        pl.sum_horizontal([pl.when(pl.col(f"bid_px_{e}") == pl.col("bid_px_1")).then(pl.col(f"bid_sz_{e}")).otherwise(0) for e in exchanges]).alias("bid_sz_1"),
-        pl.sum_horizontal([pl.when(pl.col(f"ask_px_{e}") == pl.col("ask_px_1")).then(pl.col(f"ask_sz_{e}")).otherwise(0) for e in exchanges]).alias("ask_sz_1"),
+        pl.sum_horizontal(
+            [
+                pl.when(pl.col(f"bid_px_{e}") == pl.col("bid_px_1")).then(pl.col(f"bid_sz_{e}")).otherwise(0)
+                for e in exchanges
+            ]
+        ).alias("bid_sz_1"),
+        pl.sum_horizontal(
+            [
+                pl.when(pl.col(f"ask_px_{e}") == pl.col("ask_px_1")).then(pl.col(f"ask_sz_{e}")).otherwise(0)
+                for e in exchanges
+            ]
+        ).alias("ask_sz_1"),
     )
     return _changes(q)
 
 
 def _changes(q: pl.DataFrame) -> pl.DataFrame:
     """Collapse rows sharing a timestamp to the last state, then keep only rows where the top of book changed."""
-    q = q.select("time", "ask_px_1", "ask_sz_1", "bid_px_1", "bid_sz_1").unique(subset="time", keep="last", maintain_order=True)
+    q = q.select("time", "ask_px_1", "ask_sz_1", "bid_px_1", "bid_sz_1").unique(
+        subset="time", keep="last", maintain_order=True
+    )
     book = ["ask_px_1", "ask_sz_1", "bid_px_1", "bid_sz_1"]
     changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in book])
     return q.filter(changed | (pl.int_range(pl.len()) == 0))
@@ -210,16 +228,22 @@ def classify_aggressor(price: pl.Expr, bid: pl.Expr, ask: pl.Expr) -> pl.Expr:
     mid2 = bid + ask  # twice the mid, integer
     tick = price.diff().sign().replace(0, None).forward_fill().fill_null(0)
     return (
-        pl.when(ask.is_not_null() & (price >= ask)).then(1)
-        .when(bid.is_not_null() & (price <= bid)).then(-1)
-        .when(bid.is_not_null() & ask.is_not_null() & (2 * price > mid2)).then(1)
-        .when(bid.is_not_null() & ask.is_not_null() & (2 * price < mid2)).then(-1)
+        pl.when(ask.is_not_null() & (price >= ask))
+        .then(1)
+        .when(bid.is_not_null() & (price <= bid))
+        .then(-1)
+        .when(bid.is_not_null() & ask.is_not_null() & (2 * price > mid2))
+        .then(1)
+        .when(bid.is_not_null() & ask.is_not_null() & (2 * price < mid2))
+        .then(-1)
         .otherwise(tick)
         .cast(pl.Int8)
     )
 
 
-def _read_algoseek_day(quote_zip: Path, symbol: str | None, session, with_trades: bool, by_exchange: bool) -> pl.DataFrame:
+def _read_algoseek_day(
+    quote_zip: Path, symbol: str | None, session, with_trades: bool, by_exchange: bool
+) -> pl.DataFrame:
     m = DAY_RE.match(quote_zip.name)
     if not m:
         raise LobDataError(quote_zip, None, "not an AlgoSeek quote archive (YYYYMMDD_quote.zip)")
@@ -229,10 +253,15 @@ def _read_algoseek_day(quote_zip: Path, symbol: str | None, session, with_trades
     q = read_numeric_csv(data, name, QUOTE_COLUMNS)
     _check_times(q["time_ms"].to_numpy(), name)
     _check_nonneg(q, ["bid_px", "bid_sz", "ask_px", "ask_sz"], name)
-    q = q.filter(pl.col("suspicious") == 0).with_columns((pl.col("time_ms") * NS_PER_MS).round().cast(pl.Int64).alias("time"))
+    q = q.filter(pl.col("suspicious") == 0).with_columns(
+        (pl.col("time_ms") * NS_PER_MS).round().cast(pl.Int64).alias("time")
+    )
     nbbo = consolidate_nbbo(q, by_exchange).with_columns(
-        pl.lit(int(EventType.QUOTE)).alias("type"), pl.lit(0).alias("size"), pl.lit(0).alias("price"),
-        pl.lit(0).alias("direction"), pl.lit(1).alias("_order"),
+        pl.lit(int(EventType.QUOTE)).alias("type"),
+        pl.lit(0).alias("size"),
+        pl.lit(0).alias("price"),
+        pl.lit(0).alias("direction"),
+        pl.lit(1).alias("_order"),
     )
     parts = [nbbo]
     trade_zip = quote_zip.with_name(quote_zip.name.replace("_quote.zip", "_trade.zip"))
@@ -241,10 +270,14 @@ def _read_algoseek_day(quote_zip: Path, symbol: str | None, session, with_trades
         t = read_numeric_csv(tdata, tname, TRADE_COLUMNS)
         _check_times(t["time_ms"].to_numpy(), tname)
         _check_nonneg(t, ["price", "size"], tname)
-        t = t.filter(pl.col("suspicious") == 0).with_columns((pl.col("time_ms") * NS_PER_MS).round().cast(pl.Int64).alias("time"))
+        t = t.filter(pl.col("suspicious") == 0).with_columns(
+            (pl.col("time_ms") * NS_PER_MS).round().cast(pl.Int64).alias("time")
+        )
         # the NBBO prevailing strictly before the trade: a quote at the same instant may be the trade's effect
         t = t.select("time", "price", "size").join_asof(
-            nbbo.select("time", "ask_px_1", "ask_sz_1", "bid_px_1", "bid_sz_1"), on="time", strategy="backward",
+            nbbo.select("time", "ask_px_1", "ask_sz_1", "bid_px_1", "bid_sz_1"),
+            on="time",
+            strategy="backward",
             allow_exact_matches=False,
         )
         aggressor = classify_aggressor(pl.col("price"), pl.col("bid_px_1"), pl.col("ask_px_1"))
@@ -264,7 +297,9 @@ GENERIC_FIELDS = ("time", "bid_px", "bid_sz", "ask_px", "ask_sz")
 TIME_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
-def _read_generic(path: Path, symbol, date, session, columns: dict[str, str], time_unit: str, mult: float) -> pl.DataFrame:
+def _read_generic(
+    path: Path, symbol, date, session, columns: dict[str, str], time_unit: str, mult: float
+) -> pl.DataFrame:
     name = str(path)
     try:
         if path.suffix == ".parquet":
@@ -293,9 +328,15 @@ def _read_generic(path: Path, symbol, date, session, columns: dict[str, str], ti
         if ts.dtype == pl.Utf8:
             ts = ts.str.to_datetime(time_unit="ns", strict=False)
         ts = ts.cast(pl.Datetime("ns"))
-        raw = raw.with_columns(ts.dt.date().alias("date"),
-                               (ts.dt.hour().cast(pl.Int64) * 3_600_000_000_000 + ts.dt.minute().cast(pl.Int64) * 60_000_000_000
-                                + ts.dt.second().cast(pl.Int64) * 1_000_000_000 + ts.dt.nanosecond().cast(pl.Int64)).alias("time_ns"))
+        raw = raw.with_columns(
+            ts.dt.date().alias("date"),
+            (
+                ts.dt.hour().cast(pl.Int64) * 3_600_000_000_000
+                + ts.dt.minute().cast(pl.Int64) * 60_000_000_000
+                + ts.dt.second().cast(pl.Int64) * 1_000_000_000
+                + ts.dt.nanosecond().cast(pl.Int64)
+            ).alias("time_ns"),
+        )
     elif time_unit in TIME_UNITS:
         raw = raw.with_columns((t.cast(pl.Float64) * TIME_UNITS[time_unit]).round().cast(pl.Int64).alias("time_ns"))
         if "date" in columns:
@@ -308,9 +349,12 @@ def _read_generic(path: Path, symbol, date, session, columns: dict[str, str], ti
         raise SchemaError(name, None, f"unknown time_unit {time_unit!r} (s, ms, us, ns, datetime)")
     px = {f: (pl.col(cmap[f]).cast(pl.Float64) * mult).round().cast(pl.Int64) for f in ("bid_px", "ask_px")}
     ev = raw.select(
-        pl.col("date"), pl.col("time_ns").alias("time"),
-        pl.when(px["ask_px"] > 0).then(px["ask_px"]).alias("ask_px_1"), pl.col(cmap["ask_sz"]).cast(pl.Int64).alias("ask_sz_1"),
-        pl.when(px["bid_px"] > 0).then(px["bid_px"]).alias("bid_px_1"), pl.col(cmap["bid_sz"]).cast(pl.Int64).alias("bid_sz_1"),
+        pl.col("date"),
+        pl.col("time_ns").alias("time"),
+        pl.when(px["ask_px"] > 0).then(px["ask_px"]).alias("ask_px_1"),
+        pl.col(cmap["ask_sz"]).cast(pl.Int64).alias("ask_sz_1"),
+        pl.when(px["bid_px"] > 0).then(px["bid_px"]).alias("bid_px_1"),
+        pl.col(cmap["bid_sz"]).cast(pl.Int64).alias("bid_sz_1"),
     )
     _check_nonneg(ev.fill_null(0), ["ask_sz_1", "bid_sz_1"], name)
     for d, grp in ev.with_row_index("_i").group_by("date", maintain_order=True):
@@ -322,8 +366,12 @@ def _read_generic(path: Path, symbol, date, session, columns: dict[str, str], ti
         lo, hi = _hhmm_ns(session[0]), _hhmm_ns(session[1])
         ev = ev.filter((pl.col("time") >= lo) & (pl.col("time") < hi))
     ev = ev.with_columns(
-        pl.lit(symbol or path.stem.split("_")[0].upper()).alias("symbol"), pl.lit(int(EventType.QUOTE)).alias("type"),
-        pl.lit(0).alias("order_id"), pl.lit(0).alias("size"), pl.lit(0).alias("price"), pl.lit(0).alias("direction"),
+        pl.lit(symbol or path.stem.split("_")[0].upper()).alias("symbol"),
+        pl.lit(int(EventType.QUOTE)).alias("type"),
+        pl.lit(0).alias("order_id"),
+        pl.lit(0).alias("size"),
+        pl.lit(0).alias("price"),
+        pl.lit(0).alias("direction"),
     )
     return conform(ev.sort(["date", "time"], maintain_order=True), 1)
 
@@ -332,7 +380,7 @@ def locked_crossed_counts(events: pl.DataFrame) -> dict[str, int]:
     """Counts of locked (ask == bid) and crossed (ask < bid) top-of-book events, the documented exceptions in
     consolidated multi-venue quotes (a stale quote on one venue can cross another's)."""
     a, b = pl.col("ask_px_1"), pl.col("bid_px_1")
-    r = events.select((a == b).sum().alias("locked"), (a < b).sum().alias("crossed"), pl.len().alias("events")).row(0, named=True)
+    r = events.select((a == b).sum().alias("locked"), (a < b).sum().alias("crossed"), pl.len().alias("events")).row(
+        0, named=True
+    )
     return {k: int(v or 0) for k, v in r.items()}
-
-

@@ -225,10 +225,11 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
             prices = book.visible(side, K)
             counts = [len(book.orders[side][p]) for p in prices]
             k = r.randrange(sum(counts))
-            for p, c in zip(prices, counts, strict=True):
-                if k < c:
-                    break
-                k -= c
+            j = 0
+            while k >= counts[j]:
+                k -= counts[j]
+                j += 1
+            p = prices[j]
             order = book.orders[side][p][k]
             partial = order[1] > 1 and r.random() < 0.05
             size = r.randint(1, order[1] - 1) if partial else order[1]
@@ -290,8 +291,14 @@ def write_day(cfg: SyntheticConfig, out_dir: str | Path) -> Path:
     t = msgs[:, 0]
     msg = pl.DataFrame(
         {
-            "time": pl.Series(t // 1_000_000_000).cast(pl.Utf8) + "." + pl.Series(t % 1_000_000_000).cast(pl.Utf8).str.zfill(9),
-            "type": msgs[:, 1], "order_id": msgs[:, 2], "size": msgs[:, 3], "price": msgs[:, 4], "direction": msgs[:, 5],
+            "time": pl.Series(t // 1_000_000_000).cast(pl.Utf8)
+            + "."
+            + pl.Series(t % 1_000_000_000).cast(pl.Utf8).str.zfill(9),
+            "type": msgs[:, 1],
+            "order_id": msgs[:, 2],
+            "size": msgs[:, 3],
+            "price": msgs[:, 4],
+            "direction": msgs[:, 5],
         }
     )
     book = pl.DataFrame(obs, schema=[f"c{i}" for i in range(obs.shape[1])], orient="row")
@@ -334,8 +341,15 @@ if __name__ == "__main__":
 GENERATOR_VERSION = 1  # bump when the model changes, so cached synthetic days are regenerated
 
 
-def load_day(levels: int = 10, events: int = 200_000, seed: int = 0, symbol: str = "SYN", date: str = "2012-06-21",
-             dir: str = ".lobnet_cache/synthetic", strict: bool = True):
+def load_day(
+    levels: int = 10,
+    events: int = 200_000,
+    seed: int = 0,
+    symbol: str = "SYN",
+    date: str = "2012-06-21",
+    dir: str = ".lobnet_cache/synthetic",
+    strict: bool = True,
+):
     """The synthetic day as an events table: generated into ``dir`` once (deterministic per seed), then read
     back through the LOBSTER reader like any real file."""
     from .lobster import read_lobster

@@ -50,7 +50,9 @@ class FeatureSpec:
             raise ValueError(f"unknown feature groups {unknown}; known: {list(CATALOGUE)}")
 
     def params(self, levels: int) -> FeatureParams:
-        return FeatureParams(levels=levels, tick=self.tick, price_scale=self.price_scale, depth_levels=self.depth_levels)
+        return FeatureParams(
+            levels=levels, tick=self.tick, price_scale=self.price_scale, depth_levels=self.depth_levels
+        )
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class PolarsBackend:
 
 # --- definitions -------------------------------------------------------------------------------------------
 
+
 def _mid(B, p: FeatureParams):
     return (B.col("ask_px_1") + B.col("bid_px_1")) / (2 * p.price_scale)
 
@@ -130,8 +133,7 @@ def _ofi_level(B, m: int):
     bq, aq = B.col(f"bid_sz_{m}"), B.col(f"ask_sz_{m}")
     bp0, ap0, bq0, aq0 = B.prev(bp), B.prev(ap), B.prev(bq), B.prev(aq)
     return (
-        B.where(bp >= bp0, bq, 0) - B.where(bp <= bp0, bq0, 0)
-        - B.where(ap <= ap0, aq, 0) + B.where(ap >= ap0, aq0, 0)
+        B.where(bp >= bp0, bq, 0) - B.where(bp <= bp0, bq0, 0) - B.where(ap <= ap0, aq, 0) + B.where(ap >= ap0, aq0, 0)
     )
 
 
@@ -210,18 +212,31 @@ CATALOGUE: dict[str, Feature] = {
     for f in [
         Feature("mid", _names(f_mid), f_mid, 0, "mid price (a1 + b1) / 2, dollars"),
         Feature("spread", _names(f_spread), f_spread, 0, "a1 - b1 in ticks"),
-        Feature("microprice", _names(f_microprice), f_microprice, 0,
-                "size-weighted mid (a1 q_b + b1 q_a) / (q_a + q_b), dollars"),
+        Feature(
+            "microprice",
+            _names(f_microprice),
+            f_microprice,
+            0,
+            "size-weighted mid (a1 q_b + b1 q_a) / (q_a + q_b), dollars",
+        ),
         Feature("mid_logret", _names(f_mid_logret), f_mid_logret, 1, "log(mid_t / mid_{t-1})"),
         Feature("ofi", _names(f_ofi), f_ofi, 1, "order-flow imbalance e_n per level m (ofi_1 = Cont-Kukanov-Stoikov)"),
         Feature("queue_imbalance", _names(f_queue_imbalance), f_queue_imbalance, 0, "(q_b1 - q_a1) / (q_b1 + q_a1)"),
-        Feature("depth_imbalance", _names(f_depth_imbalance), f_depth_imbalance, 0,
-                "(sum q_b - sum q_a) / (sum q_b + sum q_a) over depth_levels"),
+        Feature(
+            "depth_imbalance",
+            _names(f_depth_imbalance),
+            f_depth_imbalance,
+            0,
+            "(sum q_b - sum q_a) / (sum q_b + sum q_a) over depth_levels",
+        ),
         Feature("depth", _names(f_depth), f_depth, 0, "cumulative shares up to level m, per side"),
         Feature("gaps", _names(f_gaps), f_gaps, 0, "ticks between level m-1 and m, per side"),
-        Feature("signed_volume", _names(f_signed_volume), f_signed_volume, 0,
-                "executed shares signed by aggressor (+ buy)"),
-        Feature("event_type", _names(f_event_type), f_event_type, 0, "indicators: limit, cancel/delete, execution, quote"),
+        Feature(
+            "signed_volume", _names(f_signed_volume), f_signed_volume, 0, "executed shares signed by aggressor (+ buy)"
+        ),
+        Feature(
+            "event_type", _names(f_event_type), f_event_type, 0, "indicators: limit, cancel/delete, execution, quote"
+        ),
         Feature("log_dt", _names(f_log_dt), f_log_dt, 1, "log(1 + microseconds since the previous event)"),
     ]
 }
@@ -237,8 +252,12 @@ def warmup(groups: list[str] | None = None) -> int:
     return max(CATALOGUE[g].warmup for g in (groups or DEFAULT_GROUPS))
 
 
-def compute_features(events: pl.DataFrame | pl.LazyFrame, params: FeatureParams, groups: list[str] | None = None,
-                     keep: tuple[str, ...] = ("symbol", "date", "time")) -> pl.DataFrame:
+def compute_features(
+    events: pl.DataFrame | pl.LazyFrame,
+    params: FeatureParams,
+    groups: list[str] | None = None,
+    keep: tuple[str, ...] = ("symbol", "date", "time"),
+) -> pl.DataFrame:
     """Batch form: all features of ``groups`` (default: the whole catalogue) for every event, as Float64
     columns beside ``keep``. ``events`` must be sorted by symbol, date, time (as the readers return it)."""
     unknown = [g for g in (groups or []) if g not in CATALOGUE]
