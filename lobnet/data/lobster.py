@@ -128,7 +128,7 @@ def _find_pairs(path: Path, orderbook: str | Path | None, levels: int | None) ->
             if f.suffix == ".zip":
                 pairs += _pairs_in_zip(f)
             elif NAME_RE.match(f.name) and "_message_" in f.name:
-                meta = parse_name(f.name)
+                meta = parse_name(str(f))
                 ob = f.with_name(meta.partner(f.name))
                 if not ob.exists():
                     raise RowCountMismatchError(f, None, f"no orderbook file {ob.name} beside the message file")
@@ -145,7 +145,7 @@ def _find_pairs(path: Path, orderbook: str | Path | None, levels: int | None) ->
         return _pairs_in_zip(path)
     meta: LobsterName | None = None
     try:
-        meta = parse_name(path.name)
+        meta = parse_name(str(path))
     except FileNameError:
         if orderbook is None:
             raise
