@@ -20,8 +20,12 @@ from .splits import Fold
 
 
 def feature_matrix(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
-    """(N, F) float32, C-contiguous; nulls (warm-up rows, unoccupied levels) become NaN."""
-    return np.ascontiguousarray(frame.select(pl.col(names).cast(pl.Float32)).to_numpy(), dtype=np.float32)
+    """(N, F) float32, C-contiguous; nulls (warm-up rows, unoccupied levels) become NaN. Filled one column at a
+    time, so building it costs the matrix and one column, not several copies of the frame."""
+    X = np.empty((frame.height, len(names)), dtype=np.float32)
+    for j, c in enumerate(names):
+        X[:, j] = frame[c].cast(pl.Float32).fill_null(np.nan).to_numpy()
+    return X
 
 
 def rows_read(samples: np.ndarray, window: int, n_rows: int) -> np.ndarray:
@@ -41,16 +45,22 @@ class ZScore:
 
     @classmethod
     def fit(cls, X: np.ndarray, rows: np.ndarray) -> ZScore:
-        sub = X[rows]
-        mean = np.nanmean(sub, axis=0, dtype=np.float64)
-        std = np.nanstd(sub, axis=0, dtype=np.float64)
+        """``rows``: boolean mask of the training rows. Column by column, in float64, without copying X."""
+        mean = np.empty(X.shape[1])
+        std = np.empty(X.shape[1])
+        for j in range(X.shape[1]):
+            col = X[:, j][rows].astype(np.float64)
+            col = col[np.isfinite(col)]
+            mean[j], std[j] = (col.mean(), col.std()) if col.size else (0.0, 1.0)
         mean = np.where(np.isfinite(mean), mean, 0.0)
         std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)  # constant columns pass through centred
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        """A normalised copy; NaN (undefined values such as unoccupied-level gaps) becomes 0, the training mean."""
-        out = (X - self.mean) / self.std
+    def apply(self, X: np.ndarray, inplace: bool = False) -> np.ndarray:
+        """Normalised values (a copy, or X itself when ``inplace``); NaN (undefined values such as
+        unoccupied-level gaps) becomes 0, the training mean."""
+        out = np.subtract(X, self.mean, out=X if inplace else None, dtype=np.float32)
+        np.divide(out, self.std, out=out)
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return out
 
@@ -114,10 +124,11 @@ class FoldData:
         X_raw: np.ndarray | None = None,
     ) -> FoldData:
         n = frame.height
-        X_raw = feature_matrix(frame, feature_names) if X_raw is None else X_raw
+        own = X_raw is None  # a matrix built here is normalised in place: one matrix in memory, not two
+        X_raw = feature_matrix(frame, feature_names) if own else X_raw
         if normalization == "train_zscore":
             z = ZScore.fit(X_raw, rows_read(fold.train, window, n))
-            Xn = z.apply(X_raw)
+            Xn = z.apply(X_raw, inplace=own)
         elif normalization == "rolling_zscore":
             z, Xn = None, rolling_zscore(frame, feature_names, rolling_window)
         else:
