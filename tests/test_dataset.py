@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import polars as pl
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,8 +20,6 @@ from lobnet.labels import LabelConfig, compute_targets
 from lobnet.splits import walk_forward
 
 from .conftest import AMZN5, need
-
-import pytest
 
 
 def _frame(events, levels):
@@ -49,7 +48,7 @@ def test_windows_are_views_and_stay_inside_a_day(two_days):
     for ds in (fd.train, fd.val, fd.test):
         t = ds.samples.numpy()
         assert ((t - 49 >= 1) & (t < 3000 - 20) | (t - 49 >= 3001) & (t < 6000 - 20)).all()
-        assert ((ds.y[ds.samples] >= 0).all())
+        assert (ds.y[ds.samples] >= 0).all()
     dm = LOBDataModule(fd, batch_size=64)
     xb, yb, rb = next(iter(dm.train_dataloader()))
     assert xb.shape == (64, 50, len(names)) and xb.dtype == torch.float32 and yb.dtype == torch.int64
@@ -71,7 +70,12 @@ def test_normalisation_ignores_validation_and_test_rows(synthetic_events, seed):
     np.testing.assert_array_equal(z1.std, z2.std)
     # and the training fold's labels thresholds ignore them too
     fd1 = FoldData.build(fr, names, fold, cfg, 30)
-    fr2 = fr.with_columns(pl.when(pl.int_range(pl.len()) >= fold.val.min()).then(pl.col("smooth_ret_5") * 7).otherwise(pl.col("smooth_ret_5")).alias("smooth_ret_5"))
+    fr2 = fr.with_columns(
+        pl.when(pl.int_range(pl.len()) >= fold.val.min())
+        .then(pl.col("smooth_ret_5") * 7)
+        .otherwise(pl.col("smooth_ret_5"))
+        .alias("smooth_ret_5")
+    )
     assert FoldData.build(fr2, names, fold, cfg, 30).alphas == fd1.alphas
 
 
@@ -79,7 +83,9 @@ def test_rolling_normalisation_is_causal(synthetic_events):
     fr, names, cfg = _frame(synthetic_events.head(3000), 10)
     fold = walk_forward([(0, fr.height)], window=30, max_horizon=20, blocks=4, train_blocks=2)[0]
     a = FoldData.build(fr, names, fold, cfg, 30, normalization="rolling_zscore", rolling_window=200).train.X
-    fr2 = fr.with_columns(pl.when(pl.int_range(pl.len()) > 1500).then(pl.col(n) * 3 + 1).otherwise(pl.col(n)).alias(n) for n in names)
+    fr2 = fr.with_columns(
+        pl.when(pl.int_range(pl.len()) > 1500).then(pl.col(n) * 3 + 1).otherwise(pl.col(n)).alias(n) for n in names
+    )
     b = FoldData.build(fr2, names, fold, cfg, 30, normalization="rolling_zscore", rolling_window=200).train.X
     assert torch.equal(a[:1501], b[:1501]) and not torch.equal(a, b)
 
@@ -122,6 +128,8 @@ def test_peak_memory_of_amzn_windows_stays_under_three_matrices():
     r = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(need(AMZN5))], capture_output=True, text=True, check=True)
     m = json.loads(r.stdout.strip().splitlines()[-1])
     growth = m["peak"] - m["base"]
-    print(f"peak RSS growth {growth / 1e6:.1f} MB for a {m['matrix_bytes'] / 1e6:.1f} MB matrix ({m['windows']} windows)")
+    print(
+        f"peak RSS growth {growth / 1e6:.1f} MB for a {m['matrix_bytes'] / 1e6:.1f} MB matrix ({m['windows']} windows)"
+    )
     assert m["windows"] > 100_000
     assert growth < 3 * m["matrix_bytes"], m

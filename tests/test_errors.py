@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from lobnet.data import errors as E
-from lobnet.pipeline import prepare
 from lobnet.features import FeatureSpec
 from lobnet.labels import LabelConfig
+from lobnet.pipeline import prepare
 
 from .conftest import AAPL10, AIG, need
 
@@ -218,9 +218,20 @@ def test_prepare_cli_reports_one_error_line_and_writes_no_parquet(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     r = subprocess.run(
-        [sys.executable, "-m", "lobnet.prepare", "data=lobster", f"data.path={path}", f"output_dir={out}",
-         f"cache_dir={tmp_path / 'cache'}", "hydra.run.dir=" + str(tmp_path / "hydra")],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "lobnet.prepare",
+            "data=lobster",
+            f"data.path={path}",
+            f"output_dir={out}",
+            f"cache_dir={tmp_path / 'cache'}",
+            "hydra.run.dir=" + str(tmp_path / "hydra"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert r.returncode == 2, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]

@@ -50,13 +50,17 @@ def test_ofi_and_multilevel_ofi_match_a_plain_loop_on_amzn(amzn5):
 
 
 def test_ofi_matches_the_loop_with_unoccupied_levels(synthetic_events):
-    ev = synthetic_events.head(3000).with_columns(
-        # empty level 10 on both sides for a stretch, the way LOBSTER marks unoccupied levels
-        pl.when(pl.int_range(pl.len()).is_between(500, 900)).then(None).otherwise(pl.col(c)).alias(c)
-        for c in ("bid_px_10", "ask_px_10")
-    ).with_columns(
-        pl.when(pl.int_range(pl.len()).is_between(500, 900)).then(0).otherwise(pl.col(c)).alias(c)
-        for c in ("bid_sz_10", "ask_sz_10")
+    ev = (
+        synthetic_events.head(3000)
+        .with_columns(
+            # empty level 10 on both sides for a stretch, the way LOBSTER marks unoccupied levels
+            pl.when(pl.int_range(pl.len()).is_between(500, 900)).then(None).otherwise(pl.col(c)).alias(c)
+            for c in ("bid_px_10", "ask_px_10")
+        )
+        .with_columns(
+            pl.when(pl.int_range(pl.len()).is_between(500, 900)).then(0).otherwise(pl.col(c)).alias(c)
+            for c in ("bid_sz_10", "ask_sz_10")
+        )
     )
     f = compute_features(ev, FeatureParams(levels=10))
     np.testing.assert_array_equal(f["ofi_10"].to_numpy()[1:], ofi_reference(ev, 10)[1:])
@@ -104,8 +108,22 @@ def test_feature_semantics_on_amzn(amzn5):
 
 def test_catalogue_names_are_plain():
     names = feature_names(FeatureParams(levels=3))
-    for n in ("mid", "spread", "microprice", "mid_logret", "ofi_1", "ofi_2", "ofi_3", "queue_imbalance",
-              "depth_imbalance", "bid_depth_3", "ask_gap_2", "signed_volume", "is_exec", "log_dt"):
+    for n in (
+        "mid",
+        "spread",
+        "microprice",
+        "mid_logret",
+        "ofi_1",
+        "ofi_2",
+        "ofi_3",
+        "queue_imbalance",
+        "depth_imbalance",
+        "bid_depth_3",
+        "ask_gap_2",
+        "signed_volume",
+        "is_exec",
+        "log_dt",
+    ):
         assert n in names
     assert len(names) == len(set(names))
     assert all(CATALOGUE[g].doc for g in CATALOGUE)

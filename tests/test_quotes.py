@@ -23,18 +23,20 @@ def _quotes(rows):
 
 
 def test_per_venue_consolidation_hand_built():
-    q = _quotes([
-        (1, 100, 5, 0, 0, "N"),
-        (2, 0, 0, 103, 7, "Q"),
-        (3, 101, 2, 0, 0, "Q"),
-        (4, 0, 0, 102, 4, "N"),
-        (5, 110, 100, 0, 0, "D"),  # FINRA report: never a quote
-        (6, 101, 3, 0, 0, "P"),  # joins Q at the best bid: sizes add up
-        (7, 99, 2, 0, 0, "Q"),  # Q leaves the best: P alone
-        (8, 101, 0, 0, 0, "P"),  # P withdraws (size 0) ...
-        (8, 0, 0, 102, 6, "N"),  # ... in the same instant as N resizes its ask: one event, the final state
-        (9, 0, 0, 105, 1, "Z"),  # away from the best: no NBBO change, no event
-    ])
+    q = _quotes(
+        [
+            (1, 100, 5, 0, 0, "N"),
+            (2, 0, 0, 103, 7, "Q"),
+            (3, 101, 2, 0, 0, "Q"),
+            (4, 0, 0, 102, 4, "N"),
+            (5, 110, 100, 0, 0, "D"),  # FINRA report: never a quote
+            (6, 101, 3, 0, 0, "P"),  # joins Q at the best bid: sizes add up
+            (7, 99, 2, 0, 0, "Q"),  # Q leaves the best: P alone
+            (8, 101, 0, 0, 0, "P"),  # P withdraws (size 0) ...
+            (8, 0, 0, 102, 6, "N"),  # ... in the same instant as N resizes its ask: one event, the final state
+            (9, 0, 0, 105, 1, "Z"),  # away from the best: no NBBO change, no event
+        ]
+    )
     got = consolidate_nbbo(q, by_exchange=True).select("time", *BOOK).rows()
     assert got == [
         (1, 100, 5, None, 0),
@@ -49,16 +51,28 @@ def test_per_venue_consolidation_hand_built():
 
 def test_row_consolidation_hand_built():
     """Rows that already are national best bid / offer updates: the latest of each side, whatever the venue."""
-    q = _quotes([(1, 100, 5, 0, 0, "N"), (1, 0, 0, 102, 3, "P"), (2, 99, 4, 0, 0, "Q"), (2, 0, 0, 102, 3, "P"),
-                 (3, 99, 4, 0, 0, "Q"), (3, 0, 0, 102, 3, "P")])
+    q = _quotes(
+        [
+            (1, 100, 5, 0, 0, "N"),
+            (1, 0, 0, 102, 3, "P"),
+            (2, 99, 4, 0, 0, "Q"),
+            (2, 0, 0, 102, 3, "P"),
+            (3, 99, 4, 0, 0, "Q"),
+            (3, 0, 0, 102, 3, "P"),
+        ]
+    )
     got = consolidate_nbbo(q, by_exchange=False).select("time", *BOOK).rows()
     assert got == [(1, 100, 5, 102, 3), (2, 99, 4, 102, 3)]
 
 
 def test_aggressor_rules():
-    df = pl.DataFrame({"price": [102, 100, 1016, 1004, 1010, 1010, 1008, 1010],
-                       "bid": [100, 100, 1000, 1000, 1000, 1000, 1000, 1000],
-                       "ask": [102, 102, 1020, 1020, 1020, 1020, 1020, None]})
+    df = pl.DataFrame(
+        {
+            "price": [102, 100, 1016, 1004, 1010, 1010, 1008, 1010],
+            "bid": [100, 100, 1000, 1000, 1000, 1000, 1000, 1000],
+            "ask": [102, 102, 1020, 1020, 1020, 1020, 1020, None],
+        }
+    )
     side = df.select(classify_aggressor(pl.col("price"), pl.col("bid"), pl.col("ask"))).to_series().to_list()
     # at ask: buy; at bid: sell; nearer the ask: buy; nearer the bid: sell; at the mid: tick test (1004 -> 1010 up),
     # a repeat at the mid keeps the last non-zero tick; 1008 is below the mid: sell; no ask: tick test (up)
@@ -137,8 +151,11 @@ def test_generic_csv_and_parquet_roundtrip(tmp_path):
     ev = read_quotes(need(AIG) / "20131009_quote.zip", trades=False)
     csv = tmp_path / "aig_top.csv"
     ev.select(
-        (pl.col("time") / 1e9).alias("t_s"), (pl.col("bid_px_1") / 1e4).alias("bid"), pl.col("bid_sz_1").alias("bsz"),
-        (pl.col("ask_px_1") / 1e4).alias("ask"), pl.col("ask_sz_1").alias("asz"),
+        (pl.col("time") / 1e9).alias("t_s"),
+        (pl.col("bid_px_1") / 1e4).alias("bid"),
+        pl.col("bid_sz_1").alias("bsz"),
+        (pl.col("ask_px_1") / 1e4).alias("ask"),
+        pl.col("ask_sz_1").alias("asz"),
     ).write_csv(csv)
     cols = {"time": "t_s", "bid_px": "bid", "bid_sz": "bsz", "ask_px": "ask", "ask_sz": "asz"}
     back = read_quotes(csv, symbol="AIG", date="2013-10-09", time_unit="s", columns=cols)
@@ -147,8 +164,10 @@ def test_generic_csv_and_parquet_roundtrip(tmp_path):
     pq = tmp_path / "aig_top.parquet"
     ev.select(
         (pl.lit(dt.datetime(2013, 10, 9)) + pl.duration(nanoseconds=pl.col("time"))).alias("ts"),
-        pl.col("bid_px_1").alias("bid_px") / 1e4, pl.col("bid_sz_1").alias("bid_sz"),
-        pl.col("ask_px_1").alias("ask_px") / 1e4, pl.col("ask_sz_1").alias("ask_sz"),
+        pl.col("bid_px_1").alias("bid_px") / 1e4,
+        pl.col("bid_sz_1").alias("bid_sz"),
+        pl.col("ask_px_1").alias("ask_px") / 1e4,
+        pl.col("ask_sz_1").alias("ask_sz"),
     ).write_parquet(pq)
     back = read_quotes(pq, symbol="AIG", time_unit="datetime", columns={"time": "ts"})
     assert back.select("time", *BOOK).equals(ev.select("time", *BOOK))

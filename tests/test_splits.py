@@ -26,14 +26,26 @@ def _rows(samples: np.ndarray, window: int, horizon: int) -> set[int]:
     embargo=st.integers(0, 50),
     anchored=st.booleans(),
 )
-def test_no_training_sample_shares_a_row_with_a_later_evaluation_sample(day_lengths, window, horizon, blocks, embargo, anchored):
+def test_no_training_sample_shares_a_row_with_a_later_evaluation_sample(
+    day_lengths, window, horizon, blocks, embargo, anchored
+):
     bounds, start = [], 0
     for n in day_lengths:
         bounds.append((start, start + n))
         start += n
     unit = "days" if len(bounds) >= 3 else "blocks"
-    folds = walk_forward(bounds, window=window, max_horizon=horizon, warmup=1, unit=unit, train_days=1,
-                         blocks=blocks, train_blocks=1, embargo=embargo, scheme="anchored" if anchored else "rolling")
+    folds = walk_forward(
+        bounds,
+        window=window,
+        max_horizon=horizon,
+        warmup=1,
+        unit=unit,
+        train_days=1,
+        blocks=blocks,
+        train_blocks=1,
+        embargo=embargo,
+        scheme="anchored" if anchored else "rolling",
+    )
     assert folds
     day_of = np.concatenate([np.full(e - s, i) for i, (s, e) in enumerate(bounds)])
     for f in folds:

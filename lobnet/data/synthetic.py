@@ -142,8 +142,8 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
     noise = (1.0 - rho * rho) ** 0.5
     z = 0.0
     value = float(cfg.start_price)
-    t_ns = OPEN_S * 1_000_000_000
-    dt_mean = 0.5 * (CLOSE_S - OPEN_S) / cfg.events * 1e9  # the generated day always fits in the session
+    clock = 0.0  # model time: unit-rate exponential gaps between order arrivals
+    times = np.zeros(cfg.events)
     n = 0
     last_vis: list[list[int]] = [book.visible(0, L), book.visible(1, L)]
 
@@ -155,7 +155,8 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
         beyond = full and (price < vis[-1] if side == 0 else price > vis[-1])
         if beyond and typ in (1, 2, 3, 4):
             return  # deeper than the visible levels: a level-L LOBSTER file does not hold it
-        msgs[n] = (t_ns, typ, order, size, price, direction)
+        msgs[n] = (0, typ, order, size, price, direction)
+        times[n] = clock
         row = obs[n]
         bids, asks = book.visible(0, L), book.visible(1, L)
         for m in range(L):
@@ -171,9 +172,7 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
         n += 1
 
     while n < cfg.events:
-        t_ns += int(r.expovariate(1.0) * dt_mean) + 1
-        if t_ns >= CLOSE_S * 1_000_000_000:
-            break
+        clock += r.expovariate(1.0)
         z = rho * z + noise * r.gauss(0.0, 1.0)
         value += cfg.value_vol * tick * r.gauss(0.0, 1.0)
         mid2 = book.prices[0][-1] + book.prices[1][0]
@@ -254,6 +253,9 @@ def generate(cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
                 limit = book.best[side] + sgn * 3 * K * tick
                 for p in [p for p in book.prices[side] if (p - limit) * sgn > 0 and (p - vis[-1]) * sgn > 0]:
                     book.drop_level(side, p)
+    # map model time onto the session (09:30 to 15:59), keeping ties: the fills of one market order share a time
+    span = (CLOSE_S - OPEN_S - 60) * 1e9
+    msgs[:n, 0] = OPEN_S * 1_000_000_000 + (times[:n] - times[0]) * (span / max(times[n - 1] - times[0], 1e-9))
     return msgs[:n], obs[:n]
 
 
