@@ -24,7 +24,7 @@ def feature_matrix(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
     time, so building it costs the matrix and one column, not several copies of the frame."""
     X = np.empty((frame.height, len(names)), dtype=np.float32)
     for j, c in enumerate(names):
-        X[:, j] = frame[c].cast(pl.Float32).fill_null(np.nan).to_numpy()
+        X[:, j] = frame[c].to_numpy()  # zero-copy for a Float64 column without nulls; nulls read as NaN
     return X
 
 
@@ -61,7 +61,9 @@ class ZScore:
         unoccupied-level gaps) becomes 0, the training mean."""
         out = np.subtract(X, self.mean, out=X if inplace else None, dtype=np.float32)
         np.divide(out, self.std, out=out)
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        for j in range(out.shape[1]):  # per column: a whole-matrix mask would briefly cost a quarter matrix
+            col = out[:, j]
+            col[~np.isfinite(col)] = 0.0
         return out
 
 
@@ -133,9 +135,11 @@ class FoldData:
             z, Xn = None, rolling_zscore(frame, feature_names, rolling_window)
         else:
             raise ValueError(f"normalization must be train_zscore or rolling_zscore, not {normalization!r}")
-        alphas, ys, rs = labels_for_fold(frame, fold.train, labels)
-        y = torch.from_numpy(np.stack(ys, axis=1))
-        r = torch.from_numpy(np.nan_to_num(np.stack(rs, axis=1).astype(np.float32)))
+        H = len(labels.horizons)
+        y_np, r_np = np.empty((n, H), dtype=np.int64), np.empty((n, H), dtype=np.float32)
+        alphas = labels_for_fold(frame, fold.train, labels, y_out=y_np, r_out=r_np)[0]
+        np.nan_to_num(r_np, copy=False)
+        y, r = torch.from_numpy(y_np), torch.from_numpy(r_np)
         X = torch.from_numpy(Xn)
 
         def ds(samples: np.ndarray) -> WindowDataset:

@@ -122,18 +122,25 @@ def class_counts(labels: np.ndarray) -> dict[str, int]:
 
 
 def labels_for_fold(
-    frame: pl.DataFrame, train: np.ndarray, cfg: LabelConfig
+    frame: pl.DataFrame,
+    train: np.ndarray,
+    cfg: LabelConfig,
+    y_out: np.ndarray | None = None,
+    r_out: np.ndarray | None = None,
 ) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
     """Class thresholds fitted on the training samples only, the class labels of every row, and the future
-    log returns. One place decides labels for the dataset and for ``lobnet-prepare``'s summary."""
-    rel_spread = None
-    if cfg.alpha_mode == "spread":
-        rel_spread = frame["spread_rel"].to_numpy()[train] if "spread_rel" in frame.columns else None
+    log returns. One place decides labels for the dataset and for ``lobnet-prepare``'s summary. With ``y_out``
+    and ``r_out`` ((N, H) arrays), results are written there column by column instead of returned."""
+    rel_spread = frame["spread_rel"].to_numpy()[train] if cfg.alpha_mode == "spread" else None
     alphas, ys, rs = [], [], []
-    for k in cfg.horizons:
-        target = frame[cfg.target(k)].to_numpy().astype(np.float64)
+    for h, k in enumerate(cfg.horizons):
+        target = frame[cfg.target(k)].to_numpy()
         a = fit_alpha(cfg, target[train], rel_spread)
         alphas.append(a)
-        ys.append(classify(target, a))
-        rs.append(frame[f"logret_{k}"].to_numpy())
+        if y_out is None:
+            ys.append(classify(target, a))
+            rs.append(frame[f"logret_{k}"].to_numpy())
+        else:
+            y_out[:, h] = classify(target, a)
+            r_out[:, h] = frame[f"logret_{k}"].to_numpy()
     return alphas, ys, rs

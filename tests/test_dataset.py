@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -104,9 +105,14 @@ p = FeatureParams(levels=5); cfg = LabelConfig()
 fr = pl.concat([compute_features(ev, p), compute_targets(ev, cfg, p)], how="horizontal")
 names = feature_names(p)
 del ev
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-base = rss()
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+import gc; gc.collect()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # reset the peak-RSS mark (VmHWM): spikes while reading and computing features do not count
+base = status("VmRSS")
 fold = walk_forward([(0, fr.height)], window=100, max_horizon=100, blocks=5, train_blocks=3)[0]
 fd = FoldData.build(fr, names, fold, cfg, window=100)
 dm = LOBDataModule(fd, batch_size=256)
@@ -114,7 +120,7 @@ n = 0
 for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
     for xb, yb, rb in loader:
         n += xb.shape[0]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 matrix = fr.height * len(names) * 4
 print(json.dumps({"base": base, "peak": peak, "matrix_bytes": matrix, "windows": n}))
 """
@@ -125,7 +131,13 @@ print(json.dumps({"base": base, "peak": peak, "matrix_bytes": matrix, "windows":
 def test_peak_memory_of_amzn_windows_stays_under_three_matrices():
     """Building the fold (matrix, normalised copy, labels) and reading every window once adds less than 3x the
     float32 feature matrix to the process's peak RSS: windows are never materialised."""
-    r = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(need(AMZN5))], capture_output=True, text=True, check=True)
+    # Allocators, not lobnet, made this reading drift by ~35 MB between identical runs: polars' jemalloc returns
+    # freed pages on a background timer, and glibc raises its mmap threshold after the first freed batch and then
+    # keeps freed 3.6 MB batch buffers in its heap. Immediate decay and a fixed threshold make it repeatable.
+    env = dict(os.environ, _RJEM_MALLOC_CONF="dirty_decay_ms:0,muzzy_decay_ms:0", MALLOC_MMAP_THRESHOLD_="131072")
+    r = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, str(need(AMZN5))], capture_output=True, text=True, check=True, env=env
+    )
     m = json.loads(r.stdout.strip().splitlines()[-1])
     growth = m["peak"] - m["base"]
     print(
