@@ -65,7 +65,7 @@ def _same_day(offset: int) -> pl.Expr:
 def compute_targets(events: pl.DataFrame, cfg: LabelConfig, params: FeatureParams) -> pl.DataFrame:
     """Continuous targets for every horizon, plus ``spread_rel`` (spread / mid, for ``alpha_mode=spread``),
     from the events table. The mid and spread are the feature catalogue's own definitions."""
-    B = PolarsBackend()
+    B = PolarsBackend(PolarsBackend.first_of_day())  # mid and spread never use prev: no column needed
     mid_def = CATALOGUE["mid"].define(B, params)["mid"]
     spread_def = CATALOGUE["spread"].define(B, params)["spread"]
     events = events.with_columns(

@@ -212,21 +212,18 @@ def _read_pair(pair: _Pair, symbol: str, date: dt.date, levels: int | None, stri
     _validate_book(book, levels, pair.orderbook_name)
     if strict:
         check_consistency(msg, book, levels, pair.message_name)
-    # dummy prices of unoccupied levels become nulls, so that no feature can do arithmetic on them
-    nulled = []
-    for m in range(1, levels + 1):
-        nulled.append(
-            pl.when(pl.col(f"ask_px_{m}") == LOBSTER_DUMMY_ASK)
-            .then(None)
-            .otherwise(pl.col(f"ask_px_{m}"))
-            .alias(f"ask_px_{m}")
-        )
-        nulled.append(
-            pl.when(pl.col(f"bid_px_{m}") == LOBSTER_DUMMY_BID)
-            .then(None)
-            .otherwise(pl.col(f"bid_px_{m}"))
-            .alias(f"bid_px_{m}")
-        )
+    # dummy prices of unoccupied levels become nulls, so that no feature can do arithmetic on them (only the
+    # columns that hold any: a deep, liquid book usually has none)
+    extremes = book.select(
+        *[pl.col(f"ask_px_{m}").max() for m in range(1, levels + 1)],
+        *[pl.col(f"bid_px_{m}").min() for m in range(1, levels + 1)],
+    ).row(0, named=True)
+    nulled = [
+        pl.col(c).replace(dummy, None)
+        for c, dummy in [(f"ask_px_{m}", LOBSTER_DUMMY_ASK) for m in range(1, levels + 1)]
+        + [(f"bid_px_{m}", LOBSTER_DUMMY_BID) for m in range(1, levels + 1)]
+        if extremes[c] == dummy
+    ]
     df = pl.concat([msg, book.with_columns(nulled)], how="horizontal").with_columns(
         pl.lit(symbol).alias("symbol"),
         pl.lit(date).alias("date"),

@@ -277,6 +277,9 @@ def _write_atomic(df: pl.DataFrame, path: Path) -> None:
     os.close(fd)
     try:
         df.write_csv(tmp, include_header=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a data file should read like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,7 +5,7 @@ A feature is a function of the book *after* the current event and, for a few, of
 update: the same definition is evaluated by a backend ``B``. :class:`PolarsBackend` turns it into polars
 expressions over a whole events table (the batch path); a per-event backend evaluates the same definitions on
 one event and the previous one (the streaming path). Definitions may use only the backend's operations
-(``col``, ``prev``, ``where``, ``log``, ``log1p``, ``fill_null``, ``isin``, ``null``) and arithmetic or
+(``col``, ``prev``, ``where``, ``ind``, ``log``, ``log1p``, ``fill_null``, ``isin``, ``null``) and arithmetic or
 comparison operators, so that both backends compute the same thing.
 
 Warm-up: features that use ``prev`` are null on the first event of each day (``Feature.warmup`` = 1). They
@@ -68,14 +68,34 @@ class PolarsBackend:
     """Evaluates feature definitions as polars expressions over an events table sorted by symbol, date, time.
     ``prev`` shifts by one event and is null on the first event of each symbol-day, so nothing crosses a day."""
 
-    def __init__(self) -> None:
-        self._first = (pl.col("symbol") != pl.col("symbol").shift(1)) | (pl.col("date") != pl.col("date").shift(1))
+    FIRST = "__first_of_day"  # computed once per table by :func:`compute_features`
+
+    def __init__(self, first: pl.Expr | None = None) -> None:
+        self._first = pl.col(self.FIRST) if first is None else first
+        self.used_prev = False  # set by prev(): such a feature must declare warmup >= 1
+
+    @staticmethod
+    def first_of_day() -> pl.Expr:
+        return (
+            (pl.col("symbol") != pl.col("symbol").shift(1)) | (pl.col("date") != pl.col("date").shift(1))
+        ).fill_null(True)
 
     col = staticmethod(pl.col)
     null = None
 
     def prev(self, e: pl.Expr) -> pl.Expr:
-        return pl.when(self._first.fill_null(True)).then(None).otherwise(e.shift(1))
+        self.used_prev = True
+        # a plain shift: on the first event of a day it reads the previous day, so every feature that uses prev
+        # (warmup > 0) is masked to null there by compute_features, once per feature rather than once per prev
+        return e.shift(1)
+
+    def mask_warmup(self, e: pl.Expr) -> pl.Expr:
+        return pl.when(self._first).then(None).otherwise(e)
+
+    @staticmethod
+    def ind(cond: pl.Expr) -> pl.Expr:
+        """1 where cond holds, else 0 (null where cond is null)."""
+        return cond.cast(pl.Int64)
 
     @staticmethod
     def where(cond: pl.Expr, a: Any, b: Any) -> pl.Expr:
@@ -204,7 +224,7 @@ def f_log_dt(B, p):
 
 def _names(fn):
     """Column names of a definition, read by building (not running) its polars expressions."""
-    return lambda p: list(fn(PolarsBackend(), p))
+    return lambda p: list(fn(PolarsBackend(pl.lit(False)), p))
 
 
 CATALOGUE: dict[str, Feature] = {
@@ -258,7 +278,7 @@ def compute_features(
     groups: list[str] | None = None,
     keep: tuple[str, ...] = ("symbol", "date", "time"),
 ) -> pl.DataFrame:
-    """Batch form: all features of ``groups`` (default: the whole catalogue) for every event, as Float64
+    """Batch form: all features of ``groups`` (default: the whole catalogue) for every event, as Float32
     columns beside ``keep``. ``events`` must be sorted by symbol, date, time (as the readers return it)."""
     unknown = [g for g in (groups or []) if g not in CATALOGUE]
     if unknown:
@@ -266,7 +286,16 @@ def compute_features(
     B = PolarsBackend()
     exprs = []
     for g in groups or DEFAULT_GROUPS:
-        for name, e in CATALOGUE[g].define(B, params).items():
-            exprs.append((e if isinstance(e, pl.Expr) else pl.lit(e)).cast(pl.Float64).alias(name))
+        feature = CATALOGUE[g]
+        B.used_prev = False
+        defined = feature.define(B, params)
+        if B.used_prev and not feature.warmup:
+            raise ValueError(f"feature {g!r} reads the previous event but declares no warm-up")
+        for name, e in defined.items():
+            e = e if isinstance(e, pl.Expr) else pl.lit(e)
+            if feature.warmup:
+                e = B.mask_warmup(e)
+            exprs.append(e.cast(pl.Float64).cast(pl.Float32).alias(name))  # computed in float64, stored as float32
     lf = events.lazy() if isinstance(events, pl.DataFrame) else events
+    lf = lf.with_columns(PolarsBackend.first_of_day().alias(PolarsBackend.FIRST))
     return lf.select(*[pl.col(c) for c in keep], *exprs).collect()
