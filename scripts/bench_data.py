@@ -169,7 +169,7 @@ def main() -> None:
         "repeats": a.repeats,
     }
     (out / "bench_data.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    md = "Events per second (median of %d runs, one process, %d CPUs).\n\n" % (a.repeats, os.cpu_count()) + table(rows)
+    md = f"Events per second (median of {a.repeats} runs, one process, {os.cpu_count()} CPUs).\n\n" + table(rows)
     (out / "bench_data.md").write_text(md + "\n")
     print(md)
     print(f"\nwrote {out / 'bench_data.json'} and {out / 'bench_data.md'}")
