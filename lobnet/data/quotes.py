@@ -74,7 +74,8 @@ def read_quotes(
 ) -> pl.DataFrame:
     """Read Level-I data into the events table (one level).
 
-    ``format``: ``"algoseek"`` (LEAN tick zips: a ``YYYYMMDD_quote.zip`` file, or a folder of days),
+    ``format``: ``"algoseek"`` (LEAN tick zips: a ``YYYYMMDD_quote.zip`` file, a folder of days, or a folder of
+    symbol folders),
     ``"generic"`` (a CSV with header or a Parquet file), or ``"auto"`` (by name). ``session``: keep events in
     [open, close) local time, or None for the whole file (the NBBO is always built from every quote of the day,
     so the state at the open includes pre-market quotes). ``trades``: merge the day's trades (AlgoSeek).
@@ -92,10 +93,14 @@ def read_quotes(
     if isinstance(date, str):
         date = dt.date.fromisoformat(date)
     if format == "auto":
-        is_algo = (path.is_dir() and any(path.glob("*_quote.zip"))) or DAY_RE.match(path.name) is not None
+        is_algo = (path.is_dir() and any(path.glob("*/*_quote.zip"))) or (
+            (path.is_dir() and any(path.glob("*_quote.zip"))) or DAY_RE.match(path.name) is not None
+        )
         format = "algoseek" if is_algo else "generic"
     if format == "algoseek":
         days = sorted(path.glob("*_quote.zip")) if path.is_dir() else [path]
+        if path.is_dir() and not days:  # a folder of symbol folders: one table, sorted by symbol then date
+            days = sorted(path.glob("*/*_quote.zip"), key=lambda p: (p.parent.name.upper(), p.name))
         if not days:
             raise LobDataError(path, None, "no YYYYMMDD_quote.zip files in this folder")
         if consolidation not in ("rows", "exchanges"):

@@ -1,0 +1,346 @@
+"""One-pass factors and their forward-looking responses, and the calibration of their forgetting parameter.
+
+Each factor turns an events table into a :class:`FactorProblem`: for any alpha, the factor (using only the past)
+and the response it is meant to predict (looking forward only to build the target). Estimators restart every
+day, responses never reach past the end of their day.
+
+* **Liquidity**: x = best bid size + best ask size at each quote update (an event that changes the top of
+  book); factor = EW mean of x; response = x as it stands ``horizon_s`` seconds after the update.
+* **Volatility**: mid changes on a grid of ``grid_s`` seconds (in ticks); factor = EW standard deviation of the
+  changes; response = realised volatility (root mean square change per grid step) over the next ``horizon_s``.
+* **Pairs**: EW regression of mid A on mid B over the quote updates of either; factor = β0 + β1 mid_B - mid_A
+  (positive: A is cheap relative to B); response = PnL over the next ``horizon_s`` of long 1 A, short β1 B.
+
+Time clock and event clock: liquidity and pairs run on events, volatility on a fixed time grid; the same
+estimator objects serve both (:func:`sample_on_grid`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from ..data.schema import DEFAULT_TICK, PRICE_SCALE
+from .estimators import ew_mean, ew_regression, ew_var
+
+NS = 1_000_000_000
+
+
+def effective_window(alpha: float) -> int:
+    """The simple-moving-average length with the same centre of mass as an EW mean with this alpha."""
+    return max(1, int(round((1 + alpha) / (1 - alpha)))) if alpha < 1 else 10**9
+
+
+@dataclass
+class FactorProblem:
+    """A factor on some rows: ``evaluate(alpha)`` -> (factor, response); ``baselines(alpha)`` -> naive predictors
+    with the same memory, as {name: (prediction, response)}. ``times``/``day`` locate each row."""
+
+    name: str
+    times: np.ndarray
+    day: np.ndarray
+    horizon_ns: int
+    evaluate: Callable[[float], tuple[np.ndarray, np.ndarray]]
+    baselines: Callable[[float], dict[str, tuple[np.ndarray, np.ndarray]]]
+    units: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def _days(frame: pl.DataFrame) -> list[np.ndarray]:
+    keys = frame.select((pl.col("symbol") + pl.col("date").cast(pl.Utf8)).alias("k"))["k"]
+    codes = keys.rle_id().to_numpy()
+    return [np.flatnonzero(codes == c) for c in np.unique(codes)]
+
+
+def _per_day(fn, values: np.ndarray, days: list[np.ndarray]) -> np.ndarray:
+    out = np.empty(len(values))
+    for idx in days:
+        out[idx] = fn(values[idx])
+    return out
+
+
+def _value_after(times: np.ndarray, values: np.ndarray, horizon: int) -> np.ndarray:
+    """values as they stand at times + horizon (the last row at or before it), NaN past the last row."""
+    j = np.searchsorted(times, times + horizon, side="right") - 1
+    out = values[j].astype(float)
+    out[times + horizon > times[-1]] = np.nan
+    return out
+
+
+def _rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
+    c = np.concatenate(([0.0], np.cumsum(x)))
+    i = np.arange(1, len(x) + 1)
+    lo = np.maximum(0, i - n)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def top_of_book_updates(events: pl.DataFrame) -> pl.DataFrame:
+    """Events that change the best bid or ask (price or size), per symbol-day: the quote updates."""
+    book = ["bid_px_1", "bid_sz_1", "ask_px_1", "ask_sz_1"]
+    first = ((pl.col("symbol") != pl.col("symbol").shift(1)) | (pl.col("date") != pl.col("date").shift(1))).fill_null(
+        True
+    )
+    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in book])
+    return events.filter((first | changed) & pl.col("bid_px_1").is_not_null() & pl.col("ask_px_1").is_not_null())
+
+
+def sample_on_grid(times: np.ndarray, values: np.ndarray, step_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The time clock: ``values`` as they stand at each multiple of ``step_ns`` from the first event to the last
+    (last observation at or before each grid time)."""
+    start = (times[0] // step_ns + 1) * step_ns
+    grid = np.arange(start, times[-1] + 1, step_ns, dtype=np.int64)
+    j = np.searchsorted(times, grid, side="right") - 1
+    return grid, values[j]
+
+
+@dataclass
+class LiquidityFactor:
+    horizon_s: float = 10.0
+
+    def problem(self, events: pl.DataFrame) -> FactorProblem:
+        q = top_of_book_updates(events)
+        x = (q["bid_sz_1"] + q["ask_sz_1"]).to_numpy().astype(float)
+        times = q["time"].to_numpy()
+        days = _days(q)
+        h = int(self.horizon_s * NS)
+        response = np.empty(len(x))
+        for idx in days:
+            response[idx] = _value_after(times[idx], x[idx], h)
+        day = np.empty(len(x), dtype=np.int64)
+        for d, idx in enumerate(days):
+            day[idx] = d
+
+        def evaluate(alpha):
+            return _per_day(lambda v: ew_mean(v, alpha), x, days), response
+
+        def baselines(alpha):
+            n = effective_window(alpha)
+            return {
+                "last value": (x, response),
+                f"SMA (same memory)": (_per_day(lambda v: _rolling_mean(v, n), x, days), response),
+            }
+
+        return FactorProblem(
+            "liquidity", times, day, h, evaluate, baselines, units="shares", meta={"rows": "quote updates"}
+        )
+
+
+@dataclass
+class VolatilityFactor:
+    grid_s: float = 1.0
+    horizon_s: float = 60.0
+    tick: int = DEFAULT_TICK
+
+    def problem(self, events: pl.DataFrame) -> FactorProblem:
+        step = int(self.grid_s * NS)
+        k = int(round(self.horizon_s / self.grid_s))
+        times_all, dmid_all, day_all = [], [], []
+        for d, idx in enumerate(_days(events)):
+            sub = events[idx]
+            ok = sub["bid_px_1"].is_not_null() & sub["ask_px_1"].is_not_null()
+            sub = sub.filter(ok)
+            mid = ((sub["bid_px_1"] + sub["ask_px_1"]) / (2 * self.tick)).to_numpy()  # ticks
+            grid, m = sample_on_grid(sub["time"].to_numpy(), mid, step)
+            times_all.append(grid[1:])
+            dmid_all.append(np.diff(m))
+            day_all.append(np.full(len(grid) - 1, d))
+        times, dmid, day = np.concatenate(times_all), np.concatenate(dmid_all), np.concatenate(day_all)
+        days = [np.flatnonzero(day == d) for d in np.unique(day)]
+        sq = dmid * dmid
+        response = np.full(len(dmid), np.nan)
+        for idx in days:
+            c = np.concatenate(([0.0], np.cumsum(sq[idx])))
+            n = len(idx)
+            i = np.arange(n)
+            ok = i + k < n
+            response[idx[ok]] = np.sqrt((c[i[ok] + k + 1] - c[i[ok] + 1]) / k)  # changes s+1 .. s+k
+
+        def evaluate(alpha):
+            return _per_day(lambda v: np.sqrt(np.maximum(ew_var(v, alpha)[1], 0.0)), dmid, days), response
+
+        def baselines(alpha):
+            n = effective_window(alpha)
+            rms = _per_day(lambda v: np.sqrt(_rolling_mean(v * v, n)), dmid, days)
+            return {"last value": (np.abs(dmid), response), "SMA (same memory)": (rms, response)}
+
+        return FactorProblem(
+            "volatility",
+            times,
+            day,
+            int(self.horizon_s * NS),
+            evaluate,
+            baselines,
+            units="ticks per step",
+            meta={"grid_s": self.grid_s},
+        )
+
+
+@dataclass
+class PairsFactor:
+    symbol_a: str = "AIG"
+    symbol_b: str = "BAC"
+    horizon_s: float = 60.0
+    price_scale: int = PRICE_SCALE
+
+    def problem(self, events: pl.DataFrame) -> FactorProblem:
+        syms = set(events["symbol"].unique().to_list())
+        missing = [s for s in (self.symbol_a, self.symbol_b) if s not in syms]
+        if missing:
+            raise ValueError(
+                f"pairs factor needs symbols {self.symbol_a} and {self.symbol_b}; the data has {sorted(syms)}"
+            )
+        q = top_of_book_updates(events.filter(pl.col("symbol").is_in([self.symbol_a, self.symbol_b])))
+        q = q.with_columns(((pl.col("bid_px_1") + pl.col("ask_px_1")) / (2 * self.price_scale)).alias("mid"))
+        # one timeline per day: every update of either symbol, both mids as they stand then
+        wide = (
+            q.select("date", "time", "symbol", "mid")
+            .with_columns(
+                pl.when(pl.col("symbol") == self.symbol_a).then(pl.col("mid")).alias("a"),
+                pl.when(pl.col("symbol") == self.symbol_b).then(pl.col("mid")).alias("b"),
+            )
+            .sort(["date", "time"], maintain_order=True)
+            .with_columns(pl.col("a").forward_fill().over("date"), pl.col("b").forward_fill().over("date"))
+            .unique(subset=["date", "time"], keep="last", maintain_order=True)
+            .drop_nulls(["a", "b"])
+        )
+        a, b = wide["a"].to_numpy(), wide["b"].to_numpy()
+        times = wide["time"].to_numpy()
+        day = wide["date"].rle_id().to_numpy()
+        days = [np.flatnonzero(day == d) for d in np.unique(day)]
+        h = int(self.horizon_s * NS)
+        da, db = np.empty(len(a)), np.empty(len(a))
+        for idx in days:
+            da[idx] = _value_after(times[idx], a[idx], h) - a[idx]
+            db[idx] = _value_after(times[idx], b[idx], h) - b[idx]
+
+        def from_coefs(b0, b1):
+            return b0 + b1 * b - a, da - b1 * db
+
+        def evaluate(alpha):
+            coefs = np.empty((len(a), 2))
+            for idx in days:
+                coefs[idx] = ew_regression(b[idx], a[idx], alpha)[0]
+            return from_coefs(coefs[:, 0], coefs[:, 1])
+
+        def baselines(alpha):
+            n = effective_window(alpha)
+            _, r_ew = evaluate(alpha)
+            b0, b1 = np.empty(len(a)), np.empty(len(a))
+            for idx in days:  # rolling OLS over the same effective number of updates
+                mb, ma = _rolling_mean(b[idx], n), _rolling_mean(a[idx], n)
+                cov = _rolling_mean(b[idx] * a[idx], n) - mb * ma
+                var = _rolling_mean(b[idx] * b[idx], n) - mb * mb
+                b1[idx] = np.where(var > 1e-12, cov / np.where(var > 1e-12, var, 1.0), 0.0)
+                b0[idx] = ma - b1[idx] * mb
+            f, r = from_coefs(b0, b1)
+            # "no signal" is scored on the EW hedge's own PnL: does the factor predict it better than zero?
+            return {"rolling OLS (same memory)": (f, r), "no signal (0)": (np.zeros(len(a)), r_ew)}
+
+        return FactorProblem(
+            "pairs",
+            times,
+            day,
+            h,
+            evaluate,
+            baselines,
+            units="dollars",
+            meta={"symbol_a": self.symbol_a, "symbol_b": self.symbol_b},
+        )
+
+
+# --- calibration --------------------------------------------------------------------------------------------
+
+
+def periods(problem: FactorProblem, calib_days: int = 3, calib_fraction: float = 0.6) -> np.ndarray:
+    """0 for calibration rows, 1 for the later untouched test rows, -1 for calibration rows whose response
+    reaches into the test period (excluded). Several days: the first ``calib_days`` (at most all but one)
+    calibrate. One day: the first ``calib_fraction`` of its time span."""
+    n_days = int(problem.day.max()) + 1 if len(problem.day) else 0
+    out = np.zeros(len(problem.times), dtype=np.int8)
+    if n_days >= 2:
+        cut = min(calib_days, n_days - 1)
+        out[problem.day >= cut] = 1
+    else:
+        t0, t1 = problem.times.min(), problem.times.max()
+        split = t0 + calib_fraction * (t1 - t0)
+        out[problem.times >= split] = 1
+        out[(problem.times < split) & (problem.times + problem.horizon_ns >= split)] = -1
+    return out
+
+
+def _mse(f: np.ndarray, r: np.ndarray, mask: np.ndarray) -> float:
+    ok = mask & np.isfinite(f) & np.isfinite(r)
+    return float(np.mean((f[ok] - r[ok]) ** 2)) if ok.any() else float("nan")
+
+
+def _corr(f: np.ndarray, r: np.ndarray, mask: np.ndarray) -> float:
+    ok = mask & np.isfinite(f) & np.isfinite(r)
+    if ok.sum() < 3 or np.std(f[ok]) == 0 or np.std(r[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(f[ok], r[ok])[0, 1])
+
+
+def calibrate(
+    problem: FactorProblem,
+    period: np.ndarray,
+    alpha_min: float = 0.5,
+    alpha_max: float = 0.9999,
+    coarse: int = 30,
+    refine: int = 20,
+) -> dict:
+    """Choose alpha minimising the squared error between factor and response on the calibration rows (a coarse
+    grid, log-spaced in 1 - alpha, then golden-section refinement around the best point), then report the error
+    at that alpha on the untouched test rows, beside naive predictors with the same memory."""
+    calib, test = period == 0, period == 1
+    cache: dict[float, float] = {}
+
+    def err(alpha: float) -> float:
+        if alpha not in cache:
+            f, r = problem.evaluate(alpha)
+            cache[alpha] = _mse(f, r, calib)
+        return cache[alpha]
+
+    u = np.linspace(np.log(1 - alpha_min), np.log(1 - alpha_max), coarse)
+    errs = [err(1 - np.exp(v)) for v in u]
+    i = int(np.nanargmin(errs))
+    lo, hi = u[max(i - 1, 0)], u[min(i + 1, coarse - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(max(refine // 2, 1)):
+        if err(1 - np.exp(c)) < err(1 - np.exp(d)):
+            hi = d
+        else:
+            lo = c
+        c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    alphas = np.array(sorted(cache))
+    mse = np.array([cache[a] for a in alphas])
+    best = int(np.nanargmin(mse))
+    alpha_opt = float(alphas[best])
+    f, r = problem.evaluate(alpha_opt)
+    result = {
+        "factor": problem.name,
+        "units": problem.units,
+        "alpha_opt": alpha_opt,
+        "effective_window": effective_window(alpha_opt),
+        "mse_opt": float(mse[best]),
+        "oos_mse": _mse(f, r, test),
+        "corr_calibration": _corr(f, r, calib),
+        "corr_test": _corr(f, r, test),
+        "alphas": alphas.tolist(),
+        "mse": mse.tolist(),
+        "n_calibration": int((calib & np.isfinite(r)).sum()),
+        "n_test": int((test & np.isfinite(r)).sum()),
+        "response_variance_test": float(np.nanvar(r[test])) if test.any() else float("nan"),
+        "baselines": {},
+        **problem.meta,
+    }
+    for name, (bf, br) in problem.baselines(alpha_opt).items():
+        result["baselines"][name] = {
+            "mse": _mse(bf, br, calib),
+            "oos_mse": _mse(bf, br, test),
+            "corr_test": _corr(bf, br, test),
+        }
+    return result
