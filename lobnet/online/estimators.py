@@ -171,16 +171,23 @@ def ew_var(xs, alpha: float, burn_in: int = 1, state: EWVar | None = None) -> tu
 
 
 class EWRegression:
-    """Recursive least squares with exponential forgetting, in the information form: keep
-    M_t = alpha M_{t-1} + z_t z_tᵀ and V_t = alpha V_{t-1} + z_t y_t with z = (1, x) (intercept first), and solve
-    (M + ridge·I') β = V when the coefficients are read (I' leaves the intercept unpenalised). The textbook
-    covariance-form update P <- (P - k zᵀP) / alpha drifts away from the weighted least-squares solution on long
-    real sequences with alpha near 1; this form equals it to rounding. Before the data determine β (fewer
-    independent observations than coefficients) the minimum-norm solution is returned, so ``coef`` is always
-    defined. The first ``burn_in`` observations are weighted equally (plain least squares), the forgetting starts
-    after them."""
+    """Recursive least squares with exponential forgetting: the weighted least-squares fit of y on (1, x) with
+    weight alpha^(t-i) on observation i, for every t.
 
-    __slots__ = ("alpha", "n_features", "ridge", "burn_in", "n", "M", "V")
+    It keeps the information of M_t = Σ α^(t-i) z zᵀ and V_t = Σ α^(t-i) z y (z = (1, x)) in *centred* form: the
+    sum of weights W, the weighted means of x and y, and the weighted scatter S_xx = Σ α^(t-i)(x - x̄)(x - x̄)ᵀ and
+    S_xy, updated as in West's (1979) weighted Welford algorithm:
+
+        W = α W + 1;  dx = x - x̄;  x̄ += dx / W;  dy = y - ȳ;  ȳ += dy / W;
+        S_xx = α S_xx + dx (x - x̄)ᵀ;  S_xy = α S_xy + dx (y - ȳ)
+
+    and solves (S_xx + ridge I) β = S_xy, intercept ȳ - β·x̄, when the coefficients are read. Raw M and V square
+    the conditioning (prices near $15 that move by cents lose five digits); the covariance-form update
+    P <- (P - k zᵀP) / α drifts on long sequences with α near 1. This form equals the weighted least-squares
+    solution to rounding. ``coef`` is always defined: before x has varied, the slope is the minimum-norm solution
+    (0) and the intercept the mean of y. The first ``burn_in`` observations are weighted equally."""
+
+    __slots__ = ("alpha", "n_features", "ridge", "burn_in", "n", "W", "mx", "my", "Sxx", "Sxy")
 
     def __init__(self, alpha: float, n_features: int = 1, ridge: float = 0.0, burn_in: int = 1):
         self.alpha = _check_alpha(alpha)
@@ -188,24 +195,37 @@ class EWRegression:
         self.ridge = float(ridge)
         self.burn_in = max(1, int(burn_in))
         self.n = 0
-        p = self.n_features + 1
-        self.M = [[0.0] * p for _ in range(p)]
-        self.V = [0.0] * p
+        f = self.n_features
+        self.W = 0.0
+        self.mx = [0.0] * f
+        self.my = 0.0
+        self.Sxx = [[0.0] * f for _ in range(f)]
+        self.Sxy = [0.0] * f
 
     def update(self, x, y: float) -> None:
-        z = (1.0, *(x if self.n_features > 1 else (x,)))
+        xs = tuple(x) if self.n_features > 1 else (x,)
         self.n += 1
         a = 1.0 if self.n <= self.burn_in else self.alpha
-        M, V = self.M, self.V
-        for i, zi in enumerate(z):
-            row = M[i]
-            for j, zj in enumerate(z):
-                row[j] = a * row[j] + zi * zj
-            V[i] = a * V[i] + zi * y
+        self.W = a * self.W + 1.0
+        inv = 1.0 / self.W
+        mx = self.mx
+        dx = [xi - m for xi, m in zip(xs, mx, strict=True)]
+        for i, d in enumerate(dx):
+            mx[i] += d * inv
+        dy = y - self.my
+        self.my += dy * inv
+        ey = y - self.my
+        for i, di in enumerate(dx):
+            row = self.Sxx[i]
+            for j, xj in enumerate(xs):
+                row[j] = a * row[j] + di * (xj - mx[j])
+            self.Sxy[i] = a * self.Sxy[i] + di * ey
 
     @property
     def coef(self) -> np.ndarray:
-        return _solve(np.asarray(self.M), np.asarray(self.V), self.ridge)
+        """(intercept, slopes...)."""
+        slopes = _solve(np.asarray(self.Sxx), np.asarray(self.Sxy), self.ridge)
+        return np.concatenate(([self.my - float(np.dot(slopes, self.mx))], slopes))
 
     def predict(self, x) -> float:
         c = self.coef
@@ -213,11 +233,7 @@ class EWRegression:
 
     def update_many(self, X, y) -> np.ndarray:
         """Coefficients (n, 1 + n_features) after each observation; equals repeated :meth:`update`."""
-        coefs, M, V = ew_regression(X, y, self.alpha, self.ridge, self.burn_in, state=(self.n, self.M, self.V))
-        if len(coefs):
-            self.n += len(coefs)
-            self.M, self.V = M.tolist(), V.tolist()
-        return coefs
+        return ew_regression(X, y, self.alpha, self.ridge, self.burn_in, state=self)[0]
 
     def __getstate__(self):
         return {s: getattr(self, s) for s in self.__slots__}
@@ -227,61 +243,54 @@ class EWRegression:
             setattr(self, k, v)
 
 
-def _solve(M: np.ndarray, V: np.ndarray, ridge: float) -> np.ndarray:
-    """β for (M + ridge I') β = V over a stack of systems (..., p, p); the minimum-norm solution when singular."""
-    A = M.copy()
-    if ridge:
-        idx = np.arange(1, A.shape[-1])
-        A[..., idx, idx] += ridge
-    if A.shape[-1] == 2:  # one regressor: closed form, pinv only where the system is (nearly) singular
-        det = A[..., 0, 0] * A[..., 1, 1] - A[..., 0, 1] * A[..., 1, 0]
-        ok = np.abs(det) > 1e-12 * np.abs(A[..., 0, 0] * A[..., 1, 1])
-        safe = np.where(ok, det, 1.0)
-        out = np.stack(
-            [
-                (A[..., 1, 1] * V[..., 0] - A[..., 0, 1] * V[..., 1]) / safe,
-                (A[..., 0, 0] * V[..., 1] - A[..., 1, 0] * V[..., 0]) / safe,
-            ],
-            axis=-1,
-        )
-        if not np.all(ok):
-            # (nearly) rank one, A ~ tr(A) u uᵀ: the minimum-norm solution is u (uᵀV) / tr(A), u the unit vector
-            # along A's dominant column (for prices: the ratio hedge when the regressor has not moved)
-            B, W = A[~ok], V[~ok]
-            col = np.where((B[:, 0, 0] >= B[:, 1, 1])[:, None], B[:, :, 0], B[:, :, 1])
-            norm = np.linalg.norm(col, axis=1)
-            u = col / np.where(norm > 0, norm, 1.0)[:, None]
-            tr = B[:, 0, 0] + B[:, 1, 1]
-            out[~ok] = u * (np.einsum("ij,ij->i", u, W) / np.where(tr > 0, tr, 1.0))[:, None]
-        return out
-    return np.einsum("...ij,...j->...i", np.linalg.pinv(A, rcond=1e-13, hermitian=True), V)
+def _solve(S: np.ndarray, V: np.ndarray, ridge: float) -> np.ndarray:
+    """β for (S + ridge I) β = V over a stack of symmetric PSD systems (..., f, f); the minimum-norm solution
+    where S is singular (a regressor that has not varied)."""
+    A = S + ridge * np.eye(S.shape[-1]) if ridge else S
+    if A.shape[-1] == 1:  # one regressor: a division, 0 where the regressor has not varied
+        den = A[..., 0, 0]
+        ok = den > 1e-300
+        return (np.where(ok, V[..., 0], 0.0) / np.where(ok, den, 1.0))[..., None]
+    return np.einsum("...ij,...j->...i", np.linalg.pinv(A, rcond=1e-12, hermitian=True), V)
 
 
-def ew_regression(X, y, alpha: float, ridge: float = 0.0, burn_in: int = 1, state=None):
-    """Batch EWRegression: (coefficients after each observation (n, p), final M, final V). Every entry of M and V
-    is an exponentially weighted sum, computed for all prefixes at once."""
-    alpha = _check_alpha(alpha)
+def ew_regression(X, y, alpha: float, ridge: float = 0.0, burn_in: int = 1, state: EWRegression | None = None):
+    """Batch EWRegression: (coefficients after each observation (n, 1 + f), the estimator's final state). Means
+    come from exponentially weighted sums, the scatter from the same centred recursion as the one-pass form, all
+    vectorised with lfilter. With ``state``, continues that estimator and leaves it updated."""
     y = np.asarray(y, dtype=float)
-    X = np.asarray(X, dtype=float).reshape(len(y), -1)
-    n = len(y)
-    Z = np.column_stack([np.ones(n), X])
-    p = Z.shape[1]
-    n0, M0, V0 = state if state is not None else (0, np.zeros((p, p)), np.zeros(p))
-    M0, V0 = np.asarray(M0, dtype=float), np.asarray(V0, dtype=float)
-    k = min(max(max(1, int(burn_in)) - n0, 0), n)  # equally weighted observations still to come
-    Ms = np.empty((n, p, p))
-    Vs = np.empty((n, p))
-    for i in range(p):
-        for j in range(i, p):
-            zz = Z[:, i] * Z[:, j]
-            col = np.empty(n)
-            col[:k] = M0[i, j] + np.cumsum(zz[:k])
-            col[k:] = _recursion(zz[k:], alpha, col[k - 1] if k else M0[i, j])
-            Ms[:, i, j] = Ms[:, j, i] = col
-        zy = Z[:, i] * y
-        col = np.empty(n)
-        col[:k] = V0[i] + np.cumsum(zy[:k])
-        col[k:] = _recursion(zy[k:], alpha, col[k - 1] if k else V0[i])
-        Vs[:, i] = col
-    coefs = _solve(Ms, Vs, ridge) if n else np.empty((0, p))
-    return coefs, (Ms[-1] if n else M0), (Vs[-1] if n else V0)
+    X = np.asarray(X, dtype=float)
+    f = state.n_features if state is not None else (X.reshape(len(y), -1).shape[1] if X.size else 1)
+    X = X.reshape(len(y), f)
+    est = state if state is not None else EWRegression(alpha, f, ridge, burn_in)
+    n, f = X.shape
+    if n == 0:
+        return np.empty((0, f + 1)), est
+    k = min(max(est.burn_in - est.n, 0), n)  # observations still weighted equally
+
+    def recur(inputs: np.ndarray, start: float) -> np.ndarray:
+        out = np.empty(n)
+        if k:
+            out[:k] = start + np.cumsum(inputs[:k])
+        if k < n:
+            out[k:] = _recursion(inputs[k:], est.alpha, out[k - 1] if k else start)
+        return out
+
+    W = recur(np.ones(n), est.W)
+    mx = np.column_stack([recur(X[:, j], est.W * est.mx[j]) / W for j in range(f)])
+    my = recur(y, est.W * est.my) / W
+    prev_mx = np.vstack([np.asarray(est.mx)[None, :], mx[:-1]])
+    dx = X - prev_mx
+    Sxx = np.empty((n, f, f))
+    Sxy = np.empty((n, f))
+    for i in range(f):
+        for j in range(i, f):
+            Sxx[:, i, j] = Sxx[:, j, i] = recur(dx[:, i] * (X[:, j] - mx[:, j]), est.Sxx[i][j])
+        Sxy[:, i] = recur(dx[:, i] * (y - my), est.Sxy[i])
+    slopes = _solve(Sxx, Sxy, est.ridge)
+    coefs = np.column_stack([my - np.einsum("ij,ij->i", slopes, mx), slopes])
+    est.n += n
+    est.W, est.my = float(W[-1]), float(my[-1])
+    est.mx = mx[-1].tolist()
+    est.Sxx, est.Sxy = Sxx[-1].tolist(), Sxy[-1].tolist()
+    return coefs, est

@@ -120,7 +120,7 @@ class LiquidityFactor:
             n = effective_window(alpha)
             return {
                 "last value": (x, response),
-                f"SMA (same memory)": (_per_day(lambda v: _rolling_mean(v, n), x, days), response),
+                "SMA (same memory)": (_per_day(lambda v: _rolling_mean(v, n), x, days), response),
             }
 
         return FactorProblem(
@@ -325,6 +325,8 @@ def calibrate(
         "units": problem.units,
         "alpha_opt": alpha_opt,
         "effective_window": effective_window(alpha_opt),
+        # the optimum sits on the edge of the searched range: the true optimum may lie beyond it
+        "at_search_boundary": bool(np.isclose(alpha_opt, alpha_min) or np.isclose(alpha_opt, alpha_max)),
         "mse_opt": float(mse[best]),
         "oos_mse": _mse(f, r, test),
         "corr_calibration": _corr(f, r, calib),
