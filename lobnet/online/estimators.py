@@ -224,7 +224,13 @@ class EWRegression:
     @property
     def coef(self) -> np.ndarray:
         """(intercept, slopes...)."""
-        slopes = _solve(np.asarray(self.Sxx), np.asarray(self.Sxy), self.ridge)
+        if self.n_features == 1:  # the common case, without numpy's per-call overhead (the streamer reads it)
+            sxx, mx = self.Sxx[0][0], self.mx[0]
+            flat = sxx <= 1e-12 * (self.W * mx * mx + sxx)
+            den = (0.0 if flat else sxx) + self.ridge
+            slope = 0.0 if flat or den <= 1e-300 else self.Sxy[0] / den
+            return np.array((self.my - slope * mx, slope))
+        slopes = _solve(np.asarray(self.Sxx), np.asarray(self.Sxy), self.ridge, self.W, np.asarray(self.mx))
         return np.concatenate(([self.my - float(np.dot(slopes, self.mx))], slopes))
 
     def predict(self, x) -> float:
@@ -243,9 +249,17 @@ class EWRegression:
             setattr(self, k, v)
 
 
-def _solve(S: np.ndarray, V: np.ndarray, ridge: float) -> np.ndarray:
+def _solve(S: np.ndarray, V: np.ndarray, ridge: float, W=None, mx=None) -> np.ndarray:
     """β for (S + ridge I) β = V over a stack of symmetric PSD systems (..., f, f); the minimum-norm solution
-    where S is singular (a regressor that has not varied)."""
+    where S is singular (a regressor that has not varied). With the weights W and means mx, a regressor whose
+    centred scatter is at rounding level next to its raw second moment W x̄² counts as not having varied."""
+    if W is not None:
+        diag = np.diagonal(S, axis1=-2, axis2=-1)
+        flat = diag <= 1e-12 * (np.asarray(W)[..., None] * np.asarray(mx) ** 2 + diag)
+        if np.any(flat):
+            keep = (~flat).astype(float)
+            S = S * keep[..., :, None] * keep[..., None, :]
+            V = V * keep
     A = S + ridge * np.eye(S.shape[-1]) if ridge else S
     if A.shape[-1] == 1:  # one regressor: a division, 0 where the regressor has not varied
         den = A[..., 0, 0]
@@ -287,7 +301,7 @@ def ew_regression(X, y, alpha: float, ridge: float = 0.0, burn_in: int = 1, stat
         for j in range(i, f):
             Sxx[:, i, j] = Sxx[:, j, i] = recur(dx[:, i] * (X[:, j] - mx[:, j]), est.Sxx[i][j])
         Sxy[:, i] = recur(dx[:, i] * (y - my), est.Sxy[i])
-    slopes = _solve(Sxx, Sxy, est.ridge)
+    slopes = _solve(Sxx, Sxy, est.ridge, W, mx)
     coefs = np.column_stack([my - np.einsum("ij,ij->i", slopes, mx), slopes])
     est.n += n
     est.W, est.my = float(W[-1]), float(my[-1])

@@ -183,6 +183,9 @@ class PairsFactor:
     symbol_a: str = "AIG"
     symbol_b: str = "BAC"
     horizon_s: float = 60.0
+    # dollars²: shrinks the hedge ratio towards 0 when B's mid has barely moved over the memory (BAC near $15
+    # often sits still for minutes; there the exact weighted least-squares slope is noise divided by ~0)
+    ridge: float = 1e-4
     price_scale: int = PRICE_SCALE
 
     def problem(self, events: pl.DataFrame) -> FactorProblem:
@@ -222,7 +225,7 @@ class PairsFactor:
         def evaluate(alpha):
             coefs = np.empty((len(a), 2))
             for idx in days:
-                coefs[idx] = ew_regression(b[idx], a[idx], alpha)[0]
+                coefs[idx] = ew_regression(b[idx], a[idx], alpha, ridge=self.ridge)[0]
             return from_coefs(coefs[:, 0], coefs[:, 1])
 
         def baselines(alpha):
@@ -233,7 +236,8 @@ class PairsFactor:
                 mb, ma = _rolling_mean(b[idx], n), _rolling_mean(a[idx], n)
                 cov = _rolling_mean(b[idx] * a[idx], n) - mb * ma
                 var = _rolling_mean(b[idx] * b[idx], n) - mb * mb
-                b1[idx] = np.where(var > 1e-12, cov / np.where(var > 1e-12, var, 1.0), 0.0)
+                den = var * n + self.ridge  # the same ridge on the window's scatter
+                b1[idx] = cov * n / den
                 b0[idx] = ma - b1[idx] * mb
             f, r = from_coefs(b0, b1)
             # "no signal" is scored on the EW hedge's own PnL: does the factor predict it better than zero?
