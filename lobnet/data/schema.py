@@ -84,6 +84,18 @@ def conform(df: pl.DataFrame, levels: int) -> pl.DataFrame:
     return df.select([pl.col(c).cast(t) for c, t in event_schema(levels).items()])
 
 
+def first_of_day() -> pl.Expr:
+    """True on the first event of each symbol-day of a table sorted by symbol, date, time."""
+    return ((pl.col("symbol") != pl.col("symbol").shift(1)) | (pl.col("date") != pl.col("date").shift(1))).fill_null(
+        True
+    )
+
+
+def day_slices(df: pl.DataFrame) -> list[slice]:
+    """Row slices of each symbol-day, in table order."""
+    return [slice(s, e) for _, _, s, e in day_groups(df)]
+
+
 def day_groups(df: pl.DataFrame) -> list[tuple[str, object, int, int]]:
     """(symbol, date, start_row, end_row_exclusive) for each contiguous symbol-day block, in table order."""
     keys = df.select(["symbol", "date"]).with_row_index("_i")

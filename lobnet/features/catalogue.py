@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from ..data.schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID, PRICE_SCALE, EventType
+from ..data.schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID, PRICE_SCALE, EventType, first_of_day
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,7 @@ class PolarsBackend:
         self._first = pl.col(self.FIRST) if first is None else first
         self.used_prev = False  # set by prev(): such a feature must declare warmup >= 1
 
-    @staticmethod
-    def first_of_day() -> pl.Expr:
-        return (
-            (pl.col("symbol") != pl.col("symbol").shift(1)) | (pl.col("date") != pl.col("date").shift(1))
-        ).fill_null(True)
+    first_of_day = staticmethod(first_of_day)
 
     col = staticmethod(pl.col)
     null = None

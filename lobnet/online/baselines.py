@@ -16,22 +16,16 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import accuracy_score, f1_score
 
+from ..data.schema import day_slices
 from ..labels import DOWN, FLAT, UP, classify
 from .estimators import ew_mean, ew_regression
-
-
-def _day_slices(frame: pl.DataFrame) -> list[slice]:
-    codes = frame.select((pl.col("symbol") + pl.col("date").cast(pl.Utf8)).rle_id()).to_series().to_numpy()
-    edges = np.flatnonzero(np.diff(codes)) + 1
-    bounds = np.concatenate(([0], edges, [len(codes)]))
-    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def ew_ofi(frame: pl.DataFrame, alpha: float, column: str = "ofi_1") -> np.ndarray:
     """EW mean of OFI per day (the warm-up null counts as no flow)."""
     x = np.nan_to_num(frame[column].to_numpy().astype(float))
     out = np.empty(len(x))
-    for s in _day_slices(frame):
+    for s in day_slices(frame):
         out[s] = ew_mean(x[s], alpha)
     return out
 
@@ -52,7 +46,7 @@ def rls_forecast(
     X = np.nan_to_num(frame.select(features).to_numpy().astype(float))
     y = frame[target].to_numpy().astype(float)
     pred = np.full(len(y), np.nan)
-    for s in _day_slices(frame):
+    for s in day_slices(frame):
         Xd, yd = X[s], y[s]
         known = np.flatnonzero(np.isfinite(yd))
         if known.size == 0:

@@ -36,10 +36,23 @@ def _recursion(inputs: np.ndarray, alpha: float, start: float) -> np.ndarray:
     return y
 
 
+class _Slotted:
+    """Pickling and copying for estimators with ``__slots__``: the state is exactly the slots."""
+
+    __slots__ = ()
+
+    def __getstate__(self):
+        return {s: getattr(self, s) for s in self.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
 # --- mean ---------------------------------------------------------------------------------------------------
 
 
-class EWMean:
+class EWMean(_Slotted):
     """x̄_t = alpha x̄_{t-1} + (1 - alpha) x_t."""
 
     __slots__ = ("alpha", "burn_in", "n", "value")
@@ -66,13 +79,6 @@ class EWMean:
             self.value = float(out[-1])
         return out
 
-    def __getstate__(self):
-        return {s: getattr(self, s) for s in self.__slots__}
-
-    def __setstate__(self, state):
-        for k, v in state.items():
-            setattr(self, k, v)
-
 
 def ew_mean(xs: np.ndarray, alpha: float, burn_in: int = 1, state: tuple[int, float] = (0, math.nan)) -> np.ndarray:
     """Batch EWMean over a column: the estimate after each observation. ``state`` = (observations already seen,
@@ -95,7 +101,7 @@ def ew_mean(xs: np.ndarray, alpha: float, burn_in: int = 1, state: tuple[int, fl
 # --- variance -----------------------------------------------------------------------------------------------
 
 
-class EWVar:
+class EWVar(_Slotted):
     """EW mean and variance in the stable incremental form (West 1979; Finch 2009):
     d = x - m;  m += (1 - alpha) d;  v = alpha (v + (1 - alpha) d²). Never E[x²] - E[x]², which loses every
     digit on price-level inputs with small variance. During the burn-in: Welford's plain (population) mean and
@@ -137,13 +143,6 @@ class EWVar:
         mean, var = ew_var(xs, self.alpha, self.burn_in, state=self)
         return var
 
-    def __getstate__(self):
-        return {s: getattr(self, s) for s in self.__slots__}
-
-    def __setstate__(self, state):
-        for k, v in state.items():
-            setattr(self, k, v)
-
 
 def ew_var(xs, alpha: float, burn_in: int = 1, state: EWVar | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Batch EWVar: (means, variances) after each observation. With ``state``, continues that estimator and
@@ -170,7 +169,7 @@ def ew_var(xs, alpha: float, burn_in: int = 1, state: EWVar | None = None) -> tu
 # --- regression ---------------------------------------------------------------------------------------------
 
 
-class EWRegression:
+class EWRegression(_Slotted):
     """Recursive least squares with exponential forgetting: the weighted least-squares fit of y on (1, x) with
     weight alpha^(t-i) on observation i, for every t.
 
@@ -240,13 +239,6 @@ class EWRegression:
     def update_many(self, X, y) -> np.ndarray:
         """Coefficients (n, 1 + n_features) after each observation; equals repeated :meth:`update`."""
         return ew_regression(X, y, self.alpha, self.ridge, self.burn_in, state=self)[0]
-
-    def __getstate__(self):
-        return {s: getattr(self, s) for s in self.__slots__}
-
-    def __setstate__(self, state):
-        for k, v in state.items():
-            setattr(self, k, v)
 
 
 def _solve(S: np.ndarray, V: np.ndarray, ridge: float, W=None, mx=None) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ..data.schema import DEFAULT_TICK, PRICE_SCALE
+from ..data.schema import DEFAULT_TICK, PRICE_SCALE, day_slices, first_of_day
 from .estimators import ew_mean, ew_regression, ew_var
 
 NS = 1_000_000_000
@@ -50,9 +50,7 @@ class FactorProblem:
 
 
 def _days(frame: pl.DataFrame) -> list[np.ndarray]:
-    keys = frame.select((pl.col("symbol") + pl.col("date").cast(pl.Utf8)).alias("k"))["k"]
-    codes = keys.rle_id().to_numpy()
-    return [np.flatnonzero(codes == c) for c in np.unique(codes)]
+    return [np.arange(s.start, s.stop) for s in day_slices(frame)]
 
 
 def _per_day(fn, values: np.ndarray, days: list[np.ndarray]) -> np.ndarray:
@@ -80,9 +78,7 @@ def _rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
 def top_of_book_updates(events: pl.DataFrame) -> pl.DataFrame:
     """Events that change the best bid or ask (price or size), per symbol-day: the quote updates."""
     book = ["bid_px_1", "bid_sz_1", "ask_px_1", "ask_sz_1"]
-    first = ((pl.col("symbol") != pl.col("symbol").shift(1)) | (pl.col("date") != pl.col("date").shift(1))).fill_null(
-        True
-    )
+    first = first_of_day()
     changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in book])
     return events.filter((first | changed) & pl.col("bid_px_1").is_not_null() & pl.col("ask_px_1").is_not_null())
 
