@@ -193,6 +193,19 @@ def f_gaps(B, p):
     return d
 
 
+def f_book(B, p):
+    """The book itself, per level m in LOBSTER's order (ask price, ask size, bid price, bid size): prices as
+    distance from the mid in ticks (stationary, unlike raw prices), sizes in shares. DeepLOB's input."""
+    m2 = B.col("ask_px_1") + B.col("bid_px_1")
+    d = {}
+    for m in range(1, p.levels + 1):
+        d[f"ask_dist_{m}"] = (2 * B.col(f"ask_px_{m}") - m2) / (2 * p.tick)
+        d[f"ask_sz_{m}"] = B.col(f"ask_sz_{m}")
+        d[f"bid_dist_{m}"] = (m2 - 2 * B.col(f"bid_px_{m}")) / (2 * p.tick)
+        d[f"bid_sz_{m}"] = B.col(f"bid_sz_{m}")
+    return d
+
+
 EXEC_TYPES = (int(EventType.EXECUTE), int(EventType.EXECUTE_HIDDEN))
 
 
@@ -254,9 +267,12 @@ CATALOGUE: dict[str, Feature] = {
             "event_type", _names(f_event_type), f_event_type, 0, "indicators: limit, cancel/delete, execution, quote"
         ),
         Feature("log_dt", _names(f_log_dt), f_log_dt, 1, "log(1 + microseconds since the previous event)"),
+        Feature(
+            "book", _names(f_book), f_book, 0, "per level: ask/bid distance from the mid in ticks, sizes (DeepLOB)"
+        ),
     ]
 }
-DEFAULT_GROUPS = list(CATALOGUE)
+DEFAULT_GROUPS = [g for g in CATALOGUE if g != "book"]  # the book is opt-in: DeepLOB's input, 4L more columns
 
 
 def feature_names(params: FeatureParams, groups: list[str] | None = None) -> list[str]:

@@ -1,0 +1,28 @@
+"""lobnet's models, one file each (a config dataclass and an nn.Module): LSTM, TCN, Transformer, hybrid
+TCN -> Transformer, and DeepLOB. All map (B, W, F) to per-horizon logits (B, H, 3) and positions (B, H)."""
+
+from .base import LOBModel
+from .deeplob import DeepLOBConfig, DeepLOBModel
+from .hybrid import HybridConfig, HybridModel
+from .lstm import LSTMConfig, LSTMModel
+from .tcn import TCNConfig, TCNModel
+from .transformer import TransformerConfig, TransformerModel
+
+MODELS = {
+    "lstm": (LSTMConfig, LSTMModel),
+    "tcn": (TCNConfig, TCNModel),
+    "transformer": (TransformerConfig, TransformerModel),
+    "hybrid": (HybridConfig, HybridModel),
+    "deeplob": (DeepLOBConfig, DeepLOBModel),
+}
+
+
+def build_model(name: str, **kwargs) -> LOBModel:
+    """A model by name, its config from keyword arguments (e.g. ``n_features``, ``n_horizons``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {list(MODELS)}")
+    cfg_cls, model_cls = MODELS[name]
+    return model_cls(cfg_cls(**kwargs))
+
+
+__all__ = ["MODELS", "LOBModel", "build_model", *[c.__name__ for pair in MODELS.values() for c in pair]]
