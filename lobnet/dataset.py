@@ -13,9 +13,10 @@ import lightning.pytorch as L
 import numpy as np
 import polars as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .labels import LabelConfig, labels_for_fold
+from .losses import ContiguousBatchSampler
 from .splits import Fold
 
 
@@ -149,23 +150,40 @@ class FoldData:
         return cls(ds(fold.train), ds(fold.val), ds(fold.test), alphas, z, list(feature_names), tuple(labels.horizons))
 
 
-class LOBDataModule(L.LightningDataModule):
-    """Train/val/test loaders for one fold. Training batches are shuffled; evaluation keeps time order."""
+class EpochShuffle(Sampler[int]):
+    """A random permutation drawn from (seed, epoch): Lightning calls ``set_epoch`` before every epoch, so a run
+    resumed from a checkpoint sees exactly the batches the uninterrupted run saw."""
 
-    def __init__(self, data: FoldData, batch_size: int = 256, num_workers: int = 0, seed: int = 0):
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(np.random.default_rng((self.seed, self.epoch)).permutation(self.n).tolist())
+
+
+class LOBDataModule(L.LightningDataModule):
+    """Train/val/test loaders for one fold. Training batches are shuffled samples, or (``contiguous``, for the
+    Sharpe loss) runs of consecutive samples in shuffled order; evaluation keeps time order."""
+
+    def __init__(
+        self, data: FoldData, batch_size: int = 256, num_workers: int = 0, seed: int = 0, contiguous: bool = False
+    ):
         super().__init__()
         self.data, self.batch_size, self.num_workers, self.seed = data, batch_size, num_workers, seed
+        self.contiguous = contiguous
 
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.data.train,
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=g,
-            num_workers=self.num_workers,
-            drop_last=False,
-        )
+        if self.contiguous:
+            bs = ContiguousBatchSampler(len(self.data.train), self.batch_size, shuffle=True, seed=self.seed)
+            return DataLoader(self.data.train, batch_sampler=bs, num_workers=self.num_workers)
+        sampler = EpochShuffle(len(self.data.train), self.seed)
+        return DataLoader(self.data.train, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.data.val, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)

@@ -98,8 +98,7 @@ class ContiguousBatchSampler(Sampler[list[int]]):
         starts = np.arange(0, self.n, self.batch_size)
         if self.drop_last:
             starts = starts[starts + self.batch_size <= self.n]
-        if self.shuffle:
-            starts = np.random.default_rng(self.seed + self.epoch).permutation(starts)
-            self.epoch += 1
+        if self.shuffle:  # the order depends on (seed, epoch) only: Lightning sets the epoch, so resumes replay it
+            starts = np.random.default_rng((self.seed, self.epoch)).permutation(starts)
         for s in starts:
             yield list(range(int(s), min(int(s) + self.batch_size, self.n)))

@@ -1,0 +1,170 @@
+"""``lobnet-compare``: a table of models x metrics (mean +- std over folds and seeds, the majority floor beside),
+from the runs ``lobnet-train`` logged in one MLflow experiment, read through MLflow's API only.
+
+    lobnet-compare mlflow.tracking_uri=sqlite:///mlflow.db mlflow.experiment_name=NAME output_dir=DIR
+
+Writes DIR/comparison.md, DIR/comparison.csv, DIR/metric_by_model.png and DIR/pr_curves.png.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import hydra
+import polars as pl
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from .cli import CONF_DIR, reports_errors
+
+
+def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | None) -> pl.DataFrame:
+    """One row per fold run: model, loss, parent run, fold, and the test metrics at the horizon."""
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
+    parents = client.search_runs(
+        [exp.experiment_id], "tags.`lobnet.kind` = 'parent' and attributes.status = 'FINISHED'"
+    )
+    rows = []
+    for p in parents:
+        k = horizon or int(p.data.tags.get("lobnet.primary_horizon", 0))
+        children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{p.info.run_id}'")
+        for c in children:
+            m = c.data.metrics
+            row = {
+                "model": p.data.tags.get("lobnet.model", "?"),
+                "loss": p.data.tags.get("lobnet.loss", "?"),
+                "parent": p.info.run_id,
+                "run": c.info.run_id,
+                "fold": int(c.data.tags.get("lobnet.fold", -1)),
+                "seed": p.data.params.get("seed", "0"),
+                "horizon": k,
+            }
+            for name in [*metrics, "majority_f1", "majority_accuracy"]:
+                row[name] = m.get(f"test/{name}_h{k}", float("nan"))
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"no finished lobnet-train runs in experiment {experiment!r}")
+    return pl.DataFrame(rows)
+
+
+def summarise(runs: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
+    cols = [*metrics, "majority_f1", "majority_accuracy"]
+    return (
+        runs.group_by(["model", "loss", "horizon"], maintain_order=True)
+        .agg(
+            pl.len().alias("folds_x_seeds"),
+            pl.col("seed").n_unique().alias("seeds"),
+            *[pl.col(c).mean().alias(c) for c in cols],
+            *[pl.col(c).std(ddof=0).alias(f"{c}_std") for c in cols],
+        )
+        .sort("macro_f1", descending=True)
+    )
+
+
+def markdown(summary: pl.DataFrame, metrics: list[str]) -> str:
+    head = ["model", "loss", "h", "n", *metrics, "majority F1", "majority acc."]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary.iter_rows(named=True):
+        cells = [r["model"], r["loss"], str(r["horizon"]), str(r["folds_x_seeds"])]
+        cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in metrics]
+        cells += [f"{r['majority_f1']:.3f}", f"{r['majority_accuracy']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    labels = [f"{m}\n{lo}" for m, lo in zip(summary["model"], summary["loss"], strict=True)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric in zip(axes, ("macro_f1", "net_sharpe"), strict=True):
+        ax.bar(labels, summary[metric].to_numpy(), yerr=summary[f"{metric}_std"].to_numpy(), capsize=4)
+        if metric == "macro_f1":
+            ax.plot(labels, summary["majority_f1"].to_numpy(), "k_", ms=30, label="majority floor")
+            ax.legend(fontsize=8)
+        ax.set_title(f"test {metric} (mean ± std over folds and seeds)")
+    fig.tight_layout()
+    fig.savefig(out / "metric_by_model.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    mlflow.set_tracking_uri(tracking_uri)
+    for r in summary.iter_rows(named=True):
+        first = (
+            runs.filter((pl.col("model") == r["model"]) & (pl.col("loss") == r["loss"])).sort("fold").row(0, named=True)
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=first["run"], artifact_path="pr_curves.json", dst_path=tmp
+            )
+            curves = json.loads(Path(path).read_text())
+        c = curves.get(str(r["horizon"]), {}).get("up")
+        if c:
+            ax.plot(c["recall"], c["precision"], label=f"{r['model']} ({r['loss']}), fold {first['fold']}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("class 'up', first fold of each model")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "pr_curves.png", dpi=110)
+    plt.close(fig)
+    return ["metric_by_model.png", "pr_curves.png"]
+
+
+def run(cfg: DictConfig) -> pl.DataFrame:
+    metrics = list(cfg.metrics)
+    runs = collect(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, metrics, cfg.horizon)
+    summary = summarise(runs, metrics)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(markdown(summary, metrics) + "\n")
+    summary.write_csv(out / "comparison.csv")
+    plots(summary, runs, cfg.mlflow.tracking_uri, out)
+    return summary
+
+
+def print_table(summary: pl.DataFrame, console: Console | None = None) -> None:
+    t = Table(title="test metrics, mean ± std over folds and seeds")
+    for c in ("model", "loss", "h", "n", "macro-F1", "majority F1", "accuracy", "MCC", "net Sharpe/day", "turnover"):
+        t.add_column(c, justify="left" if c in ("model", "loss") else "right")
+    for r in summary.iter_rows(named=True):
+        t.add_row(
+            r["model"],
+            r["loss"],
+            str(r["horizon"]),
+            str(r["folds_x_seeds"]),
+            f"{r['macro_f1']:.3f} ± {r['macro_f1_std']:.3f}",
+            f"{r['majority_f1']:.3f}",
+            f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}",
+            f"{r['mcc']:.3f}",
+            f"{r['net_sharpe']:.2f} ± {r['net_sharpe_std']:.2f}",
+            f"{r['turnover']:.3f}",
+        )
+    (console or Console()).print(t)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
+@reports_errors
+def _main(cfg: DictConfig) -> None:
+    summary = run(cfg)
+    print_table(summary)
+    print(f"wrote {Path(cfg.output_dir) / 'comparison.md'}, comparison.csv and plots")
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

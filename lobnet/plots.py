@@ -1,0 +1,123 @@
+"""Figures logged with every fold: loss curves, confusion matrices, precision-recall curves (also as JSON, so
+``lobnet-compare`` can overlay them through MLflow's API), and attention maps for attention models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_curve
+
+from .labels import CLASS_NAMES
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def attention_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Attention weights (heads averaged) of every causal attention layer for input x (1, W, F): [(W, W)]."""
+    from .models.transformer import CausalSelfAttention
+
+    maps, hooks = [], []
+
+    def hook(mod, args):
+        (h,) = args
+        B, T, C = h.shape
+        q, k, _ = mod.qkv(h).split(C, dim=-1)
+        q = q.view(B, T, mod.n_heads, -1).transpose(1, 2)
+        k = k.view(B, T, mod.n_heads, -1).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / np.sqrt(q.shape[-1])
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+        maps.append(att.mean(1)[0].detach())
+
+    for m in model.modules():
+        if isinstance(m, CausalSelfAttention):
+            hooks.append(m.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return maps
+
+
+def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names, client, run_id) -> list[Path]:
+    plt = _plt()
+    files: list[Path] = []
+    horizons = labels.horizons
+    # loss curves from the run's own metric history
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("train/loss", "val/loss"):
+        hist = client.get_metric_history(run_id, key)
+        if hist:
+            hist = sorted(hist, key=lambda m: m.step)
+            ax.plot([m.step for m in hist], [m.value for m in hist], "o-", ms=3, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    files.append(out / "loss_curves.png")
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
+    prob, y = result["prob"], result["y"]
+    fig, axes = plt.subplots(1, len(horizons), figsize=(3.2 * len(horizons), 3.2))
+    axes = np.atleast_1d(axes)
+    for h, (k, ax) in enumerate(zip(horizons, axes, strict=True)):
+        cm = confusion_matrix(y[:, h], prob[:, h].argmax(1), labels=[0, 1, 2])
+        ax.imshow(cm, cmap="Blues")
+        for i in range(3):
+            for j in range(3):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(3), CLASS_NAMES)
+        ax.set_yticks(range(3), CLASS_NAMES)
+        ax.set_title(f"h={k} (rows: true)")
+    fig.tight_layout()
+    files.append(out / "confusion_matrices.png")
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
+    curves = {}
+    fig, axes = plt.subplots(1, len(horizons), figsize=(3.2 * len(horizons), 3.2))
+    axes = np.atleast_1d(axes)
+    for h, (k, ax) in enumerate(zip(horizons, axes, strict=True)):
+        curves[str(k)] = {}
+        for c, name in enumerate(CLASS_NAMES):
+            if not (y[:, h] == c).any():
+                continue
+            p, r, _ = precision_recall_curve(y[:, h] == c, prob[:, h, c])
+            idx = np.unique(np.linspace(0, len(p) - 1, min(200, len(p))).astype(int))
+            curves[str(k)][name] = {"precision": p[idx].tolist(), "recall": r[idx].tolist()}
+            ax.plot(r, p, label=name)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(f"h={k}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    files.append(out / "pr_curves.png")
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
+    files.append(out / "pr_curves.json")
+    files[-1].write_text(json.dumps(curves))
+    files.append(out / "test_metrics.json")
+    files[-1].write_text(json.dumps(result["metrics"], indent=1))
+    x0, _, _ = data.test[len(data.test) // 2]
+    module.model.eval()
+    maps = attention_maps(module.model, x0.unsqueeze(0))
+    if maps:
+        fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.4))
+        for i, (m, ax) in enumerate(zip(maps, np.atleast_1d(axes), strict=True)):
+            ax.imshow(m.numpy(), cmap="viridis")
+            ax.set_title(f"attention, layer {i} (query rows)")
+        fig.tight_layout()
+        files.append(out / "attention_maps.png")
+        fig.savefig(files[-1], dpi=100)
+        plt.close(fig)
+    return files

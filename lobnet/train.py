@@ -1,0 +1,135 @@
+"""``lobnet-train``: walk-forward training of one model on one data set, tracked in MLflow.
+
+    lobnet-train data=lobster data.path=PATH model=tcn loss=ce trainer.max_epochs=5 \
+        mlflow.tracking_uri=sqlite:///mlflow.db mlflow.experiment_name=NAME
+    lobnet-train -m model=lstm,tcn,transformer,hybrid            # a sweep: one parent run per model
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .cli import CONF_DIR, reports_errors
+from .data.schema import day_groups
+from .features import warmup
+from .pipeline import load_prepared, prepare
+from .splits import walk_forward
+from .training import MlflowSettings, TrainSettings, flatten, train_walk_forward
+
+
+def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):
+    """n_features and n_horizons from the data; the Transformer's time-gap column and DeepLOB's book columns
+    found by name."""
+    build = instantiate(cfg.model)
+    name = cfg.model.name
+    extra = {}
+    if name in ("transformer", "hybrid") and "log_dt" in feature_names:
+        extra["dt_index"] = feature_names.index("log_dt")
+    if name == "deeplob":
+        book = [
+            i
+            for i, n in enumerate(feature_names)
+            if n.split("_")[0] in ("ask", "bid") and n.split("_")[1] in ("dist", "sz")
+        ]
+        if len(book) != 4 * levels:
+            raise ValueError("model=deeplob reads the order book: add the 'book' feature group (features=with_book)")
+        extra.update(levels=levels, book_columns=book)
+    return lambda n_features, n_horizons: build(n_features=n_features, n_horizons=n_horizons, **extra)
+
+
+def run(cfg: DictConfig) -> dict:
+    labels = instantiate(cfg.labels, _convert_="all")
+    summary = prepare(
+        data=OmegaConf.to_container(cfg.data, resolve=True),
+        features=instantiate(cfg.features, _convert_="all"),
+        labels=labels,
+        split=OmegaConf.to_container(cfg.split, resolve=True),
+        window=int(cfg.window),
+        output_dir=cfg.prepared_dir,
+        cache_dir=cfg.cache_dir,
+    )
+    frame, summary = load_prepared(cfg.prepared_dir)
+    names = summary["feature_names"]
+    groups = day_groups(frame)
+    folds = walk_forward(
+        [(s, e) for *_, s, e in groups],
+        window=int(cfg.window),
+        max_horizon=max(labels.horizons),
+        warmup=warmup(summary["feature_groups"]),
+        day_names=[f"{s} {d}" for s, d, _, _ in groups],
+        **OmegaConf.to_container(cfg.split, resolve=True),
+    )
+    t = cfg.trainer
+    settings = TrainSettings(
+        loss=cfg.loss.kind,
+        lam=cfg.loss.lam,
+        cost=cfg.loss.cost,
+        class_weights=cfg.loss.class_weights,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        max_epochs=t.max_epochs,
+        patience=t.patience,
+        seed=cfg.seed,
+        primary_horizon=cfg.primary_horizon,
+        normalization=cfg.normalization,
+        trainer={"accelerator": t.accelerator, "devices": t.devices, **OmegaConf.to_container(t.extra, resolve=True)},
+    )
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    for k in [k for k in params if k.startswith(("output_dir", "prepared_dir", "cache_dir", "progress"))]:
+        params.pop(k)
+    progress = sys.stdout.isatty() if cfg.progress == "auto" else bool(cfg.progress)
+    tags = {
+        "lobnet.model": cfg.model.name,
+        "lobnet.loss": cfg.loss.kind,
+        "lobnet.data": summary["cache_key"],
+        "lobnet.source": summary["source"],
+        "lobnet.symbols": ",".join(summary["symbols"]),
+    }
+    events_per_day = summary["n_events"] / max(len(summary["days"]) * len(summary["symbols"]), 1)
+    result = train_walk_forward(
+        frame,
+        names,
+        folds,
+        labels,
+        int(cfg.window),
+        model_factory(cfg, names, summary["levels"]),
+        settings,
+        MlflowSettings(**OmegaConf.to_container(cfg.mlflow, resolve=True)),
+        cfg.output_dir,
+        params,
+        tags,
+        events_per_day,
+        progress,
+    )
+    if result["parent_run_id"]:
+        import mlflow.tracking
+
+        mlflow.tracking.MlflowClient(cfg.mlflow.tracking_uri).log_text(
+            result["parent_run_id"], OmegaConf.to_yaml(cfg, resolve=True), "config.yaml"
+        )
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@reports_errors
+def _main(cfg: DictConfig) -> None:
+    r = run(cfg)
+    s, k = r["summary"], r["primary_horizon"]
+    print(
+        f"{cfg.model.name} ({cfg.loss.kind}), {len(r['folds'])} folds, horizon {k}: "
+        f"macro-F1 {s['test/macro_f1']:.3f} +- {s['test/macro_f1_std']:.3f} (majority {s['test/majority_f1']:.3f}), "
+        f"accuracy {s['test/accuracy']:.3f}, net Sharpe/day {s['test/net_sharpe']:.2f}; MLflow run {r['parent_run_id']}"
+    )
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

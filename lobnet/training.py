@@ -1,0 +1,337 @@
+"""Walk-forward training as library code: every fold fitted with early stopping on its validation block, the best
+checkpoint evaluated on its test block, everything tracked in MLflow (one parent run per invocation, a child run
+per fold).
+
+Resuming: a run's folder (``output_dir/run-<key>``, the key a hash of the resolved config) holds each fold's
+``last.ckpt`` and ``state.json`` (MLflow run ids, finished folds). Started again with the same command, a run
+skips finished folds, continues the interrupted one from its last checkpoint, and reuses its MLflow runs. With
+per-epoch reseeding of shuffling and dropout it ends with the same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as L
+import numpy as np
+import polars as pl
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from .dataset import FoldData, LOBDataModule
+from .labels import LabelConfig
+from .losses import LobLoss, class_weights, default_cost
+from .models import LOBModel
+from .module import LOBModule
+from .splits import Fold
+
+PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe")
+
+
+@dataclass
+class TrainSettings:
+    loss: str = "ce"  # ce | sharpe | ce_sharpe
+    lam: float = 0.5  # weight of the Sharpe term in ce_sharpe
+    cost: float | None = None  # per unit of turnover; None: half the training fold's average relative spread
+    class_weights: bool = True  # inverse-frequency class weights from the training fold
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    max_epochs: int = 5
+    patience: int = 3  # early stopping on val/loss
+    seed: int = 0
+    primary_horizon: int = 50
+    normalization: str = "train_zscore"
+    trainer: dict = field(default_factory=dict)  # passed to lightning.Trainer (accelerator, devices, strategy, limits)
+
+
+@dataclass
+class MlflowSettings:
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "lobnet"
+    artifact_location: str | None = "mlartifacts"  # a folder (made absolute) or a URI; None: MLflow's default
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_key(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class LineLog(Callback):
+    """Quiet, line-based progress for non-interactive runs (CI, logs)."""
+
+    def __init__(self, fold: int):
+        self.fold = fold
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        parts = [f"{k}={float(m[k]):.4f}" for k in ("train/loss", "val/loss") if k in m]
+        print(f"fold {self.fold} epoch {trainer.current_epoch}: " + " ".join(parts), flush=True)
+
+
+def _write_json(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+class Tracker:
+    """MLflow bookkeeping for one invocation (rank zero only; other ranks get no-ops)."""
+
+    def __init__(self, settings: MlflowSettings, state: dict, active: bool):
+        self.active, self.state = active, state
+        self.settings = settings
+        if not active:
+            return
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.mlflow = mlflow
+        self.client = MlflowClient(settings.tracking_uri)
+        exp = self.client.get_experiment_by_name(settings.experiment_name)
+        if exp is None:
+            loc = settings.artifact_location
+            if loc and "://" not in loc:
+                loc = Path(loc).resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(settings.experiment_name, artifact_location=loc)
+        else:
+            self.experiment_id = exp.experiment_id
+
+    def parent(self, name: str, params: dict, tags: dict) -> str | None:
+        if not self.active:
+            return None
+        if self.state.get("parent_run_id"):
+            return self.state["parent_run_id"]
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"lobnet.kind": "parent", **tags})
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run.info.run_id, params=items[i : i + 100])
+        self.state["parent_run_id"] = run.info.run_id
+        return run.info.run_id
+
+    def child(self, fold: int, name: str, tags: dict) -> str | None:
+        if not self.active:
+            return None
+        key = str(fold)
+        folds = self.state.setdefault("folds", {})
+        if folds.get(key, {}).get("run_id"):
+            return folds[key]["run_id"]
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{name} fold {fold}",
+            tags={"mlflow.parentRunId": self.state["parent_run_id"], "lobnet.kind": "fold", "lobnet.fold": key, **tags},
+        )
+        folds.setdefault(key, {})["run_id"] = run.info.run_id
+        return run.info.run_id
+
+
+def train_walk_forward(
+    frame: pl.DataFrame,
+    feature_names: list[str],
+    folds: list[Fold],
+    labels: LabelConfig,
+    window: int,
+    make_model: Callable[[int, int], LOBModel],
+    settings: TrainSettings,
+    mlflow_settings: MlflowSettings,
+    output_dir: str | Path,
+    params: dict,
+    tags: dict,
+    events_per_day: float,
+    progress: bool = False,
+) -> dict:
+    """Fit and test every fold; returns {"folds": [...per-fold test metrics], "summary": {...means and stds}}."""
+    key = run_key(params)
+    run_dir = Path(output_dir) / f"run-{key}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    rank0 = is_rank_zero()
+    tracker = Tracker(mlflow_settings, state, rank0)
+    name = tags.get("lobnet.model", "model")
+    tracker.parent(
+        f"{name} {settings.loss}",
+        {**params, "data.fingerprint": tags.get("lobnet.data"), "git.commit": git_commit()},
+        tags,
+    )
+    if rank0:
+        _write_json(state_path, state)
+    k_primary = (
+        settings.primary_horizon
+        if settings.primary_horizon in labels.horizons
+        else labels.horizons[len(labels.horizons) // 2]
+    )
+    fold_metrics = []
+    for fold in folds:
+        fstate = state.setdefault("folds", {}).setdefault(str(fold.index), {})
+        if fstate.get("done"):
+            fold_metrics.append(fstate["test"])
+            continue
+        child_id = tracker.child(fold.index, name, tags)
+        if rank0:
+            _write_json(state_path, state)
+        metrics = _fit_fold(
+            frame,
+            feature_names,
+            fold,
+            labels,
+            window,
+            make_model,
+            settings,
+            run_dir,
+            child_id,
+            mlflow_settings,
+            events_per_day,
+            progress,
+            tracker,
+        )
+        fstate.update(done=True, test=metrics)
+        fold_metrics.append(metrics)
+        if rank0:
+            _write_json(state_path, state)
+    summary = {}
+    for m in fold_metrics[0]:
+        vals = np.array([fm[m] for fm in fold_metrics], dtype=float)
+        summary[f"test/{m}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        summary[f"test/{m}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else float("nan")
+    for m in PRIMARY:  # the headline keys at the primary horizon
+        summary[f"test/{m}"] = summary[f"test/{m}_h{k_primary}"]
+        summary[f"test/{m}_std"] = summary[f"test/{m}_h{k_primary}_std"]
+    if tracker.active:
+        from mlflow.entities import Metric
+
+        ts = int(__import__("time").time() * 1000)
+        items = [Metric(k, v, ts, 0) for k, v in summary.items() if np.isfinite(v)]
+        for i in range(0, len(items), 200):
+            tracker.client.log_batch(state["parent_run_id"], metrics=items[i : i + 200])
+        tracker.client.set_tag(state["parent_run_id"], "lobnet.primary_horizon", str(k_primary))
+        tracker.client.set_terminated(state["parent_run_id"])
+    return {
+        "folds": fold_metrics,
+        "summary": summary,
+        "run_dir": str(run_dir),
+        "parent_run_id": state.get("parent_run_id"),
+        "primary_horizon": k_primary,
+    }
+
+
+def _fit_fold(
+    frame,
+    feature_names,
+    fold,
+    labels,
+    window,
+    make_model,
+    settings,
+    run_dir,
+    child_id,
+    mls,
+    events_per_day,
+    progress,
+    tracker,
+) -> dict:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    L.seed_everything(settings.seed + fold.index, workers=True, verbose=False)
+    data = FoldData.build(frame, feature_names, fold, labels, window, normalization=settings.normalization)
+    if len(data.train) == 0 or len(data.val) == 0 or len(data.test) == 0:
+        raise ValueError(f"fold {fold.index} has an empty train, validation or test set: {fold.describe()}")
+    model = make_model(len(feature_names), len(labels.horizons))
+    if hasattr(model, "check_window"):
+        model.check_window(window)
+    train_rows = data.train.samples.numpy()
+    cost = settings.cost if settings.cost is not None else default_cost(frame["spread_rel"].to_numpy()[train_rows])
+    weights = class_weights(data.train.y[data.train.samples]) if settings.class_weights else None
+    loss = LobLoss(settings.loss, settings.lam, cost, weights)
+    module = LOBModule(
+        model,
+        loss,
+        labels.horizons,
+        settings.lr,
+        settings.weight_decay,
+        cost,
+        events_per_day,
+        settings.seed + fold.index,
+    )
+    dm = LOBDataModule(data, settings.batch_size, seed=settings.seed + fold.index, contiguous=settings.loss != "ce")
+    ckpt_dir = run_dir / f"fold_{fold.index}"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_last=True)
+    callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=settings.patience)]
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar())
+    else:
+        callbacks.append(LineLog(fold.index))
+    logger = (
+        MLFlowLogger(experiment_name=mls.experiment_name, tracking_uri=mls.tracking_uri, run_id=child_id)
+        if child_id
+        else False
+    )
+    trainer = L.Trainer(
+        max_epochs=settings.max_epochs,
+        logger=logger,
+        callbacks=callbacks,
+        deterministic=True,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        default_root_dir=ckpt_dir,
+        num_sanity_val_steps=0,
+        **settings.trainer,
+    )
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None)
+    best = checkpoint.best_model_path or str(last)
+    trainer.test(module, dm, ckpt_path=best, verbose=False)
+    result = module.results["test"]
+    if tracker.active:
+        from .plots import fold_artifacts
+
+        with tempfile.TemporaryDirectory() as tmp:
+            files = fold_artifacts(Path(tmp), module, data, labels, result, feature_names, tracker.client, child_id)
+            for f in files:
+                tracker.client.log_artifact(child_id, str(f))
+        tracker.client.log_artifact(child_id, best, artifact_path="checkpoint")
+        tracker.client.set_terminated(child_id)
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return {k: float(v) for k, v in result["metrics"].items()}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
