@@ -123,6 +123,9 @@ def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Pat
 
 
 def run(cfg: DictConfig) -> pl.DataFrame:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     metrics = list(cfg.metrics)
     runs = collect(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, metrics, cfg.horizon)
     summary = summarise(runs, metrics)

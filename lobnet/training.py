@@ -87,9 +87,7 @@ class LineLog(Callback):
     def __init__(self, fold: int):
         self.fold = fold
 
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer, pl_module):  # after this epoch's validation
         m = trainer.callback_metrics
         parts = [f"{k}={float(m[k]):.4f}" for k in ("train/loss", "val/loss") if k in m]
         print(f"fold {self.fold} epoch {trainer.current_epoch}: " + " ".join(parts), flush=True)
@@ -154,6 +152,18 @@ class Tracker:
         return run.info.run_id
 
 
+def quiet_lightning() -> None:
+    """Line-based logs for non-interactive runs: no banners, tips or third-party deprecation chatter."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def train_walk_forward(
     frame: pl.DataFrame,
     feature_names: list[str],
@@ -170,6 +180,8 @@ def train_walk_forward(
     progress: bool = False,
 ) -> dict:
     """Fit and test every fold; returns {"folds": [...per-fold test metrics], "summary": {...means and stds}}."""
+    if not progress:
+        quiet_lightning()
     key = run_key(params)
     run_dir = Path(output_dir) / f"run-{key}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -306,6 +318,7 @@ def _fit_fold(
         enable_model_summary=False,
         default_root_dir=ckpt_dir,
         num_sanity_val_steps=0,
+        log_every_n_steps=1,  # metrics are logged per epoch anyway; this only silences a warning
         **settings.trainer,
     )
     last = ckpt_dir / "last.ckpt"
