@@ -1,15 +1,17 @@
-"""``lobnet-demo``: the main job on the built-in synthetic day. Today: generate the day, validate it strictly,
-and prepare features, labels and walk-forward folds; later stages (training, comparison, export, streaming)
-extend this command as they land."""
+"""``lobnet-demo``: the main job on the built-in synthetic day: generate and strictly validate the day, prepare
+features, labels and walk-forward folds, train the LSTM, TCN, Transformer and hybrid briefly (experiment=demo),
+and print the comparison table. Everything lands under ``output_dir`` (MLflow store included)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import hydra
+from hydra import compose
 from omegaconf import DictConfig
 from rich.console import Console
 
+from . import compare, train
 from .cli import CONF_DIR, reports_errors
 from .prepare import print_summary, run
 
@@ -18,10 +20,34 @@ from .prepare import print_summary, run
 @reports_errors
 def _main(cfg: DictConfig) -> None:
     console = Console()
-    console.rule("lobnet demo: synthetic day -> features, labels, walk-forward folds")
+    out = Path(cfg.output_dir)
+    console.rule("lobnet demo 1/3: synthetic day -> features, labels, walk-forward folds")
     summary = run(cfg)
     print_summary(summary, cfg.output_dir, console)
-    console.print(f"summary: {Path(cfg.output_dir) / 'summary.json'}")
+    db = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    common = [
+        f"output_dir={out / 'train'}",
+        f"prepared_dir={cfg.output_dir}",
+        f"cache_dir={cfg.cache_dir}",
+        f"data.events={cfg.data.events}",
+        f"mlflow.tracking_uri={db}",
+        "mlflow.experiment_name=demo",
+        f"mlflow.artifact_location={(out / 'mlartifacts').resolve()}",
+    ]
+    for i, name in enumerate(cfg.models, start=1):
+        console.rule(f"lobnet demo 2/3: training {name} ({i}/{len(cfg.models)}), experiment=demo")
+        r = train.run(compose("train", overrides=["experiment=demo", f"model={name}", *common]))
+        s = r["summary"]
+        console.print(f"{name}: test macro-F1 {s['test/macro_f1']:.3f} (majority {s['test/majority_f1']:.3f})")
+    console.rule("lobnet demo 3/3: comparison (lobnet-compare, read back from MLflow)")
+    table = compare.run(
+        compose(
+            "compare",
+            overrides=[f"mlflow.tracking_uri={db}", "mlflow.experiment_name=demo", f"output_dir={out / 'compare'}"],
+        )
+    )
+    compare.print_table(table, console)
+    console.print(f"comparison: {out / 'compare' / 'comparison.md'}; runs: mlflow ui --backend-store-uri {db}")
 
 
 def main() -> None:
