@@ -183,7 +183,13 @@ class LOBDataModule(L.LightningDataModule):
             bs = ContiguousBatchSampler(len(self.data.train), self.batch_size, shuffle=True, seed=self.seed)
             return DataLoader(self.data.train, batch_sampler=bs, num_workers=self.num_workers)
         sampler = EpochShuffle(len(self.data.train), self.seed)
-        return DataLoader(self.data.train, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+        return DataLoader(
+            self.data.train,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
+        )  # leaves the global generator alone
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.data.val, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)

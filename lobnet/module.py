@@ -1,7 +1,7 @@
 """The LightningModule: a lobnet model, its loss, the optimiser, and metrics at the end of each evaluation epoch.
 
 Per-epoch logging only (``on_epoch=True``): MLflow's SQLite store costs ~13 ms per metric call, so per-step
-logging would dominate a CPU run. Dropout's randomness is reseeded at the start of every epoch from (seed, epoch),
+logging would dominate a CPU run. Dropout's randomness is reseeded before every batch from (seed, epoch, batch),
 so a run resumed from a checkpoint continues exactly as the uninterrupted run would.
 """
 
@@ -39,8 +39,10 @@ class LOBModule(L.LightningModule):
     def forward(self, x: torch.Tensor):
         return self.model(x)
 
-    def on_train_epoch_start(self) -> None:
-        torch.manual_seed(self.seed * 1_000_003 + self.current_epoch)
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # dropout draws from (seed, epoch, batch) only, never from whatever else consumed the global generator:
+        # a run resumed from a checkpoint (fresh process, different RNG history) replays the same batches exactly
+        torch.manual_seed((self.seed * 1_000_003 + self.current_epoch) * 1_000_003 + batch_idx)
 
     def training_step(self, batch, batch_idx):
         x, y, r = batch
@@ -66,12 +68,26 @@ class LOBModule(L.LightningModule):
         outs = self._outputs[stage]
         if not outs:
             return
-        prob, pos, y, r = (torch.cat(t).numpy() for t in zip(*outs, strict=True))
+        tensors = [torch.cat(t) for t in zip(*outs, strict=True)]
         outs.clear()
+        if self.trainer.world_size > 1:
+            tensors = self._gather_in_time_order(tensors, stage)
+        prob, pos, y, r = (t.numpy() for t in tensors)
         metrics = evaluate(prob, pos, y, r, self.horizons, self.loss_fn.kind, self.cost, self.events_per_day)
         self.results[stage] = {"metrics": metrics, "prob": prob, "position": pos, "y": y, "returns": r}
         for k, v in metrics.items():
             self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True)
+
+    def _gather_in_time_order(self, tensors: list[torch.Tensor], stage: str) -> list[torch.Tensor]:
+        """Under DDP each rank evaluates samples rank, rank + W, ... (DistributedSampler, no shuffling, padded to
+        equal shards): gather every rank's outputs and restore time order, which the turnover metrics need."""
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        n = len(loaders.dataset)
+        out = []
+        for t in tensors:
+            g = self.all_gather(t)  # (world, n_local, ...)
+            out.append(g.transpose(0, 1).reshape(-1, *t.shape[1:])[:n].cpu())
+        return out
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

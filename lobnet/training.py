@@ -296,7 +296,11 @@ def _fit_fold(
     )
     dm = LOBDataModule(data, settings.batch_size, seed=settings.seed + fold.index, contiguous=settings.loss != "ce")
     ckpt_dir = run_dir / f"fold_{fold.index}"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_last=True)
+    # saved at the end of the training epoch (after its validation): a checkpoint written at validation end
+    # counts as mid-epoch, and resuming from it would train that epoch a second time
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_last=True, save_on_train_epoch_end=True
+    )
     callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=settings.patience)]
     if progress:
         from lightning.pytorch.callbacks import RichProgressBar

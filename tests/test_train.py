@@ -1,0 +1,204 @@
+"""lobnet-train and lobnet-compare end to end on tiny synthetic runs: configs, MLflow contents, determinism,
+resume after SIGKILL, a multirun sweep, and DDP over two CPU processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from lobnet.cli import CONF_DIR
+
+TINY = [
+    "data=synthetic",
+    "data.events=12000",
+    "data.levels=5",
+    "window=20",
+    "batch_size=64",
+    "split.unit=blocks",
+    "split.blocks=5",
+    "split.train_blocks=2",
+    "split.max_folds=2",
+    "labels.horizons=[5,10]",
+    "primary_horizon=10",
+    "trainer.max_epochs=2",
+    "++trainer.extra.limit_train_batches=6",
+    "++trainer.extra.limit_val_batches=4",
+]
+
+
+def _overrides(tmp: Path, *extra: str) -> list[str]:
+    return [
+        *TINY,
+        f"output_dir={tmp / 'train'}",
+        f"cache_dir={tmp.parent / 'cache'}",
+        f"mlflow.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
+        "mlflow.experiment_name=t",
+        f"mlflow.artifact_location={tmp / 'art'}",
+        "progress=false",
+        *extra,
+    ]
+
+
+def _compose(name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+GROUPS = {
+    "data": ["synthetic", "lobster", "quotes"],
+    "features": ["default", "with_book"],
+    "labels": ["default", "tlob"],
+    "model": ["lstm", "tcn", "transformer", "hybrid", "deeplob"],
+    "loss": ["ce", "sharpe", "ce_sharpe"],
+    "trainer": ["cpu", "gpu", "ddp"],
+    "experiment": ["synthetic_quick", "demo"],
+}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_config_group_and_experiment_composes(group, option):
+    cfg = _compose("train", [f"{group}={option}"] + (["data.path=x"] if option in ("lobster", "quotes") else []))
+    build = instantiate(cfg.model)
+    kw = {"levels": 10} if cfg.model.name == "deeplob" else {}
+    assert build(n_features=40, n_horizons=3, **kw).n_params() > 0
+    labels, features = instantiate(cfg.labels, _convert_="all"), instantiate(cfg.features, _convert_="all")
+    assert labels.horizons and features.groups
+    assert cfg.loss.kind in ("ce", "sharpe", "ce_sharpe")
+    for name in ("prepare", "calibrate", "compare", "demo"):
+        assert _compose(name, [])
+
+
+def test_training_is_tracked_in_mlflow_and_deterministic(tmp_path):
+    from lobnet import train
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    ra = train.run(_compose("train", _overrides(a, "model=lstm")))
+    rb = train.run(_compose("train", _overrides(b, "model=lstm")))
+    assert ra["folds"] == rb["folds"]  # the same seed gives identical metrics on CPU
+    mlflow.set_tracking_uri(f"sqlite:///{a / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["t"])
+    parents = runs[runs["tags.lobnet.kind"] == "parent"]
+    children = runs[runs["tags.lobnet.kind"] == "fold"]
+    assert len(parents) == 1 and len(children) == 2
+    p = parents.iloc[0]
+    assert set(children["tags.mlflow.parentRunId"]) == {p.run_id}
+    for m in ("macro_f1", "accuracy", "majority_f1", "net_sharpe"):
+        assert f"metrics.test/{m}" in runs.columns and f"metrics.test/{m}_std" in runs.columns
+        assert p[f"metrics.test/{m}"] == pytest.approx(ra["summary"][f"test/{m}"])
+    assert p["metrics.test/macro_f1"] == p["metrics.test/macro_f1_h10"]
+    assert p["params.model.name"] == "lstm" and p["params.seed"] == "0" and len(p["params.git.commit"]) >= 7
+    assert p["params.data.fingerprint"] == p["tags.lobnet.data"]
+    client = mlflow.tracking.MlflowClient()
+    c = children.iloc[0]
+    arts = {x.path for x in client.list_artifacts(c.run_id)}
+    assert {"confusion_matrices.png", "pr_curves.png", "pr_curves.json", "loss_curves.png", "checkpoint"} <= arts
+    assert len(client.get_metric_history(c.run_id, "val/loss")) == 2  # one point per epoch
+    assert "config.yaml" in {x.path for x in client.list_artifacts(p.run_id)}
+
+
+def test_attention_models_log_attention_maps(tmp_path):
+    from lobnet import train
+
+    r = train.run(_compose("train", _overrides(tmp_path, "model=hybrid", "split.max_folds=1")))
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    fold = client.search_runs([client.get_experiment_by_name("t").experiment_id], "tags.`lobnet.kind` = 'fold'")[0]
+    assert "attention_maps.png" in {x.path for x in client.list_artifacts(fold.info.run_id)}
+    assert r["summary"]["test/macro_f1"] > 0
+
+
+def _cmd(tmp: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "lobnet.train",
+        *_overrides(tmp, *extra),
+        f"hydra.run.dir={tmp / 'hydra'}",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+    ]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_ends_with_the_same_metrics(tmp_path):
+    extra = ("model=tcn", "trainer.max_epochs=5", "++trainer.extra.limit_train_batches=20", "trainer.patience=10")
+    ref = subprocess.run(_cmd(tmp_path / "ref", *extra), capture_output=True, text=True, cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    run = tmp_path / "killed"
+    run.mkdir()
+    proc = subprocess.Popen(
+        _cmd(run, *extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
+    seen = []
+    for line in proc.stdout:  # kill it in the middle of the first fold, after epoch 1 was checkpointed
+        seen.append(line)
+        if line.startswith("fold 0 epoch 1:"):
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    again = subprocess.run(_cmd(run, *extra), capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "fold 0 epoch 0:" not in again.stdout  # it resumed instead of starting over
+    summary = lambda out: [line for line in out.splitlines() if " folds, horizon " in line][-1].split("; MLflow")[0]  # noqa: E731
+    assert summary(again.stdout) == summary(ref.stdout)
+    for db in (tmp_path / "ref", run):
+        mlflow.set_tracking_uri(f"sqlite:///{db / 'mlflow.db'}")
+        runs = mlflow.search_runs(experiment_names=["t"])
+        assert (runs["tags.lobnet.kind"] == "parent").sum() == 1 and (runs["tags.lobnet.kind"] == "fold").sum() == 2
+
+
+@pytest.mark.slow
+def test_multirun_sweep_then_compare(tmp_path):
+    cmd = _cmd(tmp_path, "split.max_folds=1", "model=lstm,transformer")
+    r = subprocess.run([*cmd[:3], "-m", *cmd[3:]], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from lobnet import compare
+
+    table = compare.run(
+        _compose(
+            "compare",
+            [
+                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                "mlflow.experiment_name=t",
+                f"output_dir={tmp_path / 'cmp'}",
+            ],
+        )
+    )
+    assert sorted(table["model"].to_list()) == ["lstm", "transformer"]
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| lstm | ce | 10 | 1 |" in md and "majority F1" in md
+    assert (tmp_path / "cmp" / "comparison.csv").exists() and (tmp_path / "cmp" / "pr_curves.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    env = dict(os.environ, PL_DISABLE_FORK="1")
+    r = subprocess.run(
+        _cmd(
+            tmp_path,
+            "trainer=ddp",
+            "split.max_folds=1",
+            "++trainer.extra.limit_train_batches=4",
+            "++trainer.extra.limit_val_batches=2",
+            "trainer.max_epochs=1",
+        ),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    assert "1 folds, horizon 10" in r.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["t"])
+    assert (runs["tags.lobnet.kind"] == "parent").sum() == 1  # rank 1 logged nothing of its own
