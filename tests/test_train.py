@@ -202,3 +202,16 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["t"])
     assert (runs["tags.lobnet.kind"] == "parent").sum() == 1  # rank 1 logged nothing of its own
+
+
+def test_sharpe_losses_train_on_contiguous_batches_and_trade_the_position_head(tmp_path):
+    from lobnet import train
+
+    r = train.run(_compose("train", _overrides(tmp_path, "model=lstm", "loss=ce_sharpe", "split.max_folds=1")))
+    m = r["folds"][0]
+    assert {"net_sharpe_h10", "gross_sharpe_h10", "hit_rate_h10", "turnover_h10"} <= m.keys()
+    # the position head's tanh output moves continuously, unlike a class sign (turnover 0, 1 or 2 per step)
+    assert 0 < m["turnover_h10"] < 2
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    p = mlflow.search_runs(experiment_names=["t"], filter_string="tags.`lobnet.kind` = 'parent'").iloc[0]
+    assert p["tags.lobnet.loss"] == "ce_sharpe" and p["params.loss.kind"] == "ce_sharpe"
