@@ -5,7 +5,7 @@ A feature is a function of the book *after* the current event and, for a few, of
 update: the same definition is evaluated by a backend ``B``. :class:`PolarsBackend` turns it into polars
 expressions over a whole events table (the batch path); a per-event backend evaluates the same definitions on
 one event and the previous one (the streaming path). Definitions may use only the backend's operations
-(``col``, ``prev``, ``where``, ``ind``, ``log``, ``log1p``, ``fill_null``, ``isin``, ``null``) and arithmetic or
+(``col``, ``prev``, ``where``, ``log``, ``log1p``, ``fill_null``, ``isin``, ``null``) and arithmetic or
 comparison operators, so that both backends compute the same thing.
 
 Warm-up: features that use ``prev`` are null on the first event of each day (``Feature.warmup`` = 1). They
@@ -87,11 +87,6 @@ class PolarsBackend:
 
     def mask_warmup(self, e: pl.Expr) -> pl.Expr:
         return pl.when(self._first).then(None).otherwise(e)
-
-    @staticmethod
-    def ind(cond: pl.Expr) -> pl.Expr:
-        """1 where cond holds, else 0 (null where cond is null)."""
-        return cond.cast(pl.Int64)
 
     @staticmethod
     def where(cond: pl.Expr, a: Any, b: Any) -> pl.Expr:

@@ -1,0 +1,215 @@
+"""The per-event form of the feature catalogue: the same definitions, compiled into one flat Python function.
+
+:class:`CodegenBackend` evaluates each catalogue definition symbolically, producing Python source instead of
+polars expressions: ``col`` reads the current event's value, ``prev`` allocates a state slot that holds the
+previous event's value of an expression, ``where`` becomes a conditional expression. The whole feature set
+becomes one generated function ``update(c, out, s, first)``: O(1) per event, no allocation beyond Python floats,
+no per-feature function calls. Its outputs equal the batch (polars) values at every event of a real day (tested
+on AMZN level 5 and AIG ticks).
+
+Nulls are NaN here: unoccupied levels arrive as NaN prices, and every feature with a warm-up is NaN on the first
+event of a day, exactly where the batch form is null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from .catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams
+
+NAN = float("nan")
+
+
+class Src:
+    """A Python source expression; operators build bigger ones."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: str):
+        self.code = code
+
+    @staticmethod
+    def of(x) -> str:
+        if isinstance(x, Src):
+            return x.code
+        if isinstance(x, float) and math.isnan(x):
+            return "_nan"
+        return repr(x)
+
+    def _bin(self, op: str, other, reverse: bool = False) -> Src:
+        a, b = (Src.of(other), self.code) if reverse else (self.code, Src.of(other))
+        return Src(f"({a} {op} {b})")
+
+    def __add__(self, o):
+        return self._bin("+", o)
+
+    def __radd__(self, o):
+        return self._bin("+", o, True)
+
+    def __sub__(self, o):
+        return self._bin("-", o)
+
+    def __rsub__(self, o):
+        return self._bin("-", o, True)
+
+    def __mul__(self, o):
+        return self._bin("*", o)
+
+    def __rmul__(self, o):
+        return self._bin("*", o, True)
+
+    def __truediv__(self, o):
+        return self._bin("/", o)
+
+    def __rtruediv__(self, o):
+        return self._bin("/", o, True)
+
+    def __neg__(self):
+        return Src(f"(-{self.code})")
+
+    def __lt__(self, o):
+        return self._bin("<", o)
+
+    def __le__(self, o):
+        return self._bin("<=", o)
+
+    def __gt__(self, o):
+        return self._bin(">", o)
+
+    def __ge__(self, o):
+        return self._bin(">=", o)
+
+    def __eq__(self, o):  # noqa: D105 - builds source, like polars expressions do
+        return self._bin("==", o)
+
+    def __ne__(self, o):
+        return self._bin("!=", o)
+
+    __hash__ = None
+
+
+class CodegenBackend:
+    """The catalogue's backend interface, producing Python source for one event."""
+
+    null = NAN
+
+    def __init__(self, inputs: list[str]):
+        self.index = {c: i for i, c in enumerate(inputs)}
+        self.slots: list[str] = []  # source of the expression each prev() slot stores
+        self.used_prev = False
+
+    def col(self, name: str) -> Src:
+        return Src(f"c[{self.index[name]}]")
+
+    def prev(self, e) -> Src:
+        self.used_prev = True
+        code = Src.of(e)
+        if code not in self.slots:
+            self.slots.append(code)
+        return Src(f"s[{self.slots.index(code)}]")
+
+    @staticmethod
+    def where(cond, a, b) -> Src:
+        return Src(f"({Src.of(a)} if {Src.of(cond)} else {Src.of(b)})")
+
+    @staticmethod
+    def log(x) -> Src:
+        return Src(f"_log({Src.of(x)})")
+
+    @staticmethod
+    def log1p(x) -> Src:
+        return Src(f"_log1p({Src.of(x)})")
+
+    @staticmethod
+    def fill_null(x, value) -> Src:
+        v = Src.of(x)
+        return Src(f"({Src.of(value)} if {v} != {v} else {v})")  # NaN is the only value unequal to itself
+
+    @staticmethod
+    def isin(x, values: tuple) -> Src:
+        return Src(f"({Src.of(x)} in {tuple(float(v) for v in values)!r})")
+
+
+def _log(x: float) -> float:
+    if x != x:
+        return NAN
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else NAN)
+
+
+def _log1p(x: float) -> float:
+    if x != x:
+        return NAN
+    return math.log1p(x) if x > -1 else (-math.inf if x == -1 else NAN)
+
+
+class IncrementalFeatures:
+    """The feature catalogue, one event at a time.
+
+    ``update(row, first)``: ``row`` holds the event's values in :attr:`inputs` order (floats; NaN for null
+    prices), ``first`` is True on the first event of a symbol-day. Returns the preallocated output list (valid
+    until the next call), in :func:`~lobnet.features.feature_names` order.
+    """
+
+    def __init__(self, params: FeatureParams, groups: list[str] | None = None):
+        self.params = params
+        self.groups = list(groups or DEFAULT_GROUPS)
+        book = [f"{side}_{w}_{m}" for m in range(1, params.levels + 1) for side in ("ask", "bid") for w in ("px", "sz")]
+        self.inputs = ["time", "type", "size", "direction", *book]
+        B = CodegenBackend(self.inputs)
+        lines, names, warm = [], [], []
+        for g in self.groups:
+            feature = CATALOGUE[g]
+            B.used_prev = False
+            defined = feature.define(B, params)
+            if B.used_prev and not feature.warmup:
+                raise ValueError(f"feature {g!r} reads the previous event but declares no warm-up")
+            for name, e in defined.items():
+                if feature.warmup:
+                    warm.append(len(names))
+                lines.append(f"    out[{len(names)}] = {Src.of(float(e) if not isinstance(e, Src) else e)}")
+                names.append(name)
+        for k, code in enumerate(B.slots):
+            if "s[" in code:
+                raise ValueError("a prev() of a prev() is not O(1)-representable here")
+            lines.append(f"    s[{k}] = {code}")
+        src = "def update(c, out, s, first):\n" + "\n".join(lines) + "\n"
+        if warm:
+            src += "    if first:\n" + "\n".join(f"        out[{i}] = _nan" for i in warm) + "\n"
+        src += "    return out\n"
+        self.source = src
+        env = {"_nan": NAN, "_log": _log, "_log1p": _log1p}
+        exec(compile(src, f"<lobnet incremental features L={params.levels}>", "exec"), env)  # noqa: S102
+        self._update = env["update"]
+        self.names = names
+        self.n_slots = len(B.slots)
+        self.out = [NAN] * len(names)
+        self.state = [NAN] * self.n_slots
+
+    def reset(self) -> None:
+        """Forget the previous event (a new day)."""
+        self.state[:] = [NAN] * self.n_slots
+
+    def update(self, row: Sequence[float], first: bool = False) -> list[float]:
+        if first:
+            self.reset()
+        return self._update(row, self.out, self.state, first)
+
+    def input_matrix(self, events: pl.DataFrame) -> np.ndarray:
+        """The events' inputs as float64 (N, len(inputs)); null prices become NaN."""
+        return events.select([pl.col(c).cast(pl.Float64) for c in self.inputs]).to_numpy()
+
+    def run(self, events: pl.DataFrame) -> np.ndarray:
+        """Replay a table event by event (resetting at every new symbol-day): (N, F) float64."""
+        from ..data.schema import day_slices
+
+        X = self.input_matrix(events)
+        out = np.empty((len(X), len(self.names)))
+        rows = X.tolist()
+        for sl in day_slices(events):
+            for i in range(sl.start, sl.stop):
+                out[i] = self.update(rows[i], i == sl.start)
+        return out

@@ -1,0 +1,64 @@
+"""The per-event form of every feature equals the batch (polars) form at every event of real days."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lobnet.data import n_levels, read_quotes
+from lobnet.features import CATALOGUE, FeatureParams, compute_features, feature_names
+from lobnet.features.incremental import IncrementalFeatures
+
+from .conftest import AIG, need
+
+ALL_GROUPS = list(CATALOGUE)  # the book group included
+
+
+def _assert_equal_to_batch(events: pl.DataFrame, groups: list[str]) -> None:
+    p = FeatureParams(levels=n_levels(events))
+    inc = IncrementalFeatures(p, groups)
+    assert inc.names == feature_names(p, groups)
+    got = inc.run(events).astype(np.float32)  # the batch form stores float32
+    ref = compute_features(events, p, groups).select(inc.names).to_numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(ref), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.realdata
+def test_every_feature_per_event_equals_batch_on_amzn_level5(amzn5):
+    _assert_equal_to_batch(amzn5, ALL_GROUPS)
+
+
+@pytest.mark.realdata
+def test_every_feature_per_event_equals_batch_on_aig_ticks():
+    ev = read_quotes(need(AIG) / "20131008_quote.zip")
+    _assert_equal_to_batch(ev, ALL_GROUPS)
+
+
+def test_per_event_equals_batch_across_days_and_unoccupied_levels(synthetic_events):
+    ev = synthetic_events.head(4000)
+    day2 = ev.slice(2000).with_columns(pl.col("date") + pl.duration(days=1))
+    ev = pl.concat([ev.slice(0, 2000), day2]).with_columns(
+        pl.when(pl.int_range(pl.len()).is_between(300, 700)).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("bid_px_10", "ask_px_9")
+    ).with_columns(
+        pl.when(pl.int_range(pl.len()).is_between(300, 700)).then(0).otherwise(pl.col(c)).alias(c)
+        for c in ("bid_sz_10", "ask_sz_9")
+    )
+    _assert_equal_to_batch(ev, ALL_GROUPS)
+
+
+def test_update_is_a_single_generated_function_with_small_state():
+    inc = IncrementalFeatures(FeatureParams(levels=2))
+    assert inc.source.startswith("def update(c, out, s, first):")
+    assert inc.n_slots <= 2 + 4 * 2 + 1  # mid, time, and the four book values of each OFI level
+    row = [34_200e9, 1.0, 100.0, 1.0, 1000100.0, 300.0, 999900.0, 200.0, 1000200.0, 100.0, 999800.0, 400.0]
+    out = inc.update(row, first=True)
+    assert np.isnan(out[inc.names.index("ofi_1")]) and out[inc.names.index("spread")] == 2.0
+    out = inc.update(row)
+    assert out[inc.names.index("ofi_1")] == 0.0 and out[inc.names.index("log_dt")] == 0.0
+    clone = pickle.loads(pickle.dumps(inc.state))
+    assert clone == inc.state
