@@ -23,8 +23,11 @@ def reports_errors(fn):
         except LobDataError as e:
             print(f"error: {e.message}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
+        except RuntimeError as e:  # e.g. an ONNX export whose parity check failed
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapper

@@ -134,6 +134,7 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[i : i + 100])
         self.state["parent_run_id"] = run.info.run_id
+        self.state["tracking_uri"] = self.settings.tracking_uri
         return run.info.run_id
 
     def child(self, fold: int, name: str, tags: dict) -> str | None:
@@ -328,6 +329,8 @@ def _fit_fold(
     last = ckpt_dir / "last.ckpt"
     trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None)
     best = checkpoint.best_model_path or str(last)
+    if is_rank_zero():
+        _write_model_card(ckpt_dir, model, data, window)
     trainer.test(module, dm, ckpt_path=best, verbose=False)
     result = module.results["test"]
     if tracker.active:
@@ -341,6 +344,28 @@ def _fit_fold(
         tracker.client.set_terminated(child_id)
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {k: float(v) for k, v in result["metrics"].items()}
+
+
+def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: int) -> None:
+    """What export and streaming need to rebuild the model and feed it: its architecture and config, the feature
+    list, the training fold's normalisation, the horizons, the window; and a few real test windows for parity."""
+    import dataclasses
+
+    from .models import MODELS
+
+    name = next(k for k, (_, cls) in MODELS.items() if isinstance(model, cls))
+    card = {
+        "model": name,
+        "config": dataclasses.asdict(model.cfg),
+        "feature_names": data.feature_names,
+        "horizons": list(data.horizons),
+        "window": window,
+        "alphas": data.alphas,
+        "zscore": None if data.zscore is None else {"mean": data.zscore.mean.tolist(), "std": data.zscore.std.tolist()},
+    }
+    _write_json(ckpt_dir / "model.json", card)
+    idx = np.linspace(0, len(data.test) - 1, min(32, len(data.test))).astype(int)
+    np.save(ckpt_dir / "parity_windows.npy", np.stack([data.test[int(i)][0].numpy() for i in idx]))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -41,12 +41,16 @@ def test_every_feature_per_event_equals_batch_on_aig_ticks():
 def test_per_event_equals_batch_across_days_and_unoccupied_levels(synthetic_events):
     ev = synthetic_events.head(4000)
     day2 = ev.slice(2000).with_columns(pl.col("date") + pl.duration(days=1))
-    ev = pl.concat([ev.slice(0, 2000), day2]).with_columns(
-        pl.when(pl.int_range(pl.len()).is_between(300, 700)).then(None).otherwise(pl.col(c)).alias(c)
-        for c in ("bid_px_10", "ask_px_9")
-    ).with_columns(
-        pl.when(pl.int_range(pl.len()).is_between(300, 700)).then(0).otherwise(pl.col(c)).alias(c)
-        for c in ("bid_sz_10", "ask_sz_9")
+    ev = (
+        pl.concat([ev.slice(0, 2000), day2])
+        .with_columns(
+            pl.when(pl.int_range(pl.len()).is_between(300, 700)).then(None).otherwise(pl.col(c)).alias(c)
+            for c in ("bid_px_10", "ask_px_9")
+        )
+        .with_columns(
+            pl.when(pl.int_range(pl.len()).is_between(300, 700)).then(0).otherwise(pl.col(c)).alias(c)
+            for c in ("bid_sz_10", "ask_sz_9")
+        )
     )
     _assert_equal_to_batch(ev, ALL_GROUPS)
 

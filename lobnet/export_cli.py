@@ -1,0 +1,27 @@
+"""``lobnet-export checkpoint=PATH output_dir=DIR``: see :mod:`lobnet.export`."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from .cli import CONF_DIR, reports_errors
+from .export import export_checkpoint
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+@reports_errors
+def _main(cfg: DictConfig) -> None:
+    r = export_checkpoint(cfg.checkpoint, cfg.output_dir, cfg.tolerance)
+    print(
+        f"wrote {cfg.output_dir}/model.onnx (opset {r['opset']}, dynamic batch and window); "
+        f"max |ORT - torch| on {r['parity_windows']} real windows: {r['max_abs_diff_window']:.2e}"
+    )
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
