@@ -1,6 +1,6 @@
 """``lobnet-demo``: the main job on the built-in synthetic day: generate and strictly validate the day, prepare
 features, labels and walk-forward folds, train the LSTM, TCN, Transformer and hybrid briefly (experiment=demo),
-and print the comparison table. Everything lands under ``output_dir`` (MLflow store included)."""
+print the comparison table, and export the TCN to ONNX. Everything lands under ``output_dir``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,17 @@ def _main(cfg: DictConfig) -> None:
     )
     compare.print_table(table, console)
     console.print(f"comparison: {out / 'compare' / 'comparison.md'}; runs: mlflow ui --backend-store-uri {db}")
+    console.rule("lobnet demo: ONNX export of the TCN's first fold (lobnet-export)")
+    from .export import export_checkpoint
+
+    ckpt = sorted((out / "train").glob("run-*/fold_0/best.ckpt"), key=lambda p: p.stat().st_mtime)
+    tcn = [c for c in ckpt if '"model": "tcn"' in (c.parent / "model.json").read_text()]
+    if tcn:
+        rep = export_checkpoint(tcn[-1], out / "export")
+        console.print(
+            f"{out / 'export' / 'model.onnx'}: dynamic batch and window, max |ORT - torch| on real windows "
+            f"{rep['max_abs_diff_window']:.1e} (<= {rep['tolerance']:g})"
+        )
 
 
 def main() -> None:

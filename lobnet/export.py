@@ -51,19 +51,29 @@ def export_window(model: torch.nn.Module, n_features: int, path: str | Path, win
     path = Path(path)
     x = torch.randn(2, window, n_features)  # batch >= 2: a batch of 1 would be baked into the graph
     dims = {"x": {0: torch.export.Dim("batch", min=1, max=65536), 1: torch.export.Dim("window", min=8, max=4096)}}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(),
-            (x,),
-            str(path),
-            dynamo=True,
-            opset_version=OPSET,
-            external_data=False,
-            input_names=["x"],
-            output_names=["logits", "position"],
-            dynamic_shapes=dims,
-        )
+    import logging
+
+    noisy = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in noisy]
+    try:
+        for lg in noisy:  # the exporter's passes log every step at INFO; keep the user's output readable
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model.eval(),
+                (x,),
+                str(path),
+                dynamo=True,
+                opset_version=OPSET,
+                external_data=False,
+                input_names=["x"],
+                output_names=["logits", "position"],
+                dynamic_shapes=dims,
+            )
+    finally:
+        for lg, level in zip(noisy, levels, strict=True):
+            lg.setLevel(level)
     import onnx
 
     shape = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
