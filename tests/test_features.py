@@ -155,3 +155,16 @@ def test_features_at_or_before_t_ignore_the_future(synthetic_events, t, seed):
     pert = compute_features(_perturb_after(ev, t, seed), params)
     assert base.slice(0, t + 1).equals(pert.slice(0, t + 1))
     assert not base.equals(pert) or t == ev.height - 1
+
+
+def test_a_feature_reading_prev_without_warmup_is_refused(synthetic_events, monkeypatch):
+    """Its first value of each day would silently read the previous day: both backends refuse it."""
+    from lobnet.features import catalogue
+    from lobnet.features.incremental import IncrementalFeatures
+
+    bad = catalogue.Feature("bad", lambda p: ["bad"], lambda B, p: {"bad": B.prev(B.col("time"))}, 0, "reads prev")
+    monkeypatch.setitem(catalogue.CATALOGUE, "bad", bad)
+    with pytest.raises(ValueError, match="declares no warm-up"):
+        compute_features(synthetic_events.head(10), FeatureParams(levels=10), ["bad"])
+    with pytest.raises(ValueError, match="declares no warm-up"):
+        IncrementalFeatures(FeatureParams(levels=10), ["bad"])

@@ -279,6 +279,17 @@ def warmup(groups: list[str] | None = None) -> int:
     return max(CATALOGUE[g].warmup for g in (groups or DEFAULT_GROUPS))
 
 
+def define(feature: Feature, B, params: FeatureParams) -> dict:
+    """A feature's definitions on backend ``B``, refusing one that reads the previous event (``B.prev``) while
+    declaring no warm-up: its first value of each day would silently read the previous day. Every backend
+    records ``used_prev``."""
+    B.used_prev = False
+    defined = feature.define(B, params)
+    if B.used_prev and not feature.warmup:
+        raise ValueError(f"feature {feature.name!r} reads the previous event but declares no warm-up")
+    return defined
+
+
 def compute_features(
     events: pl.DataFrame | pl.LazyFrame,
     params: FeatureParams,
@@ -294,11 +305,7 @@ def compute_features(
     exprs = []
     for g in groups or DEFAULT_GROUPS:
         feature = CATALOGUE[g]
-        B.used_prev = False
-        defined = feature.define(B, params)
-        if B.used_prev and not feature.warmup:
-            raise ValueError(f"feature {g!r} reads the previous event but declares no warm-up")
-        for name, e in defined.items():
+        for name, e in define(feature, B, params).items():
             e = e if isinstance(e, pl.Expr) else pl.lit(e)
             if feature.warmup:
                 e = B.mask_warmup(e)

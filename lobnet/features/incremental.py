@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from .catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams
+from .catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams, define
 
 NAN = float("nan")
 
@@ -163,11 +163,7 @@ class IncrementalFeatures:
         lines, names, warm = [], [], []
         for g in self.groups:
             feature = CATALOGUE[g]
-            B.used_prev = False
-            defined = feature.define(B, params)
-            if B.used_prev and not feature.warmup:
-                raise ValueError(f"feature {g!r} reads the previous event but declares no warm-up")
-            for name, e in defined.items():
+            for name, e in define(feature, B, params).items():
                 if feature.warmup:
                     warm.append(len(names))
                 lines.append(f"    out[{len(names)}] = {Src.of(float(e) if not isinstance(e, Src) else e)}")
