@@ -138,7 +138,7 @@ def prepare(
     frame = frame.with_columns(
         [pl.Series(f"label_{k}", y, dtype=pl.Int8) for k, y in zip(labels.horizons, ys, strict=True)]
     )
-    samples = np.concatenate([f for f in [folds[0].train, folds[0].val, folds[0].test]])
+    samples = np.concatenate([folds[0].train, folds[0].val, folds[0].test])
     seconds = time.perf_counter() - t0
 
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -22,7 +22,6 @@ from pathlib import Path
 import lightning.pytorch as L
 import numpy as np
 import polars as pl
-import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from .dataset import FoldData, LOBDataModule
@@ -342,7 +341,6 @@ def _fit_fold(
                 tracker.client.log_artifact(child_id, str(f))
         tracker.client.log_artifact(child_id, best, artifact_path="checkpoint")
         tracker.client.set_terminated(child_id)
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {k: float(v) for k, v in result["metrics"].items()}
 
 
