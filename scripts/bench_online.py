@@ -74,6 +74,28 @@ def main() -> None:
     for _ in range(20_000):
         _ = r.coef
     rows.append(("EWRegression.coef (1 feature, read)", (time.perf_counter_ns() - t0) / 20_000))
+    amzn = Path(os.environ.get("LOBNET_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+    amzn = amzn / "lobster" / "AMZN_2012-06-21_34200000_57600000_message_5.csv"
+    if amzn.exists():  # the streamer's feature stage: every catalogue feature, one event at a time
+        from lobnet.data import read_lobster
+        from lobnet.features import FeatureParams
+        from lobnet.features.incremental import IncrementalFeatures
+
+        ev = read_lobster(amzn)
+        inc = IncrementalFeatures(FeatureParams(levels=5))
+        rows_in = inc.input_matrix(ev).tolist()
+        times = []
+        for _ in range(a.repeats):
+            inc.reset()
+            gc.disable()
+            t0 = time.perf_counter_ns()
+            update, first = inc.update, True
+            for r in rows_in:
+                update(r, first)
+                first = False
+            times.append((time.perf_counter_ns() - t0) / len(rows_in))
+            gc.enable()
+        rows.append((f"IncrementalFeatures.update (AMZN L5, {len(inc.names)} features)", statistics.median(times)))
     bx = rng.normal(size=a.batch_n)
     by = 2 * bx + rng.normal(size=a.batch_n)
     batch = [
