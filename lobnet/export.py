@@ -1,13 +1,27 @@
-"""ONNX export of a trained model's full-window graph, with a parity check against torch.
+"""ONNX export of a trained model: the full-window graph and the streaming step graph, with parity checks.
 
-``torch.onnx.export(dynamo=True)`` with a pinned opset, an example batch of 2 (a batch of 1 would silently fix
-the batch dimension), and dynamic batch and window dimensions, which every lobnet architecture allows. The
-export fails loudly unless ONNX Runtime reproduces torch within ``tolerance`` on real windows, at two batch sizes
-and two window lengths.
+``torch.onnx.export(dynamo=True)`` with a pinned opset. The full-window graph ``model.onnx`` (B, W, F) is
+exported with an example batch of 2 (a batch of 1 would silently fix the batch dimension) and dynamic batch and
+window dimensions, which every lobnet architecture allows. The step graph ``model_step.onnx``
+(:mod:`lobnet.models.streaming`) takes one event's raw features and the state, and returns the outputs and the
+new state; its batch is fixed at 1 (one stream), because the shape arithmetic a dynamic batch adds costs more
+than the model in a single-event call.
+
+The export fails loudly, writing nothing, unless:
+
+* ``max_abs_diff_window``: ONNX Runtime reproduces torch on real windows, at two batch sizes and two window
+  lengths;
+* ``max_abs_diff_step``: the step graph, run from its initial state over a real window's events, equals the
+  full-window graph on the events so far, at every event;
+* ``max_abs_diff_step_sequence``: over 3 W consecutive real events, the step graph equals the model run over
+  them as one sequence;
+
+all within ``tolerance``.
 
     lobnet-export checkpoint=runs/train/run-.../fold_0/best.ckpt output_dir=DIR
 
-writes ``DIR/model.onnx`` (one file), ``DIR/model.json`` (architecture, feature list, normalisation statistics,
+writes ``DIR/model.onnx``, ``DIR/model_step.onnx`` (absent for models that stream through the full-window
+fallback), ``DIR/model.json`` (architecture, feature list and spec, normalisation statistics, label rule,
 horizons, window) and ``DIR/export.json`` (parity figures).
 """
 
@@ -47,38 +61,85 @@ def load_model(checkpoint: str | Path):
     return model.eval(), card
 
 
-def export_window(model: torch.nn.Module, n_features: int, path: str | Path, window: int = 100) -> Path:
-    path = Path(path)
-    x = torch.randn(2, window, n_features)  # batch >= 2: a batch of 1 would be baked into the graph
-    dims = {"x": {0: torch.export.Dim("batch", min=1, max=65536), 1: torch.export.Dim("window", min=8, max=4096)}}
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's passes log every step at INFO and print a report; keep the user's output readable."""
     import logging
 
     noisy = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in noisy]
     try:
-        for lg in noisy:  # the exporter's passes log every step at INFO; keep the user's output readable
+        for lg in noisy:
             lg.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model.eval(),
-                (x,),
-                str(path),
-                dynamo=True,
-                opset_version=OPSET,
-                external_data=False,
-                input_names=["x"],
-                output_names=["logits", "position"],
-                dynamic_shapes=dims,
-            )
+            yield
     finally:
         for lg, level in zip(noisy, levels, strict=True):
             lg.setLevel(level)
+
+
+def export_window(model: torch.nn.Module, n_features: int, path: str | Path, window: int = 100) -> Path:
+    path = Path(path)
+    x = torch.randn(2, window, n_features)  # batch >= 2: a batch of 1 would be baked into the graph
+    dims = {"x": {0: torch.export.Dim("batch", min=1, max=65536), 1: torch.export.Dim("window", min=8, max=4096)}}
+    with _quiet_exporter():
+        torch.onnx.export(
+            model.eval(),
+            (x,),
+            str(path),
+            dynamo=True,
+            opset_version=OPSET,
+            external_data=False,
+            input_names=["x"],
+            output_names=["logits", "position"],
+            dynamic_shapes=dims,
+        )
     import onnx
 
     shape = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     if not (shape[0].dim_param and shape[1].dim_param):
         raise ExportError(f"{path}: batch and window must be symbolic dimensions, got {shape}")
+    return path
+
+
+def export_step(step, path: str | Path, batch: int | None = 1) -> Path:
+    """The streaming step graph of a :class:`~lobnet.models.streaming.StepModule`: inputs ``x`` (B, F) raw
+    features and every state tensor by name; outputs ``logits``, ``position`` and ``<name>_out`` per state.
+    Dynamic batch (one row per stream), exported with a batch of 2."""
+    path = Path(path)
+    names = [n for n, _ in step.state_shapes()]
+    n = batch or 2
+    x = torch.randn(n, step.model.cfg.n_features)
+    state = [s.clone() for s in step.initial_state(n)]
+    dim = torch.export.Dim("batch", min=1, max=65536)
+    dims = {"x": {0: dim}, "state": tuple({0: dim} for _ in names)} if batch is None else None
+
+    class _Flat(torch.nn.Module):  # named state arguments for the graph's input names
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, *state):
+            return self.inner(x, *state)
+
+    with _quiet_exporter():
+        torch.onnx.export(
+            _Flat(step).eval(),
+            (x, *state),
+            str(path),
+            dynamo=True,
+            opset_version=OPSET,
+            external_data=False,
+            input_names=["x", *names],
+            output_names=["logits", "position", *(f"{n}_out" for n in names)],
+            dynamic_shapes=dims,
+        )
+    import onnx
+
+    for inp in onnx.load(str(path)).graph.input if batch is None else ():
+        if not inp.type.tensor_type.shape.dim[0].dim_param:
+            raise ExportError(f"{path}: input {inp.name} must have a symbolic batch dimension")
     return path
 
 
@@ -99,8 +160,82 @@ def window_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.nda
     return worst
 
 
+def session(path: str | Path, providers: list[str] | None = None, threads: int = 1):
+    """An ONNX Runtime session set up for the hot loop: ``threads`` intra-op threads, one inter-op thread,
+    sequential execution, every graph optimisation (constant folding, fusions)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+
+
+def step_parity(model, step, step_path: str | Path, window_path: str | Path, windows: np.ndarray, card: dict) -> float:
+    """Largest |step - full window| over every event of real sequences: the step graph, started from its
+    initial state at a window's first event, against the full-window graph on the events so far (torch where
+    the prefix is shorter than the graph's minimum window of 8)."""
+    step_sess, win_sess = session(step_path), session(window_path)
+    init = [s.numpy() for s in step.initial_state(1)]
+    names = [i.name for i in step_sess.get_inputs()]
+    mean, std = _zscore(card, windows.shape[-1])
+    worst = 0.0
+    for seq in (windows[0], windows[-1]):
+        raw = (seq * std + mean).astype(np.float32)  # the step graph normalises inside
+        state = init
+        for t in range(len(seq)):
+            logits, position, *state = step_sess.run(None, dict(zip(names, [raw[t : t + 1], *state], strict=True)))
+            prefix = np.ascontiguousarray(seq[None, : t + 1], dtype=np.float32)
+            if t + 1 >= 8:
+                ref = win_sess.run(None, {"x": prefix})
+            else:
+                with torch.no_grad():
+                    ref = [r.numpy() for r in model(torch.from_numpy(prefix))]
+            worst = max(worst, float(np.abs(logits - ref[0]).max()), float(np.abs(position - ref[1]).max()))
+    return worst
+
+
+def sequence_parity(model, step, step_path: str | Path, sequence: np.ndarray, card: dict) -> float:
+    """Largest |step - torch| over a real stretch of 3 W consecutive events: the step graph against the model
+    run over the whole stretch as one sequence (:func:`~lobnet.models.streaming.sequence_outputs`)."""
+    from .models.streaming import sequence_outputs
+
+    sess = session(step_path)
+    names = [i.name for i in sess.get_inputs()]
+    state = [s.numpy() for s in step.initial_state(1)]
+    mean, std = _zscore(card, sequence.shape[-1])
+    raw = (sequence * std + mean).astype(np.float32)
+    ref_logits, ref_pos = (
+        r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), card["window"])
+    )
+    worst = 0.0
+    for t in range(len(raw)):
+        logits, position, *state = sess.run(None, dict(zip(names, [raw[t : t + 1], *state], strict=True)))
+        worst = max(
+            worst, float(np.abs(logits[0] - ref_logits[t]).max()), float(np.abs(position[0] - ref_pos[t]).max())
+        )
+    return worst
+
+
+def _zscore(card: dict, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    z = card.get("zscore")
+    if z is None:
+        return np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
+    return np.asarray(z["mean"], np.float32), np.asarray(z["std"], np.float32)
+
+
 def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, tolerance: float = TOLERANCE) -> dict:
+    from .models.streaming import StepModule, has_step
+
     model, card = load_model(checkpoint)
+    if card.get("zscore") is None:
+        raise ExportError(
+            f"{checkpoint}: trained with normalization=rolling_zscore; the streaming graphs need the training "
+            "fold's z-score (normalization=train_zscore)"
+        )
     out = Path(output_dir)
     tmp = out.parent / f".{out.name}.export-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -119,6 +254,21 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, tolerance:
         }
         if not diff <= tolerance:
             raise ExportError(f"ONNX Runtime differs from torch by {diff:.3g} > {tolerance:g} on real windows")
+        if has_step(model):
+            mean, std = _zscore(card, len(card["feature_names"]))
+            step = StepModule(model, mean, std, span=card["window"])
+            step_path = export_step(step, tmp / "model_step.onnx")
+            report["step"] = "model_step.onnx"
+            report["step_state"] = {n: list(shape) for n, shape in step.state_shapes()}
+            report["max_abs_diff_step"] = step_parity(model, step, step_path, onnx_path, windows, card)
+            seq_path = Path(checkpoint).parent / "parity_sequence.npy"
+            if seq_path.exists():
+                report["max_abs_diff_step_sequence"] = sequence_parity(model, step, step_path, np.load(seq_path), card)
+            worst = max(report["max_abs_diff_step"], report.get("max_abs_diff_step_sequence", 0.0))
+            if not worst <= tolerance:
+                raise ExportError(f"the step graph differs from the full-window model by {worst:.3g} > {tolerance:g}")
+        else:
+            report["step"] = "window_fallback"  # DeepLOB, absolute-position Transformers: see models/streaming.py
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         (tmp / "export.json").write_text(json.dumps(report, indent=2))
         if out.exists():

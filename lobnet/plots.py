@@ -29,14 +29,7 @@ def attention_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor
     maps, hooks = [], []
 
     def hook(mod, args):
-        (h,) = args
-        B, T, C = h.shape
-        q, k, _ = mod.qkv(h).split(C, dim=-1)
-        q = q.view(B, T, mod.n_heads, -1).transpose(1, 2)
-        k = k.view(B, T, mod.n_heads, -1).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) / np.sqrt(q.shape[-1])
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
-        maps.append(att.mean(1)[0].detach())
+        maps.append(mod.weights(args[0], args[1] if len(args) > 1 else None).mean(1)[0].detach())
 
     for m in model.modules():
         if isinstance(m, CausalSelfAttention):

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import hydra
@@ -43,9 +44,10 @@ def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):
 
 def run(cfg: DictConfig) -> dict:
     labels = instantiate(cfg.labels, _convert_="all")
+    features = instantiate(cfg.features, _convert_="all")
     summary = prepare(
         data=OmegaConf.to_container(cfg.data, resolve=True),
-        features=instantiate(cfg.features, _convert_="all"),
+        features=features,
         labels=labels,
         split=OmegaConf.to_container(cfg.split, resolve=True),
         window=int(cfg.window),
@@ -105,6 +107,7 @@ def run(cfg: DictConfig) -> dict:
         tags,
         events_per_day,
         progress,
+        card={"features": {**dataclasses.asdict(features), "levels": summary["levels"]}},
     )
     if result["parent_run_id"]:
         import mlflow.tracking

@@ -10,6 +10,7 @@ per-epoch reseeding of shuffling and dropout it ends with the same metrics as an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -178,8 +179,11 @@ def train_walk_forward(
     tags: dict,
     events_per_day: float,
     progress: bool = False,
+    card: dict | None = None,
 ) -> dict:
-    """Fit and test every fold; returns {"folds": [...per-fold test metrics], "summary": {...means and stds}}."""
+    """Fit and test every fold; returns {"folds": [...per-fold test metrics], "summary": {...means and stds}}.
+    ``card``: what the streamer needs beyond the model (the feature spec and levels), written into each fold's
+    ``model.json``."""
     if not progress:
         quiet_lightning()
     key = run_key(params)
@@ -225,6 +229,7 @@ def train_walk_forward(
             events_per_day,
             progress,
             tracker,
+            card or {},
         )
         fstate.update(done=True, test=metrics)
         fold_metrics.append(metrics)
@@ -270,6 +275,7 @@ def _fit_fold(
     events_per_day,
     progress,
     tracker,
+    card,
 ) -> dict:
     from lightning.pytorch.loggers import MLFlowLogger
 
@@ -329,7 +335,7 @@ def _fit_fold(
     trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None)
     best = checkpoint.best_model_path or str(last)
     if is_rank_zero():
-        _write_model_card(ckpt_dir, model, data, window)
+        _write_model_card(ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels)})
     trainer.test(module, dm, ckpt_path=best, verbose=False)
     result = module.results["test"]
     if tracker.active:
@@ -344,11 +350,10 @@ def _fit_fold(
     return {k: float(v) for k, v in result["metrics"].items()}
 
 
-def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: int) -> None:
+def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: int, extra: dict) -> None:
     """What export and streaming need to rebuild the model and feed it: its architecture and config, the feature
-    list, the training fold's normalisation, the horizons, the window; and a few real test windows for parity."""
-    import dataclasses
-
+    list and spec, the training fold's normalisation, label rule and thresholds, the horizons, the window; a few
+    real test windows, and a stretch of consecutive test rows, for parity checks."""
     from .models import MODELS
 
     name = next(k for k, (_, cls) in MODELS.items() if isinstance(model, cls))
@@ -360,10 +365,13 @@ def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: i
         "window": window,
         "alphas": data.alphas,
         "zscore": None if data.zscore is None else {"mean": data.zscore.mean.tolist(), "std": data.zscore.std.tolist()},
+        **extra,
     }
     _write_json(ckpt_dir / "model.json", card)
     idx = np.linspace(0, len(data.test) - 1, min(32, len(data.test))).astype(int)
     np.save(ckpt_dir / "parity_windows.npy", np.stack([data.test[int(i)][0].numpy() for i in idx]))
+    t0 = int(data.test.samples[0]) - window + 1  # the first test window's rows and the 2 W rows after them
+    np.save(ckpt_dir / "parity_sequence.npy", data.test.X[t0 : t0 + 3 * window].numpy())
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -1,4 +1,5 @@
-"""ONNX export of trained models: dynamic batch and window, parity with torch on real windows, MLflow logging."""
+"""ONNX export of trained models (trained briefly on the real AMZN level-5 day): the full-window graph with
+dynamic batch and window and the streaming step graph, parity of both on real events, MLflow logging."""
 
 from __future__ import annotations
 
@@ -11,21 +12,41 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from .conftest import AMZN5, need
 from .test_train import _compose, _overrides
+
+STEP = {"lstm": ["h", "c"], "tcn": ["tcn0_in", "tcn0_mid"], "transformer": ["k0", "v0", "attn_mask"]}
+
+
+def train_real(tmp_path, name: str, *extra: str):
+    """A checkpoint of ``name`` trained for one short epoch on the real AMZN level-5 day."""
+    from lobnet import train
+
+    real = ["data=lobster", f"data.path={need(AMZN5)}", "split.max_folds=1", "trainer.max_epochs=1"]
+    if name == "deeplob":
+        real.append("features=with_book")
+    base = [o for o in _overrides(tmp_path) if not o.startswith("data")]  # the tiny settings, on real data
+    r = train.run(_compose("train", [*base, f"model={name}", *real, *extra]))
+    assert r["folds"]
+    return next((tmp_path / "train").glob("run-*/fold_0/best.ckpt"))
 
 
 @pytest.mark.parametrize("name", ["lstm", "tcn", "transformer", "hybrid", "deeplob"])
 def test_every_trained_model_exports_with_parity(tmp_path, name):
-    from lobnet import train
     from lobnet.export import export_checkpoint
 
-    extra = ["features=with_book"] if name == "deeplob" else []
-    r = train.run(
-        _compose("train", _overrides(tmp_path, f"model={name}", "split.max_folds=1", "trainer.max_epochs=1", *extra))
-    )
-    ckpt = next((tmp_path / "train").glob("run-*/fold_0/best.ckpt"))
+    ckpt = train_real(tmp_path, name)
     rep = export_checkpoint(ckpt, tmp_path / "export")
     assert rep["max_abs_diff_window"] <= 1e-5 and rep["mlflow_run_id"]
+    if name == "deeplob":  # the documented full-window fallback
+        assert rep["step"] == "window_fallback" and not (tmp_path / "export" / "model_step.onnx").exists()
+    else:
+        assert rep["step"] == "model_step.onnx" and rep["max_abs_diff_step"] <= 1e-5
+        assert rep["max_abs_diff_step_sequence"] <= 1e-5
+        assert set(STEP.get(name, ["tcn0_in", "k0", "attn_mask"])) <= set(rep["step_state"])
+        step = ort.InferenceSession(str(tmp_path / "export" / "model_step.onnx"), providers=["CPUExecutionProvider"])
+        names = [i.name for i in step.get_inputs()]
+        assert names[0] == "x" and [o.name for o in step.get_outputs()][2:] == [f"{n}_out" for n in names[1:]]
     card = json.loads((tmp_path / "export" / "model.json").read_text())
     assert card["model"] == name and len(card["zscore"]["mean"]) == len(card["feature_names"])
     sess = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -37,7 +58,6 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
         "onnx_model" in {a.path for a in client.list_artifacts(rep["mlflow_run_id"])}
         or client.get_run(rep["mlflow_run_id"]).outputs.model_outputs
     )
-    assert r["folds"]
 
 
 def test_export_cli_reports_a_missing_model_card(tmp_path):

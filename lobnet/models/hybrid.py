@@ -25,7 +25,7 @@ class HybridConfig:
     mlp_ratio: int = 2
     dropout: float = 0.1
     max_len: int = 512
-    positions: str = "sinusoidal"
+    positions: str = "rotary"  # rotary | sinusoidal | learned (see transformer.py)
     dt_index: int = -1  # column of log_dt, or -1
 
 
@@ -49,6 +49,6 @@ class HybridModel(LOBModel):
         self.tf = CausalTransformer(cfg.tcn_channels, tcfg)
         self.heads = Heads(cfg.d_model, cfg.n_horizons)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, span: int | None = None) -> torch.Tensor:
         dt = x[..., self.cfg.dt_index] if self.cfg.dt_index >= 0 else None
-        return self.tf(self.tcn(x), dt)  # (B, W, tcn_channels) -> (B, W, d_model)
+        return self.tf(self.tcn(x), dt, span)  # (B, W, tcn_channels) -> (B, W, d_model)

@@ -1,0 +1,229 @@
+"""Streaming step modules: one event in, the model's outputs and its new state out, O(1) per event.
+
+Each step module wraps a trained model's own layers (no weights are copied into a second definition) and takes
+every piece of state as an explicit input and returns it as an output, so the exported ONNX graph is a pure
+function ``(features, *state) -> (logits, position, *new_state)``. The streamer keeps the state between calls.
+
+The step's input is one event's *raw* features: the training fold's z-score (and NaN -> 0, as
+:meth:`lobnet.dataset.ZScore.apply` does) is part of the graph.
+
+What a step computes, starting from :meth:`StepModule.initial_state`, equals the model run over the same events
+as one sequence from the first (:func:`sequence_outputs`), at every event:
+
+* LSTM: (h, c) per layer.
+* TCN: per causal convolution, a buffer of its last (kernel - 1) x dilation inputs, zeros at the start exactly
+  as the batch model's left padding.
+* Transformer (rotary positions): per layer, a key/value cache of the last ``span - 1`` events plus an additive
+  mask of the cache slots not yet filled. Keys are cached unrotated and rotated by their distance to the current
+  event, so the scores are those of the full window. ``span`` is the training window: on the first ``span``
+  events the step equals the full-window graph; later, each layer attends to its last ``span`` events
+  (sliding-window attention), and the sequence form uses the same band.
+* Hybrid: the TCN buffers, then the attention cache.
+
+Over the first W events a step sequence equals the full-window graph on every prefix (``max_abs_diff_step`` in
+``export.json``). Beyond W events the step equals the full window exactly when the model's memory fits in the
+window (a TCN whose receptive field is at most W, a one-layer Transformer); an LSTM remembers the whole day. The
+streamer reports how often the two agree.
+
+DeepLOB and Transformers with absolute (learned, sinusoidal) positions have no step module: the streamer runs
+them through the full-window fallback (a ring buffer of the last W events and the full-window graph).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+
+from .base import LOBModel
+from .hybrid import HybridModel
+from .lstm import LSTMModel
+from .tcn import TCNEncoder, TCNModel
+from .transformer import CausalTransformer, TransformerModel, rotary_tables, rotate
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std, non-finite -> 0: the training fold's z-score, inside the graph."""
+
+    def __init__(self, mean, std, n_features: int):
+        super().__init__()
+        mean = torch.zeros(n_features) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        std = torch.ones(n_features) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) / self.std
+        return torch.where(z - z == 0, z, 0.0)  # z - z is NaN exactly where z is NaN or infinite
+
+
+class TCNStep(nn.Module):
+    """The step of a :class:`TCNEncoder`: two buffers per block."""
+
+    def __init__(self, tcn: TCNEncoder):
+        super().__init__()
+        self.blocks = tcn.blocks
+        for blk in self.blocks:
+            if blk.conv1.pad == 0:
+                raise ValueError("a TCN with kernel_size 1 has no temporal state to stream")
+
+    def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        out = []
+        for i, blk in enumerate(self.blocks):
+            conv1, conv2 = blk.conv1, blk.conv2
+            out.append((f"tcn{i}_in", (conv1.conv.in_channels, conv1.pad)))
+            out.append((f"tcn{i}_mid", (conv2.conv.in_channels, conv2.pad)))
+        return out
+
+    def forward(self, x: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x (B, C_in) -> (B, C), new buffers."""
+        h = x.unsqueeze(-1)  # (B, C, 1)
+        new = []
+        for i, blk in enumerate(self.blocks):
+            u1 = torch.cat([state[2 * i], h], dim=-1)  # (B, C_in, pad + 1): the conv sees exactly one output
+            a = F.relu(blk.conv1.conv(u1))
+            u2 = torch.cat([state[2 * i + 1], a], dim=-1)
+            b = F.relu(blk.conv2.conv(u2))
+            h = F.relu(b + blk.down(h))
+            new += [u1[..., 1:], u2[..., 1:]]
+        return h.squeeze(-1), new
+
+
+class AttentionStep(nn.Module):
+    """The step of a rotary :class:`CausalTransformer` with a key/value cache of ``span - 1`` events."""
+
+    def __init__(self, tf: CausalTransformer, span: int):
+        super().__init__()
+        if tf.pos is not None:
+            raise ValueError(
+                f"a Transformer with {tf.cfg.positions} positions ties every key to the window's first event; "
+                "only positions=rotary has a streaming step (the streamer falls back to the full window)"
+            )
+        self.tf, self.span = tf, span
+        self.n_heads, self.hs = tf.cfg.n_heads, tf.head_size
+        cos, sin = rotary_tables(torch.arange(-(span - 1), 1), self.hs)  # slot i is span - 1 - i events back
+        self.register_buffer("cos", cos)
+        self.register_buffer("sin", sin)
+
+    def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        shapes = []
+        for i in range(len(self.tf.blocks)):
+            shapes += [
+                (f"k{i}", (self.n_heads, self.span - 1, self.hs)),
+                (f"v{i}", (self.n_heads, self.span - 1, self.hs)),
+            ]
+        return [*shapes, ("attn_mask", (self.span - 1,))]
+
+    def forward(
+        self, x: torch.Tensor, dt: torch.Tensor | None, state: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x (B, n_in) -> (B, d), new caches. The mask is 0 for a filled slot and -inf for an empty one."""
+        tf = self.tf
+        B = x.shape[0]
+        h = tf.inp(x)
+        if tf.dt is not None and dt is not None:
+            h = h + tf.dt(dt.unsqueeze(-1))
+        mask = torch.cat([state[-1], torch.zeros_like(state[-1][:, :1])], dim=-1)  # (B, span): this event's slot
+        bias = mask[:, None, None, :]  # (B, 1, 1, span)
+        new = []
+        scale = self.hs**-0.5
+        for i, blk in enumerate(tf.blocks):
+            att = blk.attn
+            a = blk.ln1(h)
+            q, k, v = att.qkv(a).split(h.shape[-1], dim=-1)
+            q, k, v = (t.view(B, self.n_heads, 1, self.hs) for t in (q, k, v))
+            keys = torch.cat([state[2 * i], k], dim=2)  # (B, nh, span, hs), unrotated, oldest first
+            vals = torch.cat([state[2 * i + 1], v], dim=2)
+            scores = (q @ rotate(keys, self.cos, self.sin).transpose(-1, -2)) * scale + bias  # (B, nh, 1, span)
+            y = torch.softmax(scores, dim=-1) @ vals  # (B, nh, 1, hs)
+            h = h + att.proj(y.reshape(B, -1))
+            h = h + blk.mlp(blk.ln2(h))
+            new += [keys[:, :, 1:], vals[:, :, 1:]]
+        return tf.ln(h), [*new, mask[:, 1:]]
+
+
+class StepModule(nn.Module):
+    """``forward(x, *state) -> (logits (B, H, 3), position (B, H), *new_state)``; x: raw features (B, F)."""
+
+    def __init__(self, model: LOBModel, mean=None, std=None, span: int = 100):
+        super().__init__()
+        fresh = type(model)(model.cfg)  # a rebuilt twin (deepcopy shares weight-norm internals with the original)
+        fresh.load_state_dict(model.state_dict())
+        model = fresh.eval()
+        for m in model.modules():  # fold weight norm into plain weights: the step graph holds constants only
+            for name in list(getattr(m, "parametrizations", {}) or {}):
+                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+        self.model = model
+        self.kind = type(model).__name__
+        self.norm = Normalize(mean, std, model.cfg.n_features)
+        self.tcn = self.lstm = self.attn = None
+        if isinstance(model, LSTMModel):
+            self.lstm = model.lstm
+        elif isinstance(model, TCNModel):
+            self.tcn = TCNStep(model.tcn)
+        elif isinstance(model, TransformerModel):
+            self.attn = AttentionStep(model.tf, span)
+        elif isinstance(model, HybridModel):
+            self.tcn, self.attn = TCNStep(model.tcn), AttentionStep(model.tf, span)
+        else:
+            raise ValueError(f"{type(model).__name__} has no streaming step (the streamer uses the full window)")
+        self.dt_index = getattr(model.cfg, "dt_index", -1)
+
+    def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape without the batch dimension) of every state tensor, in argument order."""
+        if self.lstm is not None:
+            L, H = self.lstm.num_layers, self.lstm.hidden_size
+            return [("h", (L, H)), ("c", (L, H))]
+        shapes = []
+        if self.tcn is not None:
+            shapes += self.tcn.state_shapes()
+        if self.attn is not None:
+            shapes += self.attn.state_shapes()
+        return shapes
+
+    def initial_state(self, batch: int = 1) -> list[torch.Tensor]:
+        """Zeros (the batch model's padding); the attention mask starts with every slot empty (-inf)."""
+        out = []
+        for name, shape in self.state_shapes():
+            fill = float("-inf") if name == "attn_mask" else 0.0
+            out.append(torch.full((batch, *shape), fill))
+        return out
+
+    def forward(self, x: torch.Tensor, *state: torch.Tensor):
+        z = self.norm(x)
+        if self.lstm is not None:
+            h, c = (s.transpose(0, 1).contiguous() for s in state)  # the state is batch-first, like every other
+            y, (h, c) = self.lstm(z.unsqueeze(1), (h, c))
+            logits, position = self.model.heads(y[:, 0])
+            return logits, position, h.transpose(0, 1), c.transpose(0, 1)
+        new, i, h = [], 0, z
+        if self.tcn is not None:
+            n = 2 * len(self.tcn.blocks)
+            h, s = self.tcn(h, list(state[:n]))
+            new += s
+            i = n
+        if self.attn is not None:
+            dt = z[:, self.dt_index] if self.dt_index >= 0 else None
+            h, s = self.attn(h, dt, list(state[i:]))
+            new += s
+        logits, position = self.model.heads(h)
+        return (logits, position, *new)
+
+
+def has_step(model: LOBModel) -> bool:
+    """Whether the model streams in O(1) per event (else: the full-window fallback)."""
+    if isinstance(model, (LSTMModel, TCNModel)):
+        return True
+    if isinstance(model, (TransformerModel, HybridModel)):
+        return model.tf.pos is None
+    return False
+
+
+@torch.no_grad()
+def sequence_outputs(model: LOBModel, x: torch.Tensor, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model over a whole sequence of normalised events (B, T, F), as the step computes it: logits
+    (B, T, H, 3) and positions (B, T, H). Attention is limited to the last ``span`` events."""
+    if isinstance(model, (TransformerModel, HybridModel)):
+        return model.heads(model.encode(x, span=span))
+    return model.forward_sequence(x)
