@@ -22,7 +22,8 @@ all within ``tolerance``.
 
 writes ``DIR/model.onnx``, ``DIR/model_step.onnx`` (absent for models that stream through the full-window
 fallback), ``DIR/model.json`` (architecture, feature list and spec, normalisation statistics, label rule,
-horizons, window) and ``DIR/export.json`` (parity figures).
+horizons, window), ``DIR/weights.pt`` (the torch weights, for the streamer's batch reference) and
+``DIR/export.json`` (parity figures).
 """
 
 from __future__ import annotations
@@ -269,6 +270,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, tolerance:
                 raise ExportError(f"the step graph differs from the full-window model by {worst:.3g} > {tolerance:g}")
         else:
             report["step"] = "window_fallback"  # DeepLOB, absolute-position Transformers: see models/streaming.py
+        torch.save(model.state_dict(), tmp / "weights.pt")  # the streamer's batch reference runs the torch model
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         (tmp / "export.json").write_text(json.dumps(report, indent=2))
         if out.exists():

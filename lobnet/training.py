@@ -229,7 +229,7 @@ def train_walk_forward(
             events_per_day,
             progress,
             tracker,
-            card or {},
+            {**(card or {}), "primary_horizon": k_primary},
         )
         fstate.update(done=True, test=metrics)
         fold_metrics.append(metrics)

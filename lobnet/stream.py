@@ -1,0 +1,524 @@
+"""The live path: replay a day event by event through incremental features and ONNX Runtime, timed per event.
+
+    lobnet-stream model_dir=runs/export data=lobster data.path=PATH output_dir=runs/stream
+
+For every event, in order: the per-event feature update (:class:`~lobnet.features.incremental.IncrementalFeatures`,
+the catalogue's own definitions), then one engine:
+
+* ``onnx_step``: ``model_step.onnx`` (normalisation inside the graph) with the state kept between calls;
+* ``onnx_window``: the z-scored row into a ring buffer of the last W rows, then ``model.onnx`` on that window:
+  what the research path computes, and the fallback for models without a step graph (DeepLOB);
+* ``ew_ofi`` and ``ew_regression``: the one-pass factor predictors: the sign of an EW mean of level-1 OFI
+  (its flat band fitted on the calibration prefix), and an EW regression (recursive least squares with
+  forgetting) of the primary horizon's target on that EW mean, updated k events late, when each target is
+  realised.
+
+Each engine replays the day separately, so its timings are its own: per event, the feature update, the
+inference, and both together (``time.perf_counter_ns``). Hot-loop discipline: one intra-op thread,
+``ORT_ENABLE_ALL``, inputs and outputs bound once to preallocated buffers (two IOBindings alternate, so the state
+written by one call is the input of the next without a copy), no allocation in the feature update, the garbage
+collector frozen and disabled around the loop.
+
+The replay is checked against the batch pipeline: polars features, the training fold's z-score and the torch
+model (``weights.pt``) over the first ``parity_events`` model events: the step engine against the model run over
+them as one sequence, the window engine against the model on the same windows. ``parity`` is true when the logits
+agree within ``parity_tolerance`` and the predicted classes are identical. Each engine's macro-F1 and accuracy
+are computed at the primary horizon on the events after the calibration prefix whose label is known.
+
+Outputs in ``output_dir``: ``stream.json``, ``stream.md`` (the table), ``latency.png`` (histograms), and an MLflow
+run with the same figures.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .data.schema import day_slices, n_levels
+from .export import session
+from .features import FeatureSpec, compute_features, warmup
+from .features.incremental import IncrementalFeatures
+from .labels import FLAT, LabelConfig, classify, compute_targets
+from .online.baselines import score
+from .online.estimators import EWMean, EWRegression, ew_mean
+
+PCTS = {"p50_us": 50, "p90_us": 90, "p99_us": 99, "p999_us": 99.9}
+
+
+class ModelDirError(ValueError):
+    """A model directory that lobnet-stream cannot use: a file missing, or a model that does not fit the data."""
+
+
+@dataclass
+class StreamSettings:
+    events: int = 50_000  # events of the day to replay (0: all)
+    day: int = 0  # which symbol-day of the data
+    calibration_events: int = 5_000  # the prefix that fits the factor's flat band; not scored
+    parity_events: int = 2_000  # model events compared with the batch pipeline
+    parity_tolerance: float = 1e-4
+    alpha_ofi: float = 0.9  # forgetting factor of the EW mean of OFI
+    alpha_rls: float = 0.999  # forgetting factor of the EW regression
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    threads: int = 1
+    engines: list[str] = field(default_factory=lambda: ["onnx_step", "onnx_window", "ew_ofi", "ew_regression"])
+
+
+@dataclass
+class ModelDir:
+    path: Path
+    card: dict
+    export: dict
+    step: Path | None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelDir:
+        p = Path(path)
+        if not p.is_dir():
+            raise ModelDirError(f"{p}: no such model directory (write one with lobnet-export)")
+        for name in ("model.json", "export.json", "model.onnx", "weights.pt"):
+            if not (p / name).exists():
+                raise ModelDirError(f"{p / name}: missing; the model directory is incomplete (re-run lobnet-export)")
+        try:
+            card = json.loads((p / "model.json").read_text())
+            export = json.loads((p / "export.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ModelDirError(f"{p}: unreadable JSON: {e}") from e
+        for key in ("model", "config", "feature_names", "zscore", "window", "horizons", "alphas", "features", "labels"):
+            if card.get(key) is None:
+                raise ModelDirError(f"{p / 'model.json'}: no {key!r}; re-train and re-export with this lobnet")
+        step = None
+        if export.get("step") == "model_step.onnx":
+            step = p / "model_step.onnx"
+            if not step.exists():
+                raise ModelDirError(f"{step}: missing, but export.json lists it")
+        return cls(p, card, export, step)
+
+    def torch_model(self):
+        import torch
+
+        from .models import build_model
+
+        model = build_model(self.card["model"], **self.card["config"])
+        model.load_state_dict(torch.load(self.path / "weights.pt", map_location="cpu", weights_only=True))
+        return model.eval()
+
+
+def _percentiles(ns: np.ndarray) -> dict:
+    us = ns / 1e3
+    out = {k: float(np.percentile(us, q)) for k, q in PCTS.items()}
+    out["max_us"] = float(us.max()) if us.size else float("nan")
+    out["mean_us"] = float(us.mean()) if us.size else float("nan")
+    return out
+
+
+class _Replay:
+    """One day's inputs, batch features, labels and the model's view of them."""
+
+    def __init__(self, md: ModelDir, events: pl.DataFrame, s: StreamSettings):
+        card = md.card
+        spec = FeatureSpec(**{k: v for k, v in card["features"].items() if k != "levels"})
+        levels = n_levels(events)
+        if levels != card["features"]["levels"]:
+            raise ModelDirError(
+                f"{md.path / 'model.json'}: the model was trained on {card['features']['levels']} book levels, "
+                f"the data has {levels}"
+            )
+        params = spec.params(levels)
+        self.features = IncrementalFeatures(params, list(spec.groups))
+        if self.features.names != card["feature_names"]:
+            extra = sorted(set(self.features.names) ^ set(card["feature_names"]))
+            raise ModelDirError(
+                f"{md.path / 'model.json'}: its feature list differs from the one these settings compute "
+                f"(differing: {extra[:8] or 'order'})"
+            )
+        self.events = events
+        self.rows = self.features.input_matrix(events).tolist()
+        self.n = len(self.rows)
+        self.start = warmup(list(spec.groups))  # the model sees no warm-up row, as in training
+        self.window = int(card["window"])
+        self.names = card["feature_names"]
+        self.mean = np.asarray(card["zscore"]["mean"], np.float32)
+        self.std = np.asarray(card["zscore"]["std"], np.float32)
+        batch = compute_features(events, params, list(spec.groups))
+        self.X = X = batch.select(self.names).to_numpy().astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            Xn = (X - self.mean) / self.std
+        self.Xn = np.where(np.isfinite(Xn), Xn, 0.0).astype(np.float32)  # ZScore.apply's rule
+        labels = LabelConfig(**card["labels"])
+        horizons = list(card["horizons"])
+        k = int(card.get("primary_horizon") or horizons[len(horizons) // 2])
+        self.k = k
+        self.hi = horizons.index(k)
+        self.alpha = float(card["alphas"][self.hi])
+        self.target = compute_targets(events, labels, params)[labels.target(k)].to_numpy().astype(float)
+        self.y = classify(self.target, self.alpha)
+        c0 = max(self.start + self.window - 1, min(s.calibration_events, self.n))
+        scored = np.zeros(self.n, dtype=bool)
+        scored[c0:] = True
+        self.scored = scored & (self.y >= 0)
+        self.calib = np.arange(self.start, min(s.calibration_events, self.n))
+
+
+def _hot_loop(run_event, n: int):
+    """Call ``run_event(i)`` for every event with the collector frozen; returns (feature ns, inference ns)."""
+    t_feat = np.zeros(n, dtype=np.int64)
+    t_inf = np.zeros(n, dtype=np.int64)
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        run_event(t_feat, t_inf)
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    return t_feat, t_inf
+
+
+def run_step(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The step engine: (feature ns, inference ns, logits (n, H, 3), NaN before the model's first event)."""
+    sess = session(md.step, s.providers, s.threads)
+    feats = r.features
+    x = np.zeros((1, len(r.names)), np.float32)
+    H = len(md.card["horizons"])
+    logits = np.zeros((1, H, 3), np.float32)
+    position = np.zeros((1, H), np.float32)
+    init = {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs()[1:]}
+    if "attn_mask" in init:
+        init["attn_mask"][:] = -np.inf  # every cache slot empty
+    bufs = {n: (a.copy(), a.copy()) for n, a in init.items()}  # ping-pong: call 2j reads [0], writes [1]
+    b0, b1 = sess.io_binding(), sess.io_binding()
+    for b, (src, dst) in ((b0, (0, 1)), (b1, (1, 0))):
+        b.bind_input("x", "cpu", 0, np.float32, list(x.shape), x.ctypes.data)
+        for n in init:
+            a, o = bufs[n][src], bufs[n][dst]
+            b.bind_input(n, "cpu", 0, np.float32, list(a.shape), a.ctypes.data)
+            b.bind_output(f"{n}_out", "cpu", 0, np.float32, list(o.shape), o.ctypes.data)
+        b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
+    out = np.full((r.n, H, 3), np.nan, np.float32)
+    rows, start, n = r.rows, r.start, r.n
+    update, run = feats.update, sess.run_with_iobinding
+    clock = time.perf_counter_ns
+    row0 = x[0]
+
+    def loop(t_feat, t_inf):
+        feats.reset()
+        for name in init:
+            bufs[name][0][:] = init[name]
+        flip = 0
+        for i in range(n):
+            t0 = clock()
+            f = update(rows[i], i == 0)
+            t1 = clock()
+            if i >= start:
+                row0[:] = f
+                run(b1 if flip else b0)
+                flip ^= 1
+                out[i] = logits[0]
+            t2 = clock()
+            t_feat[i] = t1 - t0
+            t_inf[i] = t2 - t1
+
+    tf, ti = _hot_loop(loop, n)
+    return tf, ti, out
+
+
+def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The full-window engine: z-score the row into a ring buffer, run ``model.onnx`` on the last W rows (on the
+    rows so far while fewer than W, from 8)."""
+    sess = session(md.path / "model.onnx", s.providers, s.threads)
+    W, F = r.window, len(r.names)
+    H = len(md.card["horizons"])
+    ring = np.zeros((2 * W, F), np.float32)  # each row written twice: the last W rows are always contiguous
+    z = np.zeros(F, np.float32)
+    fin = np.zeros(F, bool)
+    logits = np.zeros((1, H, 3), np.float32)
+    position = np.zeros((1, H), np.float32)
+    b = sess.io_binding()
+    b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+    b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
+    out = np.full((r.n, H, 3), np.nan, np.float32)
+    feats, rows, start, n = r.features, r.rows, r.start, r.n
+    mean, std = r.mean, r.std
+    clock = time.perf_counter_ns
+    base = ring.ctypes.data
+    row_bytes = F * 4
+
+    def loop(t_feat, t_inf):
+        feats.reset()
+        seen = 0
+        for i in range(n):
+            t0 = clock()
+            f = feats.update(rows[i], i == 0)
+            t1 = clock()
+            if i >= start:
+                z[:] = f
+                np.subtract(z, mean, out=z)
+                np.divide(z, std, out=z)
+                np.isfinite(z, out=fin)
+                np.logical_not(fin, out=fin)
+                z[fin] = 0.0
+                p = seen % W
+                ring[p] = z
+                ring[p + W] = z
+                seen += 1
+                m = min(seen, W)
+                if m >= 8:
+                    first = p + W - m + 1  # the last m rows, oldest first, end at the second copy of row p
+                    b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + first * row_bytes)
+                    sess.run_with_iobinding(b)
+                    out[i] = logits[0]
+            t2 = clock()
+            t_feat[i] = t1 - t0
+            t_inf[i] = t2 - t1
+
+    tf, ti = _hot_loop(loop, n)
+    return tf, ti, out
+
+
+def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A one-pass factor predictor: classes (n,), -1 where it has no forecast yet."""
+    if "ofi_1" not in r.names:
+        raise ModelDirError("the factor engines read the 'ofi' feature group, which this model does not use")
+    j = r.names.index("ofi_1")
+    feats, rows, start, n, k = r.features, r.rows, r.start, r.n, r.k
+    target, alpha = r.target, r.alpha
+    # the flat band: |EW OFI| quantile matching the calibration prefix's share of flat labels
+    x = np.nan_to_num(r.X[:, j].astype(float))
+    x[:start] = 0.0
+    sig = ew_mean(x, s.alpha_ofi)
+    cal = r.calib[r.y[r.calib] >= 0]
+    flat_share = float(np.mean(r.y[cal] == FLAT)) if cal.size else 0.0
+    band = float(np.quantile(np.abs(sig[cal]), flat_share)) if cal.size and flat_share > 0 else 0.0
+    pred = np.full(n, -1, dtype=np.int64)
+    clock = time.perf_counter_ns
+    past = np.zeros(k)  # the EW OFI of the last k events: the regressor of each target when it is realised
+
+    def loop(t_feat, t_inf):
+        feats.reset()
+        e = EWMean(s.alpha_ofi)
+        reg = EWRegression(s.alpha_rls)
+        for i in range(n):
+            t0 = clock()
+            f = feats.update(rows[i], i == 0)
+            t1 = clock()
+            if i >= start:
+                v = f[j]
+                m = e.update(v if v == v else 0.0)
+                if kind == "ew_ofi":
+                    pred[i] = 2 if m > band else (0 if m < -band else 1)
+                else:
+                    slot = i % k
+                    if i - k >= start:  # the target of event i - k is realised now
+                        y_old = target[i - k]
+                        if y_old == y_old:
+                            reg.update(past[slot], y_old)
+                        c0, c1 = reg.coef
+                        fc = c0 + c1 * m
+                        pred[i] = 2 if fc > alpha else (0 if fc < -alpha else 1)
+                    past[slot] = m
+            t2 = clock()
+            t_feat[i] = t1 - t0
+            t_inf[i] = t2 - t1
+
+    tf, ti = _hot_loop(loop, n)
+    return tf, ti, pred
+
+
+def reference(md: ModelDir, r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The batch pipeline's logits at the first ``parity_events`` model events: (event rows, logits (P, H, 3))."""
+    import torch
+
+    from .models.streaming import sequence_outputs
+
+    model = md.torch_model()
+    P = min(s.parity_events, r.n - r.start)
+    rows = np.arange(r.start, r.start + P)
+    X = torch.from_numpy(r.Xn[r.start : r.start + P])
+    with torch.no_grad():
+        if kind == "onnx_step":
+            return rows, sequence_outputs(model, X[None], r.window)[0][0].numpy()
+        out = np.full((P, len(md.card["horizons"]), 3), np.nan, np.float32)
+        W = r.window
+        for t in range(7, P):
+            a = max(0, t - W + 1)
+            out[t] = model(X[None, a : t + 1])[0][0].numpy()
+        return rows, out
+
+
+def _day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
+    days = day_slices(events)
+    if not 0 <= s.day < len(days):
+        raise ValueError(f"day={s.day}: the data has {len(days)} symbol-days")
+    sl = days[s.day]
+    day = events[sl]
+    return day.head(s.events) if s.events else day
+
+
+def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
+    day = _day(events, s)
+    r = _Replay(md, day, s)
+    H = r.hi
+    result = {
+        "model": md.card["model"],
+        "model_dir": str(md.path),
+        "symbol": str(day["symbol"][0]),
+        "date": str(day["date"][0]),
+        "events": r.n,
+        "window": r.window,
+        "primary_horizon": r.k,
+        "scored_events": int(r.scored.sum()),
+        "step": md.export.get("step"),
+        "settings": {
+            "threads": s.threads,
+            "providers": list(s.providers),
+            "graph_optimization": "ORT_ENABLE_ALL",
+            "io_binding": True,
+            "gc": "frozen and disabled in the loop",
+        },
+        "engines": {},
+        "parity": {},
+    }
+    preds = {}
+    for name in s.engines:
+        if name == "onnx_step" and md.step is None:
+            continue  # the window engine is this model's streaming path
+        t0 = time.perf_counter()
+        if name == "onnx_step":
+            tf, ti, logits = run_step(md, r, s)
+        elif name == "onnx_window":
+            tf, ti, logits = run_window(md, r, s)
+        elif name in ("ew_ofi", "ew_regression"):
+            tf, ti, cls = run_factors(r, s, name)
+            logits = None
+        else:
+            raise ValueError(f"unknown engine {name!r}; known: {StreamSettings().engines}")
+        wall = time.perf_counter() - t0
+        if logits is not None:
+            cls = np.where(np.isnan(logits[:, H, 0]), -1, np.nan_to_num(logits[:, H]).argmax(-1))
+            rows, ref = reference(md, r, s, name)
+            got = logits[rows]
+            ok = ~np.isnan(ref[:, 0, 0])
+            diff = float(np.abs(got[ok] - ref[ok]).max()) if ok.any() else float("nan")
+            same = bool((got[ok].argmax(-1) == ref[ok].argmax(-1)).all())
+            result["parity"][name] = {
+                "events": int(ok.sum()),
+                "max_abs_diff_logits": diff,
+                "same_classes": same,
+                "parity": bool(diff <= s.parity_tolerance and same),
+            }
+        preds[name] = cls
+        m = r.start  # model events only: the warm-up events run the feature update alone
+        total = tf + ti
+        sc = r.scored & (cls >= 0)
+        result["engines"][name] = {
+            "features": _percentiles(tf[m:]),
+            "inference": _percentiles(ti[m:]),
+            "total": _percentiles(total[m:]),
+            "events_per_s": float(r.n / (total.sum() / 1e9)),
+            "wall_s": wall,
+            **score(r.y[sc], cls[sc]),
+            "scored_events": int(sc.sum()),
+        }
+        result["engines"][name]["_ns"] = total[m:]
+    if "onnx_step" in preds and "onnx_window" in preds:
+        a, b = preds["onnx_step"], preds["onnx_window"]
+        both = (a >= 0) & (b >= 0) & (np.arange(r.n) >= r.start + r.window - 1)
+        result["parity"]["step_vs_window_class_agreement"] = float(np.mean(a[both] == b[both])) if both.any() else None
+    result["parity_ok"] = all(v["parity"] for k, v in result["parity"].items() if isinstance(v, dict))
+    return result
+
+
+def table(result: dict) -> str:
+    """The Markdown latency table."""
+    lines = [
+        f"Streaming {result['model']} on {result['symbol']} {result['date']}: {result['events']:,} events, "
+        f"window {result['window']}, horizon {result['primary_horizon']}, {result['settings']['threads']} thread; "
+        f"parity with the batch pipeline: {'yes' if result['parity_ok'] else 'NO'}",
+        "",
+        "| engine | features p50 µs | inference p50 µs | total p50 µs | p90 | p99 | p99.9 | max | events/s | macro-F1 | accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, e in result["engines"].items():
+        t = e["total"]
+        lines.append(
+            f"| {name} | {e['features']['p50_us']:.1f} | {e['inference']['p50_us']:.1f} | {t['p50_us']:.1f} | "
+            f"{t['p90_us']:.1f} | {t['p99_us']:.1f} | {t['p999_us']:.1f} | {t['max_us']:.0f} | "
+            f"{e['events_per_s']:,.0f} | {e['macro_f1']:.3f} | {e['accuracy']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def histogram(result: dict, path: Path) -> Path:
+    from .plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, e in result["engines"].items():
+        us = e["_ns"] / 1e3
+        hi = np.percentile(us, 99.9)
+        ax.hist(
+            np.clip(us, None, hi),
+            bins=np.logspace(np.log10(max(us.min(), 0.5)), np.log10(hi), 80),
+            histtype="step",
+            label=name,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("per-event time, feature update + inference (µs, log scale; clipped at p99.9)")
+    ax.set_ylabel("events")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: str = "lobnet-stream") -> dict:
+    """stream.json, stream.md and latency.png in ``out`` (written to a temporary folder, then moved), and an
+    MLflow run when ``tracking_uri`` is set."""
+    import shutil
+
+    tmp = out.parent / f".{out.name}.stream-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        histogram(result, tmp / "latency.png")
+        clean = {
+            **result,
+            "engines": {k: {a: b for a, b in v.items() if a != "_ns"} for k, v in result["engines"].items()},
+        }
+        (tmp / "stream.json").write_text(json.dumps(clean, indent=2))
+        (tmp / "stream.md").write_text(table(result))
+        out.mkdir(parents=True, exist_ok=True)
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run(run_name=f"stream {clean['model']}") as run:
+            mlflow.log_params(
+                {"model": clean["model"], "events": clean["events"], "window": clean["window"], **clean["settings"]}
+            )
+            metrics = {}
+            for name, e in clean["engines"].items():
+                for part in ("features", "inference", "total"):
+                    for q, v in e[part].items():
+                        metrics[f"{name}.{part}.{q}"] = v
+                for key in ("events_per_s", "macro_f1", "accuracy"):
+                    metrics[f"{name}.{key}"] = e[key]
+            metrics["parity_ok"] = float(clean["parity_ok"])
+            mlflow.log_metrics({k.replace("%", "pct"): float(v) for k, v in metrics.items() if v == v})
+            for f in ("stream.json", "stream.md", "latency.png"):
+                mlflow.log_artifact(str(out / f))
+            clean["mlflow_run_id"] = run.info.run_id
+    return clean

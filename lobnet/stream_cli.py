@@ -1,0 +1,38 @@
+"""``lobnet-stream model_dir=DIR data=... output_dir=OUT``: see :mod:`lobnet.stream`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from .cli import CONF_DIR, reports_errors
+from .pipeline import load_events
+from .stream import ModelDir, StreamSettings, stream, table, write
+
+
+def run(cfg: DictConfig) -> dict:
+    md = ModelDir.load(cfg.model_dir)  # before reading any data: a bad directory fails fast
+    events, _ = load_events(OmegaConf.to_container(cfg.data, resolve=True), cfg.cache_dir)
+    settings = StreamSettings(**OmegaConf.to_container(cfg.stream, resolve=True))
+    result = stream(md, events, settings)
+    clean = write(result, Path(cfg.output_dir), cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    return {**clean, "table": table(result)}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="stream")
+@reports_errors
+def _main(cfg: DictConfig) -> None:
+    r = run(cfg)
+    Console().print(r["table"], markup=False, highlight=False)
+    print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png")
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
