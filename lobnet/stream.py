@@ -521,4 +521,7 @@ def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: 
             for f in ("stream.json", "stream.md", "latency.png"):
                 mlflow.log_artifact(str(out / f))
             clean["mlflow_run_id"] = run.info.run_id
+        part = out / ".stream.json.tmp"
+        part.write_text(json.dumps(clean, indent=2))
+        part.replace(out / "stream.json")
     return clean

@@ -1,0 +1,117 @@
+"""lobnet-stream on a short real replay (the AMZN level-5 day): the streamed predictions equal the batch
+pipeline's (polars features, the training fold's z-score, the torch model), and bad model directories fail with
+a clear error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import AMZN5, need
+from .test_export import train_real
+from .test_train import _compose
+
+
+def _stream(tmp_path, model_dir, *extra):
+    from lobnet import stream_cli
+
+    return stream_cli.run(
+        _compose(
+            "stream",
+            [
+                f"model_dir={model_dir}",
+                "data=lobster",
+                f"data.path={need(AMZN5)}",
+                f"cache_dir={tmp_path.parent / 'cache'}",
+                f"output_dir={tmp_path / 'stream'}",
+                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                "stream.events=3000",
+                "stream.calibration_events=1000",
+                "stream.parity_events=600",
+                *extra,
+            ],
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Exported models trained on the real day, by architecture (trained once per module)."""
+    from lobnet.export import export_checkpoint
+
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            tmp = tmp_path_factory.mktemp(name)
+            export_checkpoint(train_real(tmp, name), tmp / "export")
+            cache[name] = tmp / "export"
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ["lstm", "hybrid", "deeplob"])
+def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, name):
+    r = _stream(tmp_path, exported(name))
+    assert r["parity_ok"], r["parity"]
+    engines = r["engines"]
+    if name == "deeplob":  # no step graph: the full window is its streaming path
+        assert "onnx_step" not in engines and r["step"] == "window_fallback"
+    else:
+        p = r["parity"]["onnx_step"]
+        assert p["events"] == 600 and p["max_abs_diff_logits"] <= 1e-4 and p["same_classes"]
+        assert 0.0 <= r["parity"]["step_vs_window_class_agreement"] <= 1.0
+    assert r["parity"]["onnx_window"]["parity"]
+    for e in ("onnx_window", "ew_ofi", "ew_regression"):
+        stats = engines[e]
+        assert stats["scored_events"] > 1000 and 0.0 <= stats["macro_f1"] <= 1.0
+        t = stats["total"]
+        assert 0 < t["p50_us"] <= t["p90_us"] <= t["p99_us"] <= t["p999_us"] <= t["max_us"]
+    saved = json.loads((tmp_path / "stream" / "stream.json").read_text())
+    assert saved["engines"].keys() == engines.keys() and saved["mlflow_run_id"]
+    assert (tmp_path / "stream" / "latency.png").stat().st_size > 0
+    assert "| onnx_window |" in (tmp_path / "stream" / "stream.md").read_text()
+
+
+def test_stream_rejects_a_model_directory_with_a_missing_file(tmp_path, exported):
+    from lobnet.stream import ModelDirError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(exported("lstm"), bad)
+    (bad / "model_step.onnx").unlink()
+    with pytest.raises(ModelDirError, match="model_step.onnx"):
+        _stream(tmp_path, bad)
+    (bad / "model.onnx").unlink()
+    with pytest.raises(ModelDirError, match="model.onnx: missing"):
+        _stream(tmp_path, bad)
+    assert not (tmp_path / "stream").exists()
+
+
+def test_stream_rejects_a_feature_list_that_differs_from_the_data(tmp_path, exported):
+    from lobnet.stream import ModelDirError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(exported("lstm"), bad)
+    card = json.loads((bad / "model.json").read_text())
+    card["features"]["groups"] = [g for g in card["features"]["groups"] if g != "spread"]
+    (bad / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelDirError, match="feature list differs"):
+        _stream(tmp_path, bad)
+    card["features"]["levels"] = 10
+    (bad / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelDirError, match="10 book levels"):
+        _stream(tmp_path, bad)
+
+
+def test_stream_cli_reports_a_missing_model_directory(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "lobnet.stream_cli", f"model_dir={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'h'}"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "no such model directory" in r.stderr
