@@ -1,6 +1,7 @@
 """``lobnet-demo``: the main job on the built-in synthetic day: generate and strictly validate the day, prepare
 features, labels and walk-forward folds, train the LSTM, TCN, Transformer and hybrid briefly (experiment=demo),
-print the comparison table, and export the TCN to ONNX. Everything lands under ``output_dir``."""
+print the comparison table, export every model to ONNX and replay the first ``stream_events`` events of the day
+through each (lobnet-stream), printing the latency tables. Everything lands under ``output_dir``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .prepare import print_summary, run
 def _main(cfg: DictConfig) -> None:
     console = Console()
     out = Path(cfg.output_dir)
-    console.rule("lobnet demo 1/3: synthetic day -> features, labels, walk-forward folds")
+    console.rule("lobnet demo 1/4: synthetic day -> features, labels, walk-forward folds")
     summary = run(cfg)
     print_summary(summary, cfg.output_dir, console)
     db = f"sqlite:///{(out / 'mlflow.db').resolve()}"
@@ -35,11 +36,11 @@ def _main(cfg: DictConfig) -> None:
         f"mlflow.artifact_location={(out / 'mlartifacts').resolve()}",
     ]
     for i, name in enumerate(cfg.models, start=1):
-        console.rule(f"lobnet demo 2/3: training {name} ({i}/{len(cfg.models)}), experiment=demo")
+        console.rule(f"lobnet demo 2/4: training {name} ({i}/{len(cfg.models)}), experiment=demo")
         r = train.run(compose("train", overrides=["experiment=demo", f"model={name}", *common]))
         s = r["summary"]
         console.print(f"{name}: test macro-F1 {s['test/macro_f1']:.3f} (majority {s['test/majority_f1']:.3f})")
-    console.rule("lobnet demo 3/3: comparison (lobnet-compare, read back from MLflow)")
+    console.rule("lobnet demo 3/4: comparison (lobnet-compare, read back from MLflow)")
     table = compare.run(
         compose(
             "compare",
@@ -48,17 +49,35 @@ def _main(cfg: DictConfig) -> None:
     )
     compare.print_table(table, console)
     console.print(f"comparison: {out / 'compare' / 'comparison.md'}; runs: mlflow ui --backend-store-uri {db}")
-    console.rule("lobnet demo: ONNX export of the TCN's first fold (lobnet-export)")
+    console.rule("lobnet demo 4/4: ONNX export (lobnet-export) and event-by-event replay (lobnet-stream)")
+    from . import stream_cli
     from .export import export_checkpoint
 
-    ckpt = sorted((out / "train").glob("run-*/fold_0/best.ckpt"), key=lambda p: p.stat().st_mtime)
-    tcn = [c for c in ckpt if '"model": "tcn"' in (c.parent / "model.json").read_text()]
-    if tcn:
-        rep = export_checkpoint(tcn[-1], out / "export")
+    for name in cfg.models:
+        ckpt = sorted((out / "train").glob("run-*/fold_0/best.ckpt"), key=lambda p: p.stat().st_mtime)
+        ckpt = [c for c in ckpt if f'"model": "{name}"' in (c.parent / "model.json").read_text()]
+        if not ckpt:
+            continue
+        rep = export_checkpoint(ckpt[-1], out / "export" / name)
         console.print(
-            f"{out / 'export' / 'model.onnx'}: dynamic batch and window, max |ORT - torch| on real windows "
-            f"{rep['max_abs_diff_window']:.1e} (<= {rep['tolerance']:g})"
+            f"{name}: {out / 'export' / name}: max |ORT - torch| window {rep['max_abs_diff_window']:.1e}, "
+            f"step {rep.get('max_abs_diff_step', float('nan')):.1e} (<= {rep['tolerance']:g})"
         )
+        r = stream_cli.run(
+            compose(
+                "stream",
+                overrides=[
+                    f"model_dir={out / 'export' / name}",
+                    f"output_dir={out / 'stream' / name}",
+                    f"cache_dir={cfg.cache_dir}",
+                    f"data.events={cfg.data.events}",
+                    f"stream.events={cfg.stream_events}",
+                    f"mlflow.tracking_uri={db}",
+                    "mlflow.experiment_name=demo-stream",
+                ],
+            )
+        )
+        print(r["table"], flush=True)
 
 
 def main() -> None:

@@ -500,27 +500,32 @@ def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: 
             f.replace(out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if tracking_uri:
-        import mlflow
+    if tracking_uri:  # the client API: no process-wide active run or experiment left behind
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
 
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name=f"stream {clean['model']}") as run:
-            mlflow.log_params(
-                {"model": clean["model"], "events": clean["events"], "window": clean["window"], **clean["settings"]}
-            )
-            metrics = {}
-            for name, e in clean["engines"].items():
-                for part in ("features", "inference", "total"):
-                    for q, v in e[part].items():
-                        metrics[f"{name}.{part}.{q}"] = v
-                for key in ("events_per_s", "macro_f1", "accuracy"):
-                    metrics[f"{name}.{key}"] = e[key]
-            metrics["parity_ok"] = float(clean["parity_ok"])
-            mlflow.log_metrics({k.replace("%", "pct"): float(v) for k, v in metrics.items() if v == v})
-            for f in ("stream.json", "stream.md", "latency.png"):
-                mlflow.log_artifact(str(out / f))
-            clean["mlflow_run_id"] = run.info.run_id
+        client = MlflowClient(tracking_uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        run = client.create_run(exp_id, run_name=f"stream {clean['model']}")
+        rid = run.info.run_id
+        params = {"model": clean["model"], "model_dir": clean["model_dir"], "events": clean["events"]}
+        params.update({"window": clean["window"], **clean["settings"]})
+        metrics = {"parity_ok": float(clean["parity_ok"])}
+        for name, e in clean["engines"].items():
+            for part in ("features", "inference", "total"):
+                metrics.update({f"{name}.{part}.{q}": v for q, v in e[part].items()})
+            metrics.update({f"{name}.{key}": e[key] for key in ("events_per_s", "macro_f1", "accuracy")})
+        ts = int(time.time() * 1000)
+        client.log_batch(
+            rid,
+            metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if v == v],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
+        for f in ("stream.json", "stream.md", "latency.png"):
+            client.log_artifact(rid, str(out / f))
+        client.set_terminated(rid)
+        clean["mlflow_run_id"] = rid
         part = out / ".stream.json.tmp"
         part.write_text(json.dumps(clean, indent=2))
         part.replace(out / "stream.json")

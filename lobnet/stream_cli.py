@@ -6,7 +6,6 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
 from .cli import CONF_DIR, reports_errors
 from .pipeline import load_events
@@ -26,7 +25,7 @@ def run(cfg: DictConfig) -> dict:
 @reports_errors
 def _main(cfg: DictConfig) -> None:
     r = run(cfg)
-    Console().print(r["table"], markup=False, highlight=False)
+    print(r["table"])
     print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png")
 
 
