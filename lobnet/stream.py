@@ -180,46 +180,67 @@ def _hot_loop(run_event, n: int):
     return t_feat, t_inf
 
 
+class StepRunner:
+    """``model_step.onnx`` bound once to preallocated buffers. Write an event's raw features into :attr:`x`
+    (shape (1, F)), call the runner, read :attr:`logits` and :attr:`position`. Two IOBindings alternate, so the
+    state one call writes is the next call's input, with no copy and no allocation."""
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
+        self.sess = sess = session(path, providers, threads)
+        ins = sess.get_inputs()
+        outs = {o.name: o.shape for o in sess.get_outputs()}
+        self.x = np.zeros(ins[0].shape, np.float32)
+        self.logits = np.zeros(outs["logits"], np.float32)
+        self.position = np.zeros(outs["position"], np.float32)
+        self.init = {i.name: np.zeros(i.shape, np.float32) for i in ins[1:]}
+        if "attn_mask" in self.init:
+            self.init["attn_mask"][:] = -np.inf  # every cache slot empty
+        self.bufs = {n: (a.copy(), a.copy()) for n, a in self.init.items()}  # call 2j reads [0] and writes [1]
+        self.bindings = []
+        for src, dst in ((0, 1), (1, 0)):
+            b = sess.io_binding()
+            b.bind_input(ins[0].name, "cpu", 0, np.float32, list(self.x.shape), self.x.ctypes.data)
+            for n in self.init:
+                a, o = self.bufs[n][src], self.bufs[n][dst]
+                b.bind_input(n, "cpu", 0, np.float32, list(a.shape), a.ctypes.data)
+                b.bind_output(f"{n}_out", "cpu", 0, np.float32, list(o.shape), o.ctypes.data)
+            for name, arr in (("logits", self.logits), ("position", self.position)):
+                b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+            self.bindings.append(b)
+        self.flip = 0
+        self._run = sess.run_with_iobinding
+
+    def reset(self) -> None:
+        """The initial state (a new day)."""
+        for n, a in self.init.items():
+            self.bufs[n][0][:] = a
+        self.flip = 0
+
+    def __call__(self) -> None:
+        self._run(self.bindings[self.flip])
+        self.flip ^= 1
+
+
 def run_step(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The step engine: (feature ns, inference ns, logits (n, H, 3), NaN before the model's first event)."""
-    sess = session(md.step, s.providers, s.threads)
+    step = StepRunner(md.step, s.providers, s.threads)
     feats = r.features
-    x = np.zeros((1, len(r.names)), np.float32)
-    H = len(md.card["horizons"])
-    logits = np.zeros((1, H, 3), np.float32)
-    position = np.zeros((1, H), np.float32)
-    init = {i.name: np.zeros(i.shape, np.float32) for i in sess.get_inputs()[1:]}
-    if "attn_mask" in init:
-        init["attn_mask"][:] = -np.inf  # every cache slot empty
-    bufs = {n: (a.copy(), a.copy()) for n, a in init.items()}  # ping-pong: call 2j reads [0], writes [1]
-    b0, b1 = sess.io_binding(), sess.io_binding()
-    for b, (src, dst) in ((b0, (0, 1)), (b1, (1, 0))):
-        b.bind_input("x", "cpu", 0, np.float32, list(x.shape), x.ctypes.data)
-        for n in init:
-            a, o = bufs[n][src], bufs[n][dst]
-            b.bind_input(n, "cpu", 0, np.float32, list(a.shape), a.ctypes.data)
-            b.bind_output(f"{n}_out", "cpu", 0, np.float32, list(o.shape), o.ctypes.data)
-        b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
-        b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
-    out = np.full((r.n, H, 3), np.nan, np.float32)
+    out = np.full((r.n, *step.logits.shape[1:]), np.nan, np.float32)
     rows, start, n = r.rows, r.start, r.n
-    update, run = feats.update, sess.run_with_iobinding
+    update = feats.update
     clock = time.perf_counter_ns
-    row0 = x[0]
+    row0, logits = step.x[0], step.logits
 
     def loop(t_feat, t_inf):
         feats.reset()
-        for name in init:
-            bufs[name][0][:] = init[name]
-        flip = 0
+        step.reset()
         for i in range(n):
             t0 = clock()
             f = update(rows[i], i == 0)
             t1 = clock()
             if i >= start:
                 row0[:] = f
-                run(b1 if flip else b0)
-                flip ^= 1
+                step()
                 out[i] = logits[0]
             t2 = clock()
             t_feat[i] = t1 - t0

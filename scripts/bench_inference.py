@@ -1,0 +1,213 @@
+"""Per-event inference latency of every architecture at its default size, all in one run on one thread.
+
+    .venv/bin/python scripts/bench_inference.py [--window 100] [--iters 5000] [--events 50000] [--out bench_results]
+
+For each architecture (untrained weights: latency does not depend on them), timed one event at a time:
+
+* ``torch_window``: torch eager, the full (1, W, F) window (``torch.inference_mode``, one thread);
+* ``onnx_window``: ``model.onnx`` on the same window, inputs and outputs bound once (IOBinding);
+* ``onnx_step``: ``model_step.onnx`` through the streamer's :class:`~lobnet.stream.StepRunner`;
+* ``stream_e2e``: the streamer's hot loop on the built-in synthetic day (level 10): the per-event feature update,
+  then the step (the full window for DeepLOB, which has no step graph);
+
+plus the floor of one ONNX Runtime call from Python (an Identity graph on one feature row, bound the same way),
+the per-event feature update alone, and the one-pass factors (EWMean, EWVar, EWRegression update). Every figure
+is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen. Writes bench_inference.json and
+bench_inference.md to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ARCHS = ["lstm", "tcn", "transformer", "hybrid", "deeplob"]
+
+
+def timed(fn, iters: int, warm: int = 300) -> dict:
+    for _ in range(warm):
+        fn()
+    ns = np.empty(iters, dtype=np.int64)
+    clock = time.perf_counter_ns
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        for i in range(iters):
+            t0 = clock()
+            fn()
+            ns[i] = clock() - t0
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    us = ns / 1e3
+    return {"p50_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max())}
+
+
+def identity_graph(path: Path, n_features: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "floor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_features])],
+    )
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
+    return path
+
+
+def bound_call(sess, inputs: dict, outputs: dict):
+    b = sess.io_binding()
+    for name, arr in inputs.items():
+        b.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+    for name, arr in outputs.items():
+        b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+    return lambda: sess.run_with_iobinding(b)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--iters", type=int, default=5000)
+    ap.add_argument("--events", type=int, default=50_000, help="synthetic-day events for the end-to-end loop")
+    ap.add_argument("--out", default="bench_results")
+    a = ap.parse_args()
+
+    import torch
+
+    from lobnet.data.synthetic import load_day
+    from lobnet.export import export_step, export_window, session
+    from lobnet.features import FeatureParams, feature_names
+    from lobnet.features.incremental import IncrementalFeatures
+    from lobnet.models import build_model
+    from lobnet.models.streaming import StepModule, has_step
+    from lobnet.online import EWMean, EWRegression, EWVar
+    from lobnet.stream import StepRunner
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    groups = [*__import__("lobnet.features", fromlist=["DEFAULT_GROUPS"]).DEFAULT_GROUPS, "book"]
+    params = FeatureParams(levels=10)
+    names = feature_names(params, groups)
+    F, W = len(names), a.window
+    book = [i for i, n in enumerate(names) if n.split("_")[0] in ("ask", "bid") and n.split("_")[1] in ("dist", "sz")]
+    events = load_day(levels=10, events=a.events, seed=0, dir=tempfile.gettempdir() + "/lobnet-bench-synthetic")
+    feats = IncrementalFeatures(params, groups)
+    rows = feats.input_matrix(events).tolist()
+    rng = np.random.default_rng(0)
+    mean, std = np.zeros(F, np.float32), np.ones(F, np.float32)
+    results: dict = {"floor": {}, "archs": {}}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        floor = session(identity_graph(tmp / "identity.onnx", F))
+        xf, yf = np.zeros((1, F), np.float32), np.zeros((1, F), np.float32)
+        results["floor"]["onnx_identity_call"] = timed(bound_call(floor, {"x": xf}, {"y": yf}), a.iters)
+        i = iter(range(10**9))
+        n = len(rows)
+        results["floor"]["feature_update"] = timed(lambda: feats.update(rows[next(i) % n], False), a.iters)
+        em, ev, er = EWMean(0.99), EWVar(0.99), EWRegression(0.99)
+        xs = rng.standard_normal(a.iters + 1000).tolist()
+        j = iter(range(10**9))
+        results["floor"]["ew_mean_update"] = timed(lambda: em.update(xs[next(j) % len(xs)]), a.iters)
+        results["floor"]["ew_var_update"] = timed(lambda: ev.update(xs[next(j) % len(xs)]), a.iters)
+
+        def rls():
+            k = next(j) % len(xs)
+            er.update(xs[k], xs[k - 1])
+            return er.coef
+
+        results["floor"]["ew_regression_update_and_coef"] = timed(rls, a.iters)
+
+        for name in ARCHS:
+            extra = {"book_columns": book} if name == "deeplob" else {}
+            if name in ("transformer", "hybrid"):
+                extra["dt_index"] = names.index("log_dt")
+            model = build_model(name, n_features=F, n_horizons=3, **extra).eval()
+            r: dict = {"n_params": model.n_params()}
+            x = torch.from_numpy(rng.standard_normal((1, W, F)).astype(np.float32))
+            with torch.inference_mode():
+                r["torch_window"] = timed(lambda m=model, x=x: m(x), max(a.iters // 5, 500))
+            wpath = export_window(model, F, tmp / f"{name}.onnx", W)
+            ws = session(wpath)
+            xw = x.numpy().copy()
+            lo, po = np.zeros((1, 3, 3), np.float32), np.zeros((1, 3), np.float32)
+            win = bound_call(ws, {"x": xw}, {"logits": lo, "position": po})
+            r["onnx_window"] = timed(win, a.iters)
+            if has_step(model):
+                spath = export_step(StepModule(model, mean, std, span=W), tmp / f"{name}_step.onnx")
+                step = StepRunner(spath)
+                step.x[:] = rng.standard_normal(step.x.shape)
+                r["onnx_step"] = timed(step, a.iters)
+                r["window_over_step"] = r["onnx_window"]["p50_us"] / r["onnx_step"]["p50_us"]
+                run, row = step, step.x[0]
+            else:
+                run, row = win, xw[0, -1]
+            feats.reset()
+            k = iter(range(10**9))
+
+            def e2e(run=run, row=row, k=k):
+                i = next(k) % n
+                row[:] = feats.update(rows[i], i == 0)
+                run()
+
+            r["stream_e2e"] = timed(e2e, a.iters)
+            results["archs"][name] = r
+            print(name, json.dumps(r), flush=True)
+
+    results["settings"] = {
+        "window": W,
+        "n_features": F,
+        "iters": a.iters,
+        "threads": 1,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "onnxruntime": __import__("onnxruntime").__version__,
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_inference.json").write_text(json.dumps(results, indent=2))
+    (out / "bench_inference.md").write_text(table(results))
+    print(table(results))
+
+
+def table(res: dict) -> str:
+    s = res["settings"]
+    lines = [
+        f"Per-event latency, µs (p50 / p99), window {s['window']}, {s['n_features']} features, one thread, "
+        f"{s['iters']} calls each; {s['machine']}",
+        "",
+        "| model | params | torch window | ONNX window | ONNX step | window / step (p50) | end-to-end stream |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def f(d):
+        return f"{d['p50_us']:.1f} / {d['p99_us']:.1f}" if d else "-"
+
+    for name, r in res["archs"].items():
+        ratio = f"{r['window_over_step']:.1f}x" if "window_over_step" in r else "- (full-window fallback)"
+        lines.append(
+            f"| {name} | {r['n_params']:,} | {f(r['torch_window'])} | {f(r['onnx_window'])} | "
+            f"{f(r.get('onnx_step'))} | {ratio} | {f(r['stream_e2e'])} |"
+        )
+    lines += ["", "| floor | p50 / p99 µs |", "|---|---:|"]
+    for name, d in res["floor"].items():
+        lines.append(f"| {name} | {f(d)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
