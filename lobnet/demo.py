@@ -1,6 +1,7 @@
 """``lobnet-demo``: the main job on the built-in synthetic day: generate and strictly validate the day, prepare
 features, labels and walk-forward folds, train the LSTM, TCN, Transformer and hybrid briefly (experiment=demo),
-print the comparison table, export every model to ONNX and replay the first ``stream_events`` events of the day
+print the comparison table, export every model to ONNX and replay the last ``stream_events`` events of the day (after the first fold's
+training and validation blocks)
 through each (lobnet-stream), printing the latency tables. Everything lands under ``output_dir``."""
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def _main(cfg: DictConfig) -> None:
                     f"cache_dir={cfg.cache_dir}",
                     f"data.events={cfg.data.events}",
                     f"stream.events={cfg.stream_events}",
+                    f"stream.offset={cfg.data.events - cfg.stream_events}",  # the day's last block: out of sample
                     f"mlflow.tracking_uri={db}",
                     "mlflow.experiment_name=demo-stream",
                 ],

@@ -59,6 +59,7 @@ class ModelDirError(ValueError):
 class StreamSettings:
     events: int = 50_000  # events of the day to replay (0: all)
     day: int = 0  # which symbol-day of the data
+    offset: int = 0  # events of the day skipped before the replay (replay data the model was not trained on)
     calibration_events: int = 5_000  # the prefix that fits the factor's flat band; not scored
     parity_events: int = 2_000  # model events compared with the batch pipeline
     parity_tolerance: float = 1e-4
@@ -377,9 +378,10 @@ def _day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
     days = day_slices(events)
     if not 0 <= s.day < len(days):
         raise ValueError(f"day={s.day}: the data has {len(days)} symbol-days")
-    sl = days[s.day]
-    day = events[sl]
-    return day.head(s.events) if s.events else day
+    day = events[days[s.day]]
+    if not 0 <= s.offset < day.height:
+        raise ValueError(f"offset={s.offset}: day {s.day} has {day.height} events")
+    return day.slice(s.offset, s.events or None)  # features start afresh at the first replayed event
 
 
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
@@ -392,6 +394,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         "symbol": str(day["symbol"][0]),
         "date": str(day["date"][0]),
         "events": r.n,
+        "offset": s.offset,
         "window": r.window,
         "primary_horizon": r.k,
         "scored_events": int(r.scored.sum()),

@@ -110,7 +110,13 @@ def test_stream_rejects_a_feature_list_that_differs_from_the_data(tmp_path, expo
 
 def test_stream_cli_reports_a_missing_model_directory(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "lobnet.stream_cli", f"model_dir={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'h'}"],
+        [
+            sys.executable,
+            "-m",
+            "lobnet.stream_cli",
+            f"model_dir={tmp_path / 'nope'}",
+            f"hydra.run.dir={tmp_path / 'h'}",
+        ],
         capture_output=True,
         text=True,
     )

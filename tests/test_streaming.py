@@ -1,0 +1,82 @@
+"""The step modules (lobnet/models/streaming.py) in torch, on random weights: what a step computes, event by
+event, against the batch model. The exported graphs are checked on real data in test_export.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lobnet.models import build_model
+from lobnet.models.streaming import StepModule, has_step, sequence_outputs
+
+F, W = 12, 16
+
+
+def _steps(model, raw, mean, std):
+    step = StepModule(model, mean, std, span=W).eval()
+    state = step.initial_state(raw.shape[0])
+    out = []
+    with torch.no_grad():
+        for t in range(raw.shape[1]):
+            logits, position, *state = step(raw[:, t], *state)
+            out.append((logits, position))
+    return out
+
+
+CASES = [
+    ("lstm", {}),
+    ("tcn", {"levels": 2}),
+    ("transformer", {"dt_index": 3}),
+    ("hybrid", {"dt_index": 3, "tcn_levels": 1}),
+]
+
+
+@pytest.mark.parametrize("name,kw", CASES)
+def test_step_equals_the_model_over_the_sequence_and_the_window_on_prefixes(name, kw):
+    torch.manual_seed(0)
+    model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
+    mean, std = torch.randn(F), torch.rand(F) + 0.5
+    raw = torch.randn(2, 3 * W, F)
+    raw[0, 5, 2] = float("nan")  # an undefined feature: normalised to 0, as ZScore.apply does
+    z = torch.nan_to_num((raw - mean) / std, nan=0.0)
+    ref_logits, ref_pos = sequence_outputs(model, z, W)
+    got = _steps(model, raw, mean, std)
+    for t, (logits, position) in enumerate(got):
+        assert torch.allclose(logits, ref_logits[:, t], atol=2e-6), t
+        assert torch.allclose(position, ref_pos[:, t], atol=2e-6), t
+        if t < W:  # within the first W events the step is the window model on the events so far
+            with torch.no_grad():
+                assert torch.allclose(logits, model(z[:, : t + 1])[0], atol=2e-6), t
+
+
+@pytest.mark.parametrize("name,kw", [("tcn", {"levels": 2, "kernel_size": 2}), ("transformer", {"layers": 1})])
+def test_step_equals_the_sliding_window_when_the_memory_fits_in_it(name, kw):
+    """A TCN whose receptive field is at most W, a one-layer Transformer: exact against the window at every
+    event after the first W, as the README states."""
+    torch.manual_seed(1)
+    model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
+    if name == "tcn":
+        assert model.receptive_field <= W
+    raw = torch.randn(1, 3 * W, F)
+    got = _steps(model, raw, torch.zeros(F), torch.ones(F))
+    with torch.no_grad():
+        for t in range(W, 3 * W):
+            assert torch.allclose(got[t][0], model(raw[:, t - W + 1 : t + 1])[0], atol=2e-6), t
+
+
+def test_an_lstm_step_remembers_beyond_the_window():
+    torch.manual_seed(2)
+    model = build_model("lstm", n_features=F, n_horizons=2).eval()
+    raw = torch.randn(1, 3 * W, F)
+    got = _steps(model, raw, torch.zeros(F), torch.ones(F))
+    with torch.no_grad():
+        window = model(raw[:, 2 * W : 3 * W])[0]
+    assert not torch.allclose(got[-1][0], window, atol=1e-7)
+
+
+def test_models_without_a_step_fall_back_to_the_window():
+    assert not has_step(build_model("deeplob", n_features=40, n_horizons=2, levels=10))
+    absolute = build_model("transformer", n_features=F, n_horizons=2, positions="sinusoidal")
+    assert not has_step(absolute) and has_step(build_model("transformer", n_features=F, n_horizons=2))
+    with pytest.raises(ValueError, match="only positions=rotary"):
+        StepModule(absolute, span=W)
