@@ -228,7 +228,42 @@ def _zscore(card: dict, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(z["mean"], np.float32), np.asarray(z["std"], np.float32)
 
 
-def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, tolerance: float = TOLERANCE) -> dict:
+def resolve_checkpoint(ref: str | Path, tracking_uri: str | None, into: Path) -> tuple[Path, str | None]:
+    """A local checkpoint for ``ref``, and the MLflow run it came from when ``ref`` is a run URI
+    (``runs:/<run_id>``: the fold run's ``checkpoint`` artifacts, which training logs with the model card)."""
+    ref = str(ref)
+    if not ref.startswith("runs:/"):
+        return Path(ref), None
+    import mlflow.artifacts
+
+    run_id = ref.removeprefix("runs:/").split("/")[0]
+    if not run_id:
+        raise ValueError(f"{ref}: a run URI needs a run id (runs:/<run_id>)")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"runs:/{run_id}/checkpoint", dst_path=str(into), tracking_uri=tracking_uri
+    )
+    ckpt = Path(local) / "best.ckpt"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ref}: the run has no checkpoint/best.ckpt artifact (is it a lobnet-train fold run?)")
+    return ckpt, run_id
+
+
+def export_checkpoint(
+    checkpoint: str | Path, output_dir: str | Path, tolerance: float = TOLERANCE, tracking_uri: str | None = None
+) -> dict:
+    """Export ``checkpoint`` (a ``best.ckpt``/``last.ckpt`` written by lobnet-train, or ``runs:/<fold run id>``
+    with ``tracking_uri``) to ``output_dir``; returns the export report."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as dl:
+        ckpt, run_id = resolve_checkpoint(checkpoint, tracking_uri, Path(dl))
+        report = _export(ckpt, Path(output_dir), tolerance)
+    report["checkpoint"] = str(checkpoint)
+    report["mlflow_run_id"] = _log_to_training_run(ckpt, Path(output_dir) / "model.onnx", run_id, tracking_uri)
+    return report
+
+
+def _export(checkpoint: Path, out: Path, tolerance: float) -> dict:
     from .models.streaming import StepModule, has_step
 
     model, card = load_model(checkpoint)
@@ -237,7 +272,6 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, tolerance:
             f"{checkpoint}: trained with normalization=rolling_zscore; the streaming graphs need the training "
             "fold's z-score (normalization=train_zscore)"
         )
-    out = Path(output_dir)
     tmp = out.parent / f".{out.name}.export-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -279,26 +313,27 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path, tolerance:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    report["mlflow_run_id"] = _log_to_training_run(Path(checkpoint), out / "model.onnx")
     return report
 
 
-def _log_to_training_run(checkpoint: Path, onnx_path: Path) -> str | None:
-    """Log the ONNX model (mlflow.onnx) to the fold's MLflow run, found in the training run's state.json."""
-    state_path = checkpoint.parent.parent / "state.json"
-    fold = checkpoint.parent.name.removeprefix("fold_")
-    if not state_path.exists():
-        return None
-    state = json.loads(state_path.read_text())
-    run_id = state.get("folds", {}).get(fold, {}).get("run_id")
-    if not run_id or not state.get("tracking_uri"):
+def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, uri: str | None) -> str | None:
+    """Log the ONNX model (mlflow.onnx) to the fold's MLflow run: the run given, or the one the training run's
+    state.json names for this fold."""
+    if run_id is None:
+        state_path = checkpoint.parent.parent / "state.json"
+        fold = checkpoint.parent.name.removeprefix("fold_")
+        if not state_path.exists():
+            return None
+        state = json.loads(state_path.read_text())
+        run_id, uri = state.get("folds", {}).get(fold, {}).get("run_id"), state.get("tracking_uri")
+    if not run_id or not uri:
         return None
     import mlflow
     import mlflow.onnx
     import onnx
 
-    mlflow.set_tracking_uri(state["tracking_uri"])
+    mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
         mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="onnx_model")
-    mlflow.tracking.MlflowClient(state["tracking_uri"]).set_terminated(run_id)
+    mlflow.tracking.MlflowClient(uri).set_terminated(run_id)
     return run_id

@@ -345,7 +345,8 @@ def _fit_fold(
             files = fold_artifacts(Path(tmp), module, data, labels, result, feature_names, tracker.client, child_id)
             for f in files:
                 tracker.client.log_artifact(child_id, str(f))
-        tracker.client.log_artifact(child_id, best, artifact_path="checkpoint")
+        for f in (best, *(ckpt_dir / n for n in ("model.json", "parity_windows.npy", "parity_sequence.npy"))):
+            tracker.client.log_artifact(child_id, str(f), artifact_path="checkpoint")  # lobnet-export runs:/<id>
         tracker.client.set_terminated(child_id)
     return {k: float(v) for k, v in result["metrics"].items()}
 

@@ -47,6 +47,12 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
         step = ort.InferenceSession(str(tmp_path / "export" / "model_step.onnx"), providers=["CPUExecutionProvider"])
         names = [i.name for i in step.get_inputs()]
         assert names[0] == "x" and [o.name for o in step.get_outputs()][2:] == [f"{n}_out" for n in names[1:]]
+    if name == "tcn":  # the same export from the fold's MLflow run, as a runs:/ URI
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        again = export_checkpoint(f"runs:/{rep['mlflow_run_id']}", tmp_path / "from_run", tracking_uri=uri)
+        assert again["mlflow_run_id"] == rep["mlflow_run_id"]
+        assert again["max_abs_diff_step"] == rep["max_abs_diff_step"]
+        assert (tmp_path / "from_run" / "model.json").read_text() == (tmp_path / "export" / "model.json").read_text()
     card = json.loads((tmp_path / "export" / "model.json").read_text())
     assert card["model"] == name and len(card["zscore"]["mean"]) == len(card["feature_names"])
     sess = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
