@@ -10,7 +10,9 @@ The step's input is one event's *raw* features: the training fold's z-score (and
 What a step computes, starting from :meth:`StepModule.initial_state`, equals the model run over the same events
 as one sequence from the first (:func:`sequence_outputs`), at every event:
 
-* LSTM: (h, c) per layer.
+* LSTM: (h, c) per layer, one tensor each (``h0``, ``c0``, ``h1``, ...). The cell is written out (one matrix
+  product of [x, h] per layer with nn.LSTM's own weights, PyTorch's gate order i, f, g, o): ONNX's LSTM operator
+  brings a dozen transposes and reshapes per call, and in a one-event graph every node costs about a microsecond.
 * TCN: per causal convolution, a buffer of its last (kernel - 1) x dilation inputs, zeros at the start exactly
   as the batch model's left padding.
 * Transformer (rotary positions): per layer, a key/value cache of the last ``span - 1`` events plus an additive
@@ -143,6 +145,35 @@ class AttentionStep(nn.Module):
         return tf.ln(h), [*new, mask[:, 1:]]
 
 
+class LSTMStep(nn.Module):
+    """The step of an ``nn.LSTM`` (batch_first, unidirectional): ``[x, h] @ [W_ih, W_hh]^T + b_ih + b_hh`` per
+    layer, then the gates in PyTorch's order (input, forget, cell, output)."""
+
+    def __init__(self, lstm: nn.LSTM):
+        super().__init__()
+        if lstm.bidirectional or lstm.proj_size:
+            raise ValueError("only unidirectional LSTMs without projections stream")
+        self.layers, self.hidden = lstm.num_layers, lstm.hidden_size
+        for k in range(self.layers):
+            w = torch.cat([getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")], dim=1)
+            self.register_buffer(f"w{k}", w.detach().t().contiguous())  # (in + hidden, 4 hidden)
+            self.register_buffer(f"b{k}", (getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")).detach())
+
+    def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        return [(f"{n}{k}", (self.hidden,)) for k in range(self.layers) for n in ("h", "c")]
+
+    def forward(self, x: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        new, h_in = [], x
+        for k in range(self.layers):
+            h, c = state[2 * k], state[2 * k + 1]
+            gates = torch.addmm(getattr(self, f"b{k}"), torch.cat([h_in, h], dim=1), getattr(self, f"w{k}"))
+            i, f, g, o = gates.split(self.hidden, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_in = torch.sigmoid(o) * torch.tanh(c)
+            new += [h_in, c]
+        return h_in, new
+
+
 class StepModule(nn.Module):
     """``forward(x, *state) -> (logits (B, H, 3), position (B, H), *new_state)``; x: raw features (B, F)."""
 
@@ -159,7 +190,7 @@ class StepModule(nn.Module):
         self.norm = Normalize(mean, std, model.cfg.n_features)
         self.tcn = self.lstm = self.attn = None
         if isinstance(model, LSTMModel):
-            self.lstm = model.lstm
+            self.lstm = LSTMStep(model.lstm)
         elif isinstance(model, TCNModel):
             self.tcn = TCNStep(model.tcn)
         elif isinstance(model, TransformerModel):
@@ -173,8 +204,7 @@ class StepModule(nn.Module):
     def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """(name, shape without the batch dimension) of every state tensor, in argument order."""
         if self.lstm is not None:
-            L, H = self.lstm.num_layers, self.lstm.hidden_size
-            return [("h", (L, H)), ("c", (L, H))]
+            return self.lstm.state_shapes()
         shapes = []
         if self.tcn is not None:
             shapes += self.tcn.state_shapes()
@@ -193,10 +223,9 @@ class StepModule(nn.Module):
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
         z = self.norm(x)
         if self.lstm is not None:
-            h, c = (s.transpose(0, 1).contiguous() for s in state)  # the state is batch-first, like every other
-            y, (h, c) = self.lstm(z.unsqueeze(1), (h, c))
-            logits, position = self.model.heads(y[:, 0])
-            return logits, position, h.transpose(0, 1), c.transpose(0, 1)
+            h, new = self.lstm(z, list(state))
+            logits, position = self.model.heads(h)
+            return (logits, position, *new)
         new, i, h = [], 0, z
         if self.tcn is not None:
             n = 2 * len(self.tcn.blocks)
