@@ -64,8 +64,16 @@ def load_model(checkpoint: str | Path):
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """The exporter's passes log every step at INFO and print a report; keep the user's output readable."""
+    """The exporter's passes log every step at INFO and print a report; keep the user's output readable.
+
+    Also clears the Python dispatch cache of the RNN operators. For dynamic sequence lengths the exporter swaps in
+    a while_loop decomposition of ``aten.lstm`` by editing the operator's kernels without clearing that cache, so
+    in a process that has already traced an LSTM (a second export, or DeepLOB then an LSTM) the cached kernel
+    wins and the window dimension silently becomes a constant."""
     import logging
+
+    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        op._dispatch_cache.clear()
 
     noisy = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in noisy]

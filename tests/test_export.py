@@ -83,3 +83,19 @@ def test_export_cli_reports_a_missing_model_card(tmp_path):
     )
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "model.json" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_lstm_models_export_with_a_dynamic_window_twice_in_one_process(tmp_path):
+    """The exporter's LSTM decomposition used to be shadowed by a cached kernel after the first LSTM export,
+    fixing the window of every later one (see export._quiet_exporter)."""
+    import onnx
+
+    from lobnet.export import export_window
+    from lobnet.models import build_model
+
+    for i, (name, kw) in enumerate([("deeplob", {"levels": 5}), ("lstm", {}), ("lstm", {})]):
+        path = export_window(
+            build_model(name, n_features=24, n_horizons=2, **kw).eval(), 24, tmp_path / f"{i}.onnx", 20
+        )
+        dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+        assert dims[0].dim_param and dims[1].dim_param
