@@ -166,15 +166,27 @@ class _Replay:
         self.calib = np.arange(self.start, min(s.calibration_events, self.n))
 
 
-def _hot_loop(run_event, n: int):
-    """Call ``run_event(i)`` for every event with the collector frozen; returns (feature ns, inference ns)."""
+def _timed_replay(r: _Replay, infer) -> tuple[np.ndarray, np.ndarray]:
+    """Replay the day: the feature update of every event, then ``infer(i, features)`` from the model's first
+    event on, each timed; the collector frozen and disabled meanwhile. Returns (feature ns, inference ns)."""
+    n, rows, start = r.n, r.rows, r.start
     t_feat = np.zeros(n, dtype=np.int64)
     t_inf = np.zeros(n, dtype=np.int64)
+    r.features.reset()
+    update, clock = r.features.update, time.perf_counter_ns
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
-        run_event(t_feat, t_inf)
+        for i in range(n):
+            t0 = clock()
+            f = update(rows[i], i == 0)
+            t1 = clock()
+            if i >= start:
+                infer(i, f)
+            t2 = clock()
+            t_feat[i] = t1 - t0
+            t_inf[i] = t2 - t1
     finally:
         gc.enable()
         gc.unfreeze()
@@ -225,30 +237,16 @@ class StepRunner:
 def run_step(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The step engine: (feature ns, inference ns, logits (n, H, 3), NaN before the model's first event)."""
     step = StepRunner(md.step, s.providers, s.threads)
-    feats = r.features
     out = np.full((r.n, *step.logits.shape[1:]), np.nan, np.float32)
-    rows, start, n = r.rows, r.start, r.n
-    update = feats.update
-    clock = time.perf_counter_ns
-    row0, logits = step.x[0], step.logits
+    row, logits = step.x[0], step.logits
 
-    def loop(t_feat, t_inf):
-        feats.reset()
-        step.reset()
-        for i in range(n):
-            t0 = clock()
-            f = update(rows[i], i == 0)
-            t1 = clock()
-            if i >= start:
-                row0[:] = f
-                step()
-                out[i] = logits[0]
-            t2 = clock()
-            t_feat[i] = t1 - t0
-            t_inf[i] = t2 - t1
+    def infer(i, f):
+        row[:] = f
+        step()
+        out[i] = logits[0]
 
-    tf, ti = _hot_loop(loop, n)
-    return tf, ti, out
+    step.reset()
+    return (*_timed_replay(r, infer), out)
 
 
 def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -266,42 +264,30 @@ def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray,
     b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
     b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
     out = np.full((r.n, H, 3), np.nan, np.float32)
-    feats, rows, start, n = r.features, r.rows, r.start, r.n
     mean, std = r.mean, r.std
-    clock = time.perf_counter_ns
-    base = ring.ctypes.data
-    row_bytes = F * 4
+    base, row_bytes = ring.ctypes.data, F * 4
+    seen = 0
 
-    def loop(t_feat, t_inf):
-        feats.reset()
-        seen = 0
-        for i in range(n):
-            t0 = clock()
-            f = feats.update(rows[i], i == 0)
-            t1 = clock()
-            if i >= start:
-                z[:] = f
-                np.subtract(z, mean, out=z)
-                np.divide(z, std, out=z)
-                np.isfinite(z, out=fin)
-                np.logical_not(fin, out=fin)
-                z[fin] = 0.0
-                p = seen % W
-                ring[p] = z
-                ring[p + W] = z
-                seen += 1
-                m = min(seen, W)
-                if m >= 8:
-                    first = p + W - m + 1  # the last m rows, oldest first, end at the second copy of row p
-                    b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + first * row_bytes)
-                    sess.run_with_iobinding(b)
-                    out[i] = logits[0]
-            t2 = clock()
-            t_feat[i] = t1 - t0
-            t_inf[i] = t2 - t1
+    def infer(i, f):
+        nonlocal seen
+        z[:] = f
+        np.subtract(z, mean, out=z)
+        np.divide(z, std, out=z)
+        np.isfinite(z, out=fin)
+        np.logical_not(fin, out=fin)
+        z[fin] = 0.0  # ZScore.apply's rule
+        p = seen % W
+        ring[p] = z
+        ring[p + W] = z
+        seen += 1
+        m = min(seen, W)
+        if m >= 8:
+            first = p + W - m + 1  # the last m rows, oldest first, end at the second copy of row p
+            b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + first * row_bytes)
+            sess.run_with_iobinding(b)
+            out[i] = logits[0]
 
-    tf, ti = _hot_loop(loop, n)
-    return tf, ti, out
+    return (*_timed_replay(r, infer), out)
 
 
 def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -309,7 +295,7 @@ def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, n
     if "ofi_1" not in r.names:
         raise ModelDirError("the factor engines read the 'ofi' feature group, which this model does not use")
     j = r.names.index("ofi_1")
-    feats, rows, start, n, k = r.features, r.rows, r.start, r.n, r.k
+    start, n, k = r.start, r.n, r.k
     target, alpha = r.target, r.alpha
     # the flat band: |EW OFI| quantile matching the calibration prefix's share of flat labels
     x = np.nan_to_num(r.X[:, j].astype(float))
@@ -319,38 +305,26 @@ def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, n
     flat_share = float(np.mean(r.y[cal] == FLAT)) if cal.size else 0.0
     band = float(np.quantile(np.abs(sig[cal]), flat_share)) if cal.size and flat_share > 0 else 0.0
     pred = np.full(n, -1, dtype=np.int64)
-    clock = time.perf_counter_ns
     past = np.zeros(k)  # the EW OFI of the last k events: the regressor of each target when it is realised
+    e, reg = EWMean(s.alpha_ofi), EWRegression(s.alpha_rls)
 
-    def loop(t_feat, t_inf):
-        feats.reset()
-        e = EWMean(s.alpha_ofi)
-        reg = EWRegression(s.alpha_rls)
-        for i in range(n):
-            t0 = clock()
-            f = feats.update(rows[i], i == 0)
-            t1 = clock()
-            if i >= start:
-                v = f[j]
-                m = e.update(v if v == v else 0.0)
-                if kind == "ew_ofi":
-                    pred[i] = 2 if m > band else (0 if m < -band else 1)
-                else:
-                    slot = i % k
-                    if i - k >= start:  # the target of event i - k is realised now
-                        y_old = target[i - k]
-                        if y_old == y_old:
-                            reg.update(past[slot], y_old)
-                        c0, c1 = reg.coef
-                        fc = c0 + c1 * m
-                        pred[i] = 2 if fc > alpha else (0 if fc < -alpha else 1)
-                    past[slot] = m
-            t2 = clock()
-            t_feat[i] = t1 - t0
-            t_inf[i] = t2 - t1
+    def infer(i, f):
+        v = f[j]
+        m = e.update(v if v == v else 0.0)
+        if kind == "ew_ofi":
+            pred[i] = 2 if m > band else (0 if m < -band else 1)
+            return
+        slot = i % k
+        if i - k >= start:  # the target of event i - k is realised now
+            y_old = target[i - k]
+            if y_old == y_old:
+                reg.update(past[slot], y_old)
+            c0, c1 = reg.coef
+            fc = c0 + c1 * m
+            pred[i] = 2 if fc > alpha else (0 if fc < -alpha else 1)
+        past[slot] = m
 
-    tf, ti = _hot_loop(loop, n)
-    return tf, ti, pred
+    return (*_timed_replay(r, infer), pred)
 
 
 def reference(md: ModelDir, r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray]:
