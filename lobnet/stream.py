@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 
 from .data.schema import day_slices, n_levels
+from .dataset import ZScore, feature_matrix
 from .export import session
 from .features import FeatureSpec, compute_features, warmup
 from .features.incremental import IncrementalFeatures
@@ -147,10 +148,9 @@ class _Replay:
         self.mean = np.asarray(card["zscore"]["mean"], np.float32)
         self.std = np.asarray(card["zscore"]["std"], np.float32)
         batch = compute_features(events, params, list(spec.groups))
-        self.X = X = batch.select(self.names).to_numpy().astype(np.float32)
+        self.X = feature_matrix(batch, self.names)
         with np.errstate(invalid="ignore"):
-            Xn = (X - self.mean) / self.std
-        self.Xn = np.where(np.isfinite(Xn), Xn, 0.0).astype(np.float32)  # ZScore.apply's rule
+            self.Xn = ZScore(self.mean, self.std).apply(self.X)  # exactly what training fed the model
         labels = LabelConfig(**card["labels"])
         horizons = list(card["horizons"])
         k = int(card.get("primary_horizon") or horizons[len(horizons) // 2])
@@ -275,7 +275,7 @@ def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray,
         np.divide(z, std, out=z)
         np.isfinite(z, out=fin)
         np.logical_not(fin, out=fin)
-        z[fin] = 0.0  # ZScore.apply's rule
+        z[fin] = 0.0  # ZScore.apply's rule, in place on one row (apply itself loops over columns)
         p = seen % W
         ring[p] = z
         ring[p + W] = z
