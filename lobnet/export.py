@@ -325,8 +325,8 @@ def _export(checkpoint: Path, out: Path, tolerance: float) -> dict:
 
 
 def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, uri: str | None) -> str | None:
-    """Log the ONNX model (mlflow.onnx) to the fold's MLflow run: the run given, or the one the training run's
-    state.json names for this fold."""
+    """Log the ONNX models (mlflow.onnx: ``onnx_model``, ``onnx_step_model``) and export.json to the fold's
+    MLflow run: the run given, or the one the training run's state.json names for this fold."""
     if run_id is None:
         state_path = checkpoint.parent.parent / "state.json"
         fold = checkpoint.parent.name.removeprefix("fold_")
@@ -343,5 +343,9 @@ def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, 
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
         mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="onnx_model")
+        step = onnx_path.with_name("model_step.onnx")
+        if step.exists():
+            mlflow.onnx.log_model(onnx.load(str(step)), name="onnx_step_model")
+        mlflow.log_artifact(str(onnx_path.with_name("export.json")), artifact_path="export")
     mlflow.tracking.MlflowClient(uri).set_terminated(run_id)
     return run_id
