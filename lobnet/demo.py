@@ -73,7 +73,7 @@ def _main(cfg: DictConfig) -> None:
                     f"cache_dir={cfg.cache_dir}",
                     f"data.events={cfg.data.events}",
                     f"stream.events={cfg.stream_events}",
-                    f"stream.offset={cfg.data.events - cfg.stream_events}",  # the day's last block: out of sample
+                    f"stream.offset={-cfg.stream_events}",  # the day's last events: out of sample for fold 0
                     f"mlflow.tracking_uri={db}",
                     "mlflow.experiment_name=demo-stream",
                 ],

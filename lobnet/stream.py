@@ -60,7 +60,7 @@ class ModelDirError(ValueError):
 class StreamSettings:
     events: int = 50_000  # events of the day to replay (0: all)
     day: int = 0  # which symbol-day of the data
-    offset: int = 0  # events of the day skipped before the replay (replay data the model was not trained on)
+    offset: int = 0  # first replayed event of the day; negative counts from its end (-20000: the last 20,000)
     calibration_events: int = 5_000  # the prefix that fits the factor's flat band; not scored
     parity_events: int = 2_000  # model events compared with the batch pipeline
     parity_tolerance: float = 1e-4
@@ -353,9 +353,10 @@ def _day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
     if not 0 <= s.day < len(days):
         raise ValueError(f"day={s.day}: the data has {len(days)} symbol-days")
     day = events[days[s.day]]
-    if not 0 <= s.offset < day.height:
+    offset = s.offset if s.offset >= 0 else day.height + s.offset  # negative: counted from the day's end
+    if not 0 <= offset < day.height:
         raise ValueError(f"offset={s.offset}: day {s.day} has {day.height} events")
-    return day.slice(s.offset, s.events or None)  # features start afresh at the first replayed event
+    return day.slice(offset, s.events or None)  # features start afresh at the first replayed event
 
 
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:

@@ -121,3 +121,36 @@ def test_stream_cli_reports_a_missing_model_directory(tmp_path):
         text=True,
     )
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "no such model directory" in r.stderr
+
+
+def test_stream_replays_level_one_ticks_with_parity(tmp_path):
+    """The same path on an AlgoSeek AIG tick day (NBBO rows and trades, one level): train on its first blocks,
+    export, replay its last 3,000 events."""
+    from lobnet import stream_cli, train
+    from lobnet.export import export_checkpoint
+
+    from .conftest import AIG
+    from .test_train import _overrides
+
+    data = ["data=quotes", f"data.path={need(AIG / '20131008_quote.zip')}"]
+    base = [o for o in _overrides(tmp_path) if not o.startswith("data")]
+    train.run(_compose("train", [*base, "model=tcn", *data, "split.max_folds=1", "trainer.max_epochs=1"]))
+    export_checkpoint(next((tmp_path / "train").glob("run-*/fold_0/best.ckpt")), tmp_path / "export")
+    r = stream_cli.run(
+        _compose(
+            "stream",
+            [
+                f"model_dir={tmp_path / 'export'}",
+                *data,
+                f"cache_dir={tmp_path.parent / 'cache'}",
+                f"output_dir={tmp_path / 'stream'}",
+                "mlflow.tracking_uri=null",
+                "stream.offset=-3000",
+                "stream.events=3000",
+                "stream.calibration_events=1000",
+                "stream.parity_events=600",
+            ],
+        )
+    )
+    assert r["symbol"] == "AIG" and r["parity_ok"], r["parity"]
+    assert r["parity"]["onnx_step"]["events"] == 600
