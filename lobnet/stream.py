@@ -459,15 +459,12 @@ def histogram(result: dict, path: Path) -> Path:
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, e in result["engines"].items():
-        us = e["_ns"] / 1e3
-        hi = np.percentile(us, 99.9)
-        ax.hist(
-            np.clip(us, None, hi),
-            bins=np.logspace(np.log10(max(us.min(), 0.5)), np.log10(hi), 80),
-            histtype="step",
-            label=name,
-        )
+    times = {name: e["_ns"] / 1e3 for name, e in result["engines"].items()}
+    lo = max(min(us.min() for us in times.values()), 0.5)
+    hi = max(np.percentile(us, 99.9) for us in times.values())
+    bins = np.logspace(np.log10(lo), np.log10(hi), 160)  # shared, so that the engines' heights compare
+    for name, us in times.items():
+        ax.hist(np.clip(us, None, np.percentile(us, 99.9)), bins=bins, histtype="step", label=name)
     ax.set_xscale("log")
     ax.set_xlabel("per-event time, feature update + inference (µs, log scale; clipped at p99.9)")
     ax.set_ylabel("events")
