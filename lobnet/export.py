@@ -183,27 +183,39 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
 
 
+def _step_outputs(step, step_sess, sequence: np.ndarray, card: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
+    logits (T, H, 3) and positions (T, H). The rows are turned back into raw features, as the graph normalises."""
+    mean, std = _zscore(card, sequence.shape[-1])
+    raw = (sequence * std + mean).astype(np.float32)
+    names = [i.name for i in step_sess.get_inputs()]
+    state = [s.numpy() for s in step.initial_state(1)]
+    logits, positions = [], []
+    for t in range(len(raw)):
+        lo, po, *state = step_sess.run(None, dict(zip(names, [raw[t : t + 1], *state], strict=True)))
+        logits.append(lo[0])
+        positions.append(po[0])
+    return np.stack(logits), np.stack(positions)
+
+
 def step_parity(model, step, step_path: str | Path, window_path: str | Path, windows: np.ndarray, card: dict) -> float:
     """Largest |step - full window| over every event of real sequences: the step graph, started from its
     initial state at a window's first event, against the full-window graph on the events so far (torch where
     the prefix is shorter than the graph's minimum window of 8)."""
     step_sess, win_sess = session(step_path), session(window_path)
-    init = [s.numpy() for s in step.initial_state(1)]
-    names = [i.name for i in step_sess.get_inputs()]
-    mean, std = _zscore(card, windows.shape[-1])
     worst = 0.0
     for seq in (windows[0], windows[-1]):
-        raw = (seq * std + mean).astype(np.float32)  # the step graph normalises inside
-        state = init
+        logits, positions = _step_outputs(step, step_sess, seq, card)
         for t in range(len(seq)):
-            logits, position, *state = step_sess.run(None, dict(zip(names, [raw[t : t + 1], *state], strict=True)))
             prefix = np.ascontiguousarray(seq[None, : t + 1], dtype=np.float32)
             if t + 1 >= 8:
                 ref = win_sess.run(None, {"x": prefix})
             else:
                 with torch.no_grad():
                     ref = [r.numpy() for r in model(torch.from_numpy(prefix))]
-            worst = max(worst, float(np.abs(logits - ref[0]).max()), float(np.abs(position - ref[1]).max()))
+            worst = max(
+                worst, float(np.abs(logits[t] - ref[0][0]).max()), float(np.abs(positions[t] - ref[1][0]).max())
+            )
     return worst
 
 
@@ -212,21 +224,11 @@ def sequence_parity(model, step, step_path: str | Path, sequence: np.ndarray, ca
     run over the whole stretch as one sequence (:func:`~lobnet.models.streaming.sequence_outputs`)."""
     from .models.streaming import sequence_outputs
 
-    sess = session(step_path)
-    names = [i.name for i in sess.get_inputs()]
-    state = [s.numpy() for s in step.initial_state(1)]
-    mean, std = _zscore(card, sequence.shape[-1])
-    raw = (sequence * std + mean).astype(np.float32)
+    logits, positions = _step_outputs(step, session(step_path), sequence, card)
     ref_logits, ref_pos = (
         r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), card["window"])
     )
-    worst = 0.0
-    for t in range(len(raw)):
-        logits, position, *state = sess.run(None, dict(zip(names, [raw[t : t + 1], *state], strict=True)))
-        worst = max(
-            worst, float(np.abs(logits[0] - ref_logits[t]).max()), float(np.abs(position[0] - ref_pos[t]).max())
-        )
-    return worst
+    return max(float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
 
 
 def _zscore(card: dict, n_features: int) -> tuple[np.ndarray, np.ndarray]:

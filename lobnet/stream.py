@@ -139,7 +139,6 @@ class _Replay:
                 f"{md.path / 'model.json'}: its feature list differs from the one these settings compute "
                 f"(differing: {extra[:8] or 'order'})"
             )
-        self.events = events
         self.rows = self.features.input_matrix(events).tolist()
         self.n = len(self.rows)
         self.start = warmup(list(spec.groups))  # the model sees no warm-up row, as in training

@@ -186,7 +186,6 @@ class StepModule(nn.Module):
             for name in list(getattr(m, "parametrizations", {}) or {}):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
         self.model = model
-        self.kind = type(model).__name__
         self.norm = Normalize(mean, std, model.cfg.n_features)
         self.tcn = self.lstm = self.attn = None
         if isinstance(model, LSTMModel):
