@@ -3,8 +3,8 @@
 ``torch.onnx.export(dynamo=True)`` with a pinned opset. The full-window graph ``model.onnx`` (B, W, F) is
 exported with an example batch of 2 (a batch of 1 would silently fix the batch dimension) and dynamic batch and
 window dimensions, which every lobnet architecture allows. The step graph ``model_step.onnx``
-(:mod:`lobnet.models.streaming`) takes one event's raw features and the state, and returns the outputs and the
-new state; its batch is fixed at 1 (one stream), because the shape arithmetic a dynamic batch adds costs more
+(:mod:`lobnet.models.streaming`) takes one event's normalised features and the state, and returns the outputs and
+the new state; its batch is fixed at 1 (one stream), because the shape arithmetic a dynamic batch adds costs more
 than the model in a single-event call.
 
 The export fails loudly, writing nothing, unless:
@@ -113,10 +113,18 @@ def export_window(model: torch.nn.Module, n_features: int, path: str | Path, win
 
 
 def export_step(step, path: str | Path, batch: int | None = 1) -> Path:
-    """The streaming step graph of a :class:`~lobnet.models.streaming.StepModule`: inputs ``x`` (B, F) raw
+    """The streaming step graph of a :class:`~lobnet.models.streaming.StepModule`: inputs ``x`` (B, F) normalised
     features and every state tensor by name; outputs ``logits``, ``position`` and ``<name>_out`` per state.
-    Dynamic batch (one row per stream), exported with a batch of 2."""
+    ``batch=None``: a dynamic batch (one row per stream), exported with a batch of 2. An LSTM's graph is built
+    directly (:func:`_lstm_step_graph`), with its batch fixed at 1."""
     path = Path(path)
+    if step.lstm is not None:
+        if batch != 1:
+            raise ValueError("the LSTM step graph has a batch of 1 (one stream)")
+        import onnx
+
+        onnx.save(_lstm_step_graph(step), str(path))
+        return path
     names = [n for n, _ in step.state_shapes()]
     n = batch or 2
     x = torch.randn(n, step.model.cfg.n_features)
@@ -152,6 +160,70 @@ def export_step(step, path: str | Path, batch: int | None = 1) -> Path:
     return path
 
 
+def _lstm_step_graph(step):
+    """The LSTM step as ONNX: one ``LSTM`` operator per layer carrying nn.LSTM's weights, then the heads. Six
+    nodes; the exporter's translation of the same module adds an identity slice per state tensor and a transpose
+    and reshape per layer, about 8 µs more per event (``experiments/inference``).
+
+    nn.LSTM stacks its gates (input, forget, cell, output); ONNX's operator wants (input, output, forget, cell),
+    with the input and recurrent biases side by side. Parity with the model is checked like every step graph."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    lstm, heads = step.lstm.lstm, step.model.heads
+    H, L, F = lstm.hidden_size, lstm.num_layers, step.model.cfg.n_features
+    order = [0, 3, 1, 2]  # ONNX gate k is PyTorch gate order[k]
+
+    def gates(w: torch.Tensor) -> np.ndarray:
+        return torch.cat([w.detach()[k * H : (k + 1) * H] for k in order]).numpy().astype(np.float32)
+
+    inits, nodes = [], []
+    x = "x3"
+    nodes.append(helper.make_node("Reshape", ["x", "shape_x"], [x]))  # (seq 1, batch 1, F)
+    inits.append(numpy_helper.from_array(np.array([1, 1, F], np.int64), "shape_x"))
+    for k in range(L):
+        W = gates(getattr(lstm, f"weight_ih_l{k}"))[None]
+        R = gates(getattr(lstm, f"weight_hh_l{k}"))[None]
+        B = np.concatenate([gates(getattr(lstm, f"bias_ih_l{k}")), gates(getattr(lstm, f"bias_hh_l{k}"))])[None]
+        inits += [numpy_helper.from_array(a, f"{n}{k}") for a, n in ((W, "W"), (R, "R"), (B, "B"))]
+        nodes.append(
+            helper.make_node(
+                "LSTM",
+                [x, f"W{k}", f"R{k}", f"B{k}", "", f"h{k}", f"c{k}"],
+                ["", f"h{k}_out", f"c{k}_out"],
+                hidden_size=H,
+            )
+        )
+        x = f"h{k}_out"  # (1, 1, H): this layer's output at the one event is the next layer's input
+    nodes.append(helper.make_node("Reshape", [x, "shape_h"], ["h"]))
+    inits.append(numpy_helper.from_array(np.array([1, H], np.int64), "shape_h"))
+    n_h = heads.horizons
+    for name, lin in (("cls", heads.cls), ("pos", heads.pos)):
+        inits.append(numpy_helper.from_array(lin.weight.detach().numpy().astype(np.float32), f"{name}_w"))
+        inits.append(numpy_helper.from_array(lin.bias.detach().numpy().astype(np.float32), f"{name}_b"))
+    nodes.append(helper.make_node("Gemm", ["h", "cls_w", "cls_b"], ["cls"], transB=1))
+    nodes.append(helper.make_node("Reshape", ["cls", "shape_logits"], ["logits"]))
+    inits.append(numpy_helper.from_array(np.array([1, n_h, 3], np.int64), "shape_logits"))
+    nodes.append(helper.make_node("Gemm", ["h", "pos_w", "pos_b"], ["pos"], transB=1))
+    nodes.append(helper.make_node("Tanh", ["pos"], ["position"]))
+
+    def t(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    state = [n for n, _ in step.state_shapes()]
+    graph = helper.make_graph(
+        nodes,
+        "lobnet_lstm_step",
+        [t("x", [1, F]), *(t(n, [1, 1, H]) for n in state)],
+        [t("logits", [1, n_h, 3]), t("position", [1, n_h]), *(t(f"{n}_out", [1, 1, H]) for n in state)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lobnet")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 def window_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray) -> float:
     """Largest |ORT - torch| over all outputs, for the windows at two batch sizes and two window lengths."""
     import onnxruntime as ort
@@ -183,29 +255,28 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
 
 
-def _step_outputs(step, step_sess, sequence: np.ndarray, card: dict) -> tuple[np.ndarray, np.ndarray]:
+def _step_outputs(step_sess, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
-    logits (T, H, 3) and positions (T, H). The rows are turned back into raw features, as the graph normalises."""
-    mean, std = _zscore(card, sequence.shape[-1])
-    raw = (sequence * std + mean).astype(np.float32)
-    names = [i.name for i in step_sess.get_inputs()]
-    state = [s.numpy() for s in step.initial_state(1)]
+    logits (T, H, 3) and positions (T, H)."""
+    ins = step_sess.get_inputs()
+    state = [np.full(i.shape, -np.inf if i.name == "attn_mask" else 0.0, np.float32) for i in ins[1:]]
+    seq = np.ascontiguousarray(sequence, dtype=np.float32)
     logits, positions = [], []
-    for t in range(len(raw)):
-        lo, po, *state = step_sess.run(None, dict(zip(names, [raw[t : t + 1], *state], strict=True)))
+    for t in range(len(seq)):
+        lo, po, *state = step_sess.run(None, dict(zip([i.name for i in ins], [seq[t : t + 1], *state], strict=True)))
         logits.append(lo[0])
         positions.append(po[0])
     return np.stack(logits), np.stack(positions)
 
 
-def step_parity(model, step, step_path: str | Path, window_path: str | Path, windows: np.ndarray, card: dict) -> float:
+def step_parity(model, step_path: str | Path, window_path: str | Path, windows: np.ndarray) -> float:
     """Largest |step - full window| over every event of real sequences: the step graph, started from its
     initial state at a window's first event, against the full-window graph on the events so far (torch where
     the prefix is shorter than the graph's minimum window of 8)."""
     step_sess, win_sess = session(step_path), session(window_path)
     worst = 0.0
     for seq in (windows[0], windows[-1]):
-        logits, positions = _step_outputs(step, step_sess, seq, card)
+        logits, positions = _step_outputs(step_sess, seq)
         for t in range(len(seq)):
             prefix = np.ascontiguousarray(seq[None, : t + 1], dtype=np.float32)
             if t + 1 >= 8:
@@ -219,23 +290,14 @@ def step_parity(model, step, step_path: str | Path, window_path: str | Path, win
     return worst
 
 
-def sequence_parity(model, step, step_path: str | Path, sequence: np.ndarray, card: dict) -> float:
+def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: int) -> float:
     """Largest |step - torch| over a real stretch of 3 W consecutive events: the step graph against the model
     run over the whole stretch as one sequence (:func:`~lobnet.models.streaming.sequence_outputs`)."""
     from .models.streaming import sequence_outputs
 
-    logits, positions = _step_outputs(step, session(step_path), sequence, card)
-    ref_logits, ref_pos = (
-        r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), card["window"])
-    )
+    logits, positions = _step_outputs(session(step_path), sequence)
+    ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), window))
     return max(float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
-
-
-def _zscore(card: dict, n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    z = card.get("zscore")
-    if z is None:
-        return np.zeros(n_features, np.float32), np.ones(n_features, np.float32)
-    return np.asarray(z["mean"], np.float32), np.asarray(z["std"], np.float32)
 
 
 def resolve_checkpoint(ref: str | Path, tracking_uri: str | None, into: Path) -> tuple[Path, str | None]:
@@ -300,15 +362,16 @@ def _export(checkpoint: Path, out: Path, tolerance: float) -> dict:
         if not diff <= tolerance:
             raise ExportError(f"ONNX Runtime differs from torch by {diff:.3g} > {tolerance:g} on real windows")
         if has_step(model):
-            mean, std = _zscore(card, len(card["feature_names"]))
-            step = StepModule(model, mean, std, span=card["window"])
+            step = StepModule(model, span=card["window"])
             step_path = export_step(step, tmp / "model_step.onnx")
             report["step"] = "model_step.onnx"
             report["step_state"] = {n: list(shape) for n, shape in step.state_shapes()}
-            report["max_abs_diff_step"] = step_parity(model, step, step_path, onnx_path, windows, card)
+            report["max_abs_diff_step"] = step_parity(model, step_path, onnx_path, windows)
             seq_path = Path(checkpoint).parent / "parity_sequence.npy"
             if seq_path.exists():
-                report["max_abs_diff_step_sequence"] = sequence_parity(model, step, step_path, np.load(seq_path), card)
+                report["max_abs_diff_step_sequence"] = sequence_parity(
+                    model, step_path, np.load(seq_path), card["window"]
+                )
             worst = max(report["max_abs_diff_step"], report.get("max_abs_diff_step_sequence", 0.0))
             if not worst <= tolerance:
                 raise ExportError(f"the step graph differs from the full-window model by {worst:.3g} > {tolerance:g}")

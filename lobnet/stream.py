@@ -2,11 +2,12 @@
 
     lobnet-stream model_dir=runs/export data=lobster data.path=PATH output_dir=runs/stream
 
-For every event, in order: the per-event feature update (:class:`~lobnet.features.incremental.IncrementalFeatures`,
-the catalogue's own definitions), then one engine:
+For every event, in order: the per-event feature update and the training fold's z-score, compiled into one numba
+function from the catalogue's own definitions (:meth:`~lobnet.features.incremental.IncrementalFeatures.compiled`),
+which writes the normalised row into the engine's input buffer; then one engine:
 
-* ``onnx_step``: ``model_step.onnx`` (normalisation inside the graph) with the state kept between calls;
-* ``onnx_window``: the z-scored row into a ring buffer of the last W rows, then ``model.onnx`` on that window:
+* ``onnx_step``: ``model_step.onnx`` with the state kept between calls;
+* ``onnx_window``: the normalised row into a ring buffer of the last W rows, then ``model.onnx`` on that window:
   what the research path computes, and the fallback for models without a step graph (DeepLOB);
 * ``ew_ofi`` and ``ew_regression``: the one-pass factor predictors: the sign of an EW mean of level-1 OFI
   (its flat band fitted on the calibration prefix), and an EW regression (recursive least squares with
@@ -139,8 +140,11 @@ class _Replay:
                 f"{md.path / 'model.json'}: its feature list differs from the one these settings compute "
                 f"(differing: {extra[:8] or 'order'})"
             )
-        self.rows = self.features.input_matrix(events).tolist()
-        self.n = len(self.rows)
+        self.inputs = np.ascontiguousarray(self.features.input_matrix(events))
+        self.n = len(self.inputs)
+        self.update = self.features.compiled()  # features, then the z-score, into the engine's input buffer
+        self.f = np.zeros(len(self.features.names))  # the raw features of the current event
+        self.s = np.zeros(self.features.n_slots)
         self.start = warmup(list(spec.groups))  # the model sees no warm-up row, as in training
         self.window = int(card["window"])
         self.names = card["feature_names"]
@@ -165,24 +169,27 @@ class _Replay:
         self.calib = np.arange(self.start, min(s.calibration_events, self.n))
 
 
-def _timed_replay(r: _Replay, infer) -> tuple[np.ndarray, np.ndarray]:
-    """Replay the day: the feature update of every event, then ``infer(i, features)`` from the model's first
-    event on, each timed; the collector frozen and disabled meanwhile. Returns (feature ns, inference ns)."""
-    n, rows, start = r.n, r.rows, r.start
+def _timed_replay(r: _Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replay the day: the compiled feature update of every event (raw features into ``r.f``, z-scored into
+    ``z``, float32), then ``infer(i)`` from the model's first event on, each timed; the collector frozen and
+    disabled meanwhile. Returns (feature ns, inference ns)."""
+    n, X, start = r.n, r.inputs, r.start
     t_feat = np.zeros(n, dtype=np.int64)
     t_inf = np.zeros(n, dtype=np.int64)
-    r.features.reset()
-    update, clock = r.features.update, time.perf_counter_ns
+    update, f, s, mean, std = r.update, r.f, r.s, r.mean, r.std
+    update(X[0], f, s, True, mean, std, z)  # compiled (or loaded from numba's cache) before the clock starts
+    clock = time.perf_counter_ns
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
         for i in range(n):
+            c = X[i]
             t0 = clock()
-            f = update(rows[i], i == 0)
+            update(c, f, s, i == 0, mean, std, z)
             t1 = clock()
             if i >= start:
-                infer(i, f)
+                infer(i)
             t2 = clock()
             t_feat[i] = t1 - t0
             t_inf[i] = t2 - t1
@@ -194,7 +201,7 @@ def _timed_replay(r: _Replay, infer) -> tuple[np.ndarray, np.ndarray]:
 
 class StepRunner:
     """``model_step.onnx`` bound once to preallocated buffers. Write an event's raw features into :attr:`x`
-    (shape (1, F)), call the runner, read :attr:`logits` and :attr:`position`. Two IOBindings alternate, so the
+    (shape (1, F); :attr:`row` is the same memory, flat), call the runner, read :attr:`logits` and :attr:`position`. Two IOBindings alternate, so the
     state one call writes is the next call's input, with no copy and no allocation."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
@@ -202,6 +209,7 @@ class StepRunner:
         ins = sess.get_inputs()
         outs = {o.name: o.shape for o in sess.get_outputs()}
         self.x = np.zeros(ins[0].shape, np.float32)
+        self.row = self.x.reshape(-1)
         self.logits = np.zeros(outs["logits"], np.float32)
         self.position = np.zeros(outs["position"], np.float32)
         self.init = {i.name: np.zeros(i.shape, np.float32) for i in ins[1:]}
@@ -237,44 +245,35 @@ def run_step(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, n
     """The step engine: (feature ns, inference ns, logits (n, H, 3), NaN before the model's first event)."""
     step = StepRunner(md.step, s.providers, s.threads)
     out = np.full((r.n, *step.logits.shape[1:]), np.nan, np.float32)
-    row, logits = step.x[0], step.logits
+    logits = step.logits
 
-    def infer(i, f):
-        row[:] = f
-        step()
+    def infer(i):
+        step()  # the feature update wrote this event's normalised row into the bound input
         out[i] = logits[0]
 
     step.reset()
-    return (*_timed_replay(r, infer), out)
+    return (*_timed_replay(r, infer, step.row), out)
 
 
 def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The full-window engine: z-score the row into a ring buffer, run ``model.onnx`` on the last W rows (on the
+    """The full-window engine: the normalised row into a ring buffer, ``model.onnx`` on the last W rows (on the
     rows so far while fewer than W, from 8)."""
     sess = session(md.path / "model.onnx", s.providers, s.threads)
     W, F = r.window, len(r.names)
     H = len(md.card["horizons"])
     ring = np.zeros((2 * W, F), np.float32)  # each row written twice: the last W rows are always contiguous
     z = np.zeros(F, np.float32)
-    fin = np.zeros(F, bool)
     logits = np.zeros((1, H, 3), np.float32)
     position = np.zeros((1, H), np.float32)
     b = sess.io_binding()
     b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
     b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
     out = np.full((r.n, H, 3), np.nan, np.float32)
-    mean, std = r.mean, r.std
     base, row_bytes = ring.ctypes.data, F * 4
     seen = 0
 
-    def infer(i, f):
+    def infer(i):
         nonlocal seen
-        z[:] = f
-        np.subtract(z, mean, out=z)
-        np.divide(z, std, out=z)
-        np.isfinite(z, out=fin)
-        np.logical_not(fin, out=fin)
-        z[fin] = 0.0  # ZScore.apply's rule, in place on one row (apply itself loops over columns)
         p = seen % W
         ring[p] = z
         ring[p + W] = z
@@ -286,7 +285,7 @@ def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray,
             sess.run_with_iobinding(b)
             out[i] = logits[0]
 
-    return (*_timed_replay(r, infer), out)
+    return (*_timed_replay(r, infer, z), out)
 
 
 def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -307,7 +306,9 @@ def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, n
     past = np.zeros(k)  # the EW OFI of the last k events: the regressor of each target when it is realised
     e, reg = EWMean(s.alpha_ofi), EWRegression(s.alpha_rls)
 
-    def infer(i, f):
+    f = r.f
+
+    def infer(i):
         v = f[j]
         m = e.update(v if v == v else 0.0)
         if kind == "ew_ofi":
@@ -323,7 +324,7 @@ def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, n
             pred[i] = 2 if fc > alpha else (0 if fc < -alpha else 1)
         past[slot] = m
 
-    return (*_timed_replay(r, infer), pred)
+    return (*_timed_replay(r, infer, np.zeros(len(r.names), np.float32)), pred)
 
 
 def reference(md: ModelDir, r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray]:

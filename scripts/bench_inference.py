@@ -7,11 +7,12 @@ For each architecture (untrained weights: latency does not depend on them), time
 * ``torch_window``: torch eager, the full (1, W, F) window (``torch.inference_mode``, one thread);
 * ``onnx_window``: ``model.onnx`` on the same window, inputs and outputs bound once (IOBinding);
 * ``onnx_step``: ``model_step.onnx`` through the streamer's :class:`~lobnet.stream.StepRunner`;
-* ``stream_e2e``: the streamer's hot loop on the built-in synthetic day (level 10): the per-event feature update,
-  then the step (the full window for DeepLOB, which has no step graph);
+* ``stream_e2e``: the streamer's hot loop on the built-in synthetic day (level 10): the compiled per-event feature
+  update and z-score into the bound input, then the step (the full window for DeepLOB, which has no step graph);
 
 plus the floor of one ONNX Runtime call from Python (an Identity graph on one feature row, bound the same way),
-the per-event feature update alone, and the one-pass factors (EWMean, EWVar, EWRegression update). Every figure
+the per-event feature update alone (the Python form and the compiled form with the z-score, which the streamer
+runs), and the one-pass factors (EWMean, EWVar, EWRegression update). Every figure
 is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen. Writes bench_inference.json and
 bench_inference.md to ``--out``.
 """
@@ -120,7 +121,10 @@ def main() -> None:
     book = [i for i, n in enumerate(names) if n.split("_")[0] in ("ask", "bid") and n.split("_")[1] in ("dist", "sz")]
     events = load_day(levels=10, events=a.events, seed=0, dir=tempfile.gettempdir() + "/lobnet-bench-synthetic")
     feats = IncrementalFeatures(params, groups)
-    rows = feats.input_matrix(events).tolist()
+    X = np.ascontiguousarray(feats.input_matrix(events))
+    rows = X.tolist()
+    compiled = feats.compiled()
+    f, s = np.zeros(F), np.zeros(feats.n_slots)
     rng = np.random.default_rng(0)
     mean, std = np.zeros(F, np.float32), np.ones(F, np.float32)
     results: dict = {"floor": {}, "archs": {}}
@@ -132,7 +136,11 @@ def main() -> None:
         results["floor"]["onnx_identity_call"] = timed(bound_call(floor, {"x": xf}, {"y": yf}), a.iters)
         i = iter(range(10**9))
         n = len(rows)
-        results["floor"]["feature_update"] = timed(lambda: feats.update(rows[next(i) % n], False), a.iters)
+        results["floor"]["feature_update_python"] = timed(lambda: feats.update(rows[next(i) % n], False), a.iters)
+        zf = np.zeros(F, np.float32)
+        results["floor"]["feature_update_compiled_zscore"] = timed(
+            lambda: compiled(X[next(i) % n], f, s, False, mean, std, zf), a.iters
+        )
         em, ev, er = EWMean(0.99), EWVar(0.99), EWRegression(0.99)
         xs = rng.standard_normal(a.iters + 1000).tolist()
         j = iter(range(10**9))
@@ -162,21 +170,20 @@ def main() -> None:
             win = bound_call(ws, {"x": xw}, {"logits": lo, "position": po})
             r["onnx_window"] = timed(win, a.iters)
             if has_step(model):
-                spath = export_step(StepModule(model, mean, std, span=W), tmp / f"{name}_step.onnx")
+                spath = export_step(StepModule(model, span=W), tmp / f"{name}_step.onnx")
                 step = StepRunner(spath)
                 step.x[:] = rng.standard_normal(step.x.shape)
                 r["onnx_step"] = timed(step, a.iters)
                 r["step_nodes"] = optimized_nodes(spath)
                 r["window_over_step"] = r["onnx_window"]["p50_us"] / r["onnx_step"]["p50_us"]
-                run, row = step, step.x[0]
+                run, row = step, step.row
             else:
                 run, row = win, xw[0, -1]
-            feats.reset()
             k = iter(range(10**9))
 
             def e2e(run=run, row=row, k=k):
                 i = next(k) % n
-                row[:] = feats.update(rows[i], i == 0)
+                compiled(X[i], f, s, i == 0, mean, std, row)
                 run()
 
             r["stream_e2e"] = timed(e2e, a.iters)

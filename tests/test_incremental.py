@@ -25,6 +25,31 @@ def _assert_equal_to_batch(events: pl.DataFrame, groups: list[str]) -> None:
     ref = compute_features(events, p, groups).select(inc.names).to_numpy()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
     np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(ref), rtol=1e-6, atol=1e-6)
+    _assert_compiled_equals_python(inc, events, got)
+
+
+def _assert_compiled_equals_python(inc: IncrementalFeatures, events: pl.DataFrame, python: np.ndarray) -> None:
+    """The numba form (the streamer's hot loop) gives the Python form's features bit for bit, and writes exactly
+    ZScore.apply's normalised row."""
+    from lobnet.data.schema import day_slices
+    from lobnet.dataset import ZScore
+
+    step = inc.compiled()
+    X = inc.input_matrix(events)
+    F = len(inc.names)
+    rng = np.random.default_rng(0)
+    mean = rng.standard_normal(F).astype(np.float32)
+    std = (rng.random(F) + 0.5).astype(np.float32)
+    f, s = np.empty(F), np.full(inc.n_slots, 7.0)  # garbage state: a first event must not read it
+    z = np.empty(F, np.float32)
+    raw, norm = np.empty((len(X), F)), np.empty((len(X), F), np.float32)
+    for sl in day_slices(events):
+        for i in range(sl.start, sl.stop):
+            step(X[i], f, s, i == sl.start, mean, std, z)
+            raw[i], norm[i] = f, z
+    np.testing.assert_array_equal(raw.astype(np.float32), python)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(norm, ZScore(mean, std).apply(raw))
 
 
 @pytest.mark.realdata

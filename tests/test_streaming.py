@@ -12,13 +12,13 @@ from lobnet.models.streaming import StepModule, has_step, sequence_outputs
 F, W = 12, 16
 
 
-def _steps(model, raw, mean, std):
-    step = StepModule(model, mean, std, span=W).eval()
-    state = step.initial_state(raw.shape[0])
+def _steps(model, z):
+    step = StepModule(model, span=W).eval()
+    state = step.initial_state(z.shape[0])
     out = []
     with torch.no_grad():
-        for t in range(raw.shape[1]):
-            logits, position, *state = step(raw[:, t], *state)
+        for t in range(z.shape[1]):
+            logits, position, *state = step(z[:, t], *state)
             out.append((logits, position))
     return out
 
@@ -35,12 +35,9 @@ CASES = [
 def test_step_equals_the_model_over_the_sequence_and_the_window_on_prefixes(name, kw):
     torch.manual_seed(0)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
-    mean, std = torch.randn(F), torch.rand(F) + 0.5
-    raw = torch.randn(2, 3 * W, F)
-    raw[0, 5, 2] = float("nan")  # an undefined feature: normalised to 0, as ZScore.apply does
-    z = torch.nan_to_num((raw - mean) / std, nan=0.0)
+    z = torch.randn(2, 3 * W, F)  # normalised features, as the step takes them
     ref_logits, ref_pos = sequence_outputs(model, z, W)
-    got = _steps(model, raw, mean, std)
+    got = _steps(model, z)
     for t, (logits, position) in enumerate(got):
         assert torch.allclose(logits, ref_logits[:, t], atol=2e-6), t
         assert torch.allclose(position, ref_pos[:, t], atol=2e-6), t
@@ -57,20 +54,20 @@ def test_step_equals_the_sliding_window_when_the_memory_fits_in_it(name, kw):
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
     if name == "tcn":
         assert model.receptive_field <= W
-    raw = torch.randn(1, 3 * W, F)
-    got = _steps(model, raw, torch.zeros(F), torch.ones(F))
+    z = torch.randn(1, 3 * W, F)
+    got = _steps(model, z)
     with torch.no_grad():
         for t in range(W, 3 * W):
-            assert torch.allclose(got[t][0], model(raw[:, t - W + 1 : t + 1])[0], atol=2e-6), t
+            assert torch.allclose(got[t][0], model(z[:, t - W + 1 : t + 1])[0], atol=2e-6), t
 
 
 def test_an_lstm_step_remembers_beyond_the_window():
     torch.manual_seed(2)
     model = build_model("lstm", n_features=F, n_horizons=2).eval()
-    raw = torch.randn(1, 3 * W, F)
-    got = _steps(model, raw, torch.zeros(F), torch.ones(F))
+    z = torch.randn(1, 3 * W, F)
+    got = _steps(model, z)
     with torch.no_grad():
-        window = model(raw[:, 2 * W : 3 * W])[0]
+        window = model(z[:, 2 * W : 3 * W])[0]
     assert not torch.allclose(got[-1][0], window, atol=1e-7)
 
 

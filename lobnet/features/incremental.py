@@ -13,8 +13,14 @@ event of a day, exactly where the batch form is null.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
+import os
+import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -134,16 +140,78 @@ class CodegenBackend:
         return Src(f"({Src.of(x)} in {tuple(float(v) for v in values)!r})")
 
 
-def _log(x: float) -> float:
+# The logarithms the catalogue uses, as source: executed as Python for :class:`IncrementalFeatures` and compiled
+# with numba for :meth:`IncrementalFeatures.compiled`, so both forms share one definition.
+_HELPERS = """
+def _log(x):
     if x != x:
-        return NAN
-    return math.log(x) if x > 0 else (-math.inf if x == 0 else NAN)
+        return _nan
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else _nan)
 
 
-def _log1p(x: float) -> float:
+def _log1p(x):
     if x != x:
-        return NAN
-    return math.log1p(x) if x > -1 else (-math.inf if x == -1 else NAN)
+        return _nan
+    return math.log1p(x) if x > -1 else (-math.inf if x == -1 else _nan)
+"""
+
+# The compiled hot-loop function: the feature update, then the training fold's z-score written as float32 into
+# the model's input buffer with ZScore.apply's rule ((x - mean) / std in float32; NaN and +-inf become 0).
+_STEP = """
+@njit(cache=True)
+def step(c, f, s, first, mean, std, z):
+    if first:
+        s[:] = _nan
+    update(c, f, s, first)
+    for j in range(z.shape[0]):
+        v = (np.float32(f[j]) - mean[j]) / std[j]
+        z[j] = v if v - v == 0 else np.float32(0.0)
+"""
+
+_COMPILED: dict[str, object] = {}
+
+
+def _jit_dir() -> Path:
+    return Path(os.environ.get("LOBNET_JIT_CACHE") or Path.home() / ".cache" / "lobnet" / "jit")
+
+
+def _compile(source: str):
+    """numba-compile a generated update plus :data:`_STEP`, once per process and (through numba's cache, keyed
+    by a file named after the source's hash) once per machine: compiling the full catalogue takes seconds."""
+    text = (
+        "import math\nimport numpy as np\nfrom numba import njit\n\n_nan = math.nan\n"
+        + _HELPERS.replace("def _log", "@njit(cache=True)\ndef _log")
+        + "\n\n@njit(cache=True)\n"
+        + source
+        + _STEP
+    )
+    key = hashlib.sha256((text + numba_version()).encode()).hexdigest()[:20]
+    if key in _COMPILED:
+        return _COMPILED[key]
+    d = _jit_dir()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"lobnet_features_{key}.py"
+        if not path.exists():
+            tmp = d / f".{path.name}.{os.getpid()}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, path)  # atomic: concurrent compilers see a whole file or none
+    except OSError:  # an unwritable cache: compile without it
+        path = Path(tempfile.mkdtemp(prefix="lobnet-jit-")) / f"lobnet_features_{key}.py"
+        path.write_text(text)
+    name = f"lobnet_features_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # numba's cache finds the helpers a cached function calls through the module name
+    spec.loader.exec_module(mod)
+    _COMPILED[key] = mod.step
+    return mod.step
+
+
+def numba_version() -> str:
+    import numba
+
+    return numba.__version__
 
 
 class IncrementalFeatures:
@@ -177,7 +245,8 @@ class IncrementalFeatures:
             src += "    if first:\n" + "\n".join(f"        out[{i}] = _nan" for i in warm) + "\n"
         src += "    return out\n"
         self.source = src
-        env = {"_nan": NAN, "_log": _log, "_log1p": _log1p}
+        env = {"_nan": NAN, "math": math}
+        exec(compile(_HELPERS, "<lobnet feature helpers>", "exec"), env)  # noqa: S102
         exec(compile(src, f"<lobnet incremental features L={params.levels}>", "exec"), env)  # noqa: S102
         self._update = env["update"]
         self.names = names
@@ -193,6 +262,17 @@ class IncrementalFeatures:
         if first:
             self.reset()
         return self._update(row, self.out, self.state, first)
+
+    def compiled(self):
+        """The update compiled with numba, with the z-score fused in, for the streamer's hot loop:
+        ``step(c, f, s, first, mean, std, z)``.
+
+        ``c``: the event's inputs (float64, :attr:`inputs` order; a row of :meth:`input_matrix`); ``f``: the raw
+        features out (float64, length F); ``s``: the state (float64, :attr:`n_slots`, any values before a
+        ``first`` event); ``mean``, ``std``: the training fold's statistics (float32, F); ``z``: the normalised
+        features out (float32, F), written in place (the ONNX graph's bound input). Same source as
+        :meth:`update`, about 8x faster per event at level 10 (``scripts/bench_inference.py``)."""
+        return _compile(self.source)
 
     def input_matrix(self, events: pl.DataFrame) -> np.ndarray:
         """The events' inputs as float64 (N, len(inputs)); null prices become NaN."""

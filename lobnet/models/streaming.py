@@ -4,15 +4,18 @@ Each step module wraps a trained model's own layers (no weights are copied into 
 every piece of state as an explicit input and returns it as an output, so the exported ONNX graph is a pure
 function ``(features, *state) -> (logits, position, *new_state)``. The streamer keeps the state between calls.
 
-The step's input is one event's *raw* features: the training fold's z-score (and NaN -> 0, as
-:meth:`lobnet.dataset.ZScore.apply` does) is part of the graph.
+The step's input is one event's features z-scored with the training fold's statistics, exactly as the model was
+trained (:meth:`lobnet.dataset.ZScore.apply`), the same input as the full-window graph's. The streamer's compiled
+feature update (:meth:`lobnet.features.incremental.IncrementalFeatures.compiled`) writes them straight into the
+graph's bound input: in a one-event graph every node costs most of a microsecond, and the z-score as graph
+nodes cost about 4 µs, against 0.1 µs compiled.
 
 What a step computes, starting from :meth:`StepModule.initial_state`, equals the model run over the same events
 as one sequence from the first (:func:`sequence_outputs`), at every event:
 
-* LSTM: (h, c) per layer, one tensor each (``h0``, ``c0``, ``h1``, ...). The cell is written out (one matrix
-  product of [x, h] per layer with nn.LSTM's own weights, PyTorch's gate order i, f, g, o): ONNX's LSTM operator
-  brings a dozen transposes and reshapes per call, and in a one-event graph every node costs about a microsecond.
+* LSTM: (h, c) per layer, one tensor each (``h0``, ``c0``, ``h1``, ...). The ONNX step is one LSTM operator
+  per layer with nn.LSTM's own weights (:func:`lobnet.export.export_step` builds it directly: the exporter's
+  form adds slices, transposes and reshapes around each one).
 * TCN: per causal convolution, a buffer of its last (kernel - 1) x dilation inputs, zeros at the start exactly
   as the batch model's left padding.
 * Transformer (rotary positions): per layer, a key/value cache of the last ``span - 1`` events plus an additive
@@ -43,21 +46,6 @@ from .hybrid import HybridModel
 from .lstm import LSTMModel
 from .tcn import TCNEncoder, TCNModel
 from .transformer import CausalTransformer, TransformerModel, rotary_tables, rotate
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std, non-finite -> 0: the training fold's z-score, inside the graph."""
-
-    def __init__(self, mean, std, n_features: int):
-        super().__init__()
-        mean = torch.zeros(n_features) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
-        std = torch.ones(n_features) if std is None else torch.as_tensor(std, dtype=torch.float32)
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self.mean) / self.std
-        return torch.where(z - z == 0, z, 0.0)  # z - z is NaN exactly where z is NaN or infinite
 
 
 class TCNStep(nn.Module):
@@ -146,38 +134,36 @@ class AttentionStep(nn.Module):
 
 
 class LSTMStep(nn.Module):
-    """The step of an ``nn.LSTM`` (batch_first, unidirectional): ``[x, h] @ [W_ih, W_hh]^T + b_ih + b_hh`` per
-    layer, then the gates in PyTorch's order (input, forget, cell, output)."""
+    """The step of an ``nn.LSTM`` (batch_first, unidirectional): the module itself on a one-event sequence, with
+    (h, c) per layer as state, each shaped (1, B, hidden) as ONNX's LSTM operator takes it (B = 1 in the graph).
+    The export maps the same weights onto that operator, one node per layer (:func:`lobnet.export.export_step`)."""
 
     def __init__(self, lstm: nn.LSTM):
         super().__init__()
-        if lstm.bidirectional or lstm.proj_size:
-            raise ValueError("only unidirectional LSTMs without projections stream")
+        if lstm.bidirectional or lstm.proj_size or not lstm.batch_first:
+            raise ValueError("only batch-first unidirectional LSTMs without projections stream")
+        self.lstm = lstm
         self.layers, self.hidden = lstm.num_layers, lstm.hidden_size
-        for k in range(self.layers):
-            w = torch.cat([getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")], dim=1)
-            self.register_buffer(f"w{k}", w.detach().t().contiguous())  # (in + hidden, 4 hidden)
-            self.register_buffer(f"b{k}", (getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")).detach())
 
     def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
-        return [(f"{n}{k}", (self.hidden,)) for k in range(self.layers) for n in ("h", "c")]
+        return [(f"{n}{k}", (1, self.hidden)) for k in range(self.layers) for n in ("h", "c")]
 
     def forward(self, x: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        new, h_in = [], x
+        h0 = torch.cat([state[2 * k].transpose(0, 1) for k in range(self.layers)])  # (layers, B, hidden)
+        c0 = torch.cat([state[2 * k + 1].transpose(0, 1) for k in range(self.layers)])
+        y, (h, c) = self.lstm(x.unsqueeze(1), (h0, c0))
+        new = []
         for k in range(self.layers):
-            h, c = state[2 * k], state[2 * k + 1]
-            gates = torch.addmm(getattr(self, f"b{k}"), torch.cat([h_in, h], dim=1), getattr(self, f"w{k}"))
-            i, f, g, o = gates.split(self.hidden, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h_in = torch.sigmoid(o) * torch.tanh(c)
-            new += [h_in, c]
-        return h_in, new
+            new += [h[k : k + 1].transpose(0, 1), c[k : k + 1].transpose(0, 1)]
+        return y[:, 0], new
 
 
 class StepModule(nn.Module):
-    """``forward(x, *state) -> (logits (B, H, 3), position (B, H), *new_state)``; x: raw features (B, F)."""
+    """``forward(x, *state) -> (logits (B, H, 3), position (B, H), *new_state)``; x: one event's features (B, F),
+    z-scored as the model was trained (:meth:`lobnet.dataset.ZScore.apply`; the streamer's compiled feature update
+    writes them so)."""
 
-    def __init__(self, model: LOBModel, mean=None, std=None, span: int = 100):
+    def __init__(self, model: LOBModel, span: int = 100):
         super().__init__()
         fresh = type(model)(model.cfg)  # a rebuilt twin (deepcopy shares weight-norm internals with the original)
         fresh.load_state_dict(model.state_dict())
@@ -186,7 +172,6 @@ class StepModule(nn.Module):
             for name in list(getattr(m, "parametrizations", {}) or {}):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
         self.model = model
-        self.norm = Normalize(mean, std, model.cfg.n_features)
         self.tcn = self.lstm = self.attn = None
         if isinstance(model, LSTMModel):
             self.lstm = LSTMStep(model.lstm)
@@ -220,7 +205,7 @@ class StepModule(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        z = self.norm(x)
+        z = x
         if self.lstm is not None:
             h, new = self.lstm(z, list(state))
             logits, position = self.model.heads(h)
