@@ -158,7 +158,7 @@ def _log1p(x):
 # The compiled hot-loop function: the feature update, then the training fold's z-score written as float32 into
 # the model's input buffer with ZScore.apply's rule ((x - mean) / std in float32; NaN and +-inf become 0).
 _STEP = """
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def step(c, f, s, first, mean, std, z):
     if first:
         s[:] = _nan
@@ -177,11 +177,14 @@ def _jit_dir() -> Path:
 
 def _compile(source: str):
     """numba-compile a generated update plus :data:`_STEP`, once per process and (through numba's cache, keyed
-    by a file named after the source's hash) once per machine: compiling the full catalogue takes seconds."""
+    by a file named after the source's hash) once per machine: compiling the full catalogue takes seconds.
+
+    ``error_model="numpy"``: a division by zero gives inf or NaN, as in the batch (polars) form, where Python
+    would raise."""
     text = (
         "import math\nimport numpy as np\nfrom numba import njit\n\n_nan = math.nan\n"
-        + _HELPERS.replace("def _log", "@njit(cache=True)\ndef _log")
-        + "\n\n@njit(cache=True)\n"
+        + _HELPERS.replace("def _log", "@njit(cache=True, error_model='numpy')\ndef _log")
+        + "\n\n@njit(cache=True, error_model='numpy')\n"
         + source
         + _STEP
     )
