@@ -163,7 +163,7 @@ def export_step(step, path: str | Path, batch: int | None = 1) -> Path:
 def _lstm_step_graph(step):
     """The LSTM step as ONNX: one ``LSTM`` operator per layer carrying nn.LSTM's weights, then the heads. Six
     nodes; the exporter's translation of the same module adds an identity slice per state tensor and a transpose
-    and reshape per layer, about 8 µs more per event (``experiments/inference``).
+    and reshape per layer, each a node that costs most of a microsecond in a one-event call.
 
     nn.LSTM stacks its gates (input, forget, cell, output); ONNX's operator wants (input, output, forget, cell),
     with the input and recurrent biases side by side. Parity with the model is checked like every step graph."""

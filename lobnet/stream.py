@@ -200,9 +200,10 @@ def _timed_replay(r: _Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 class StepRunner:
-    """``model_step.onnx`` bound once to preallocated buffers. Write an event's raw features into :attr:`x`
-    (shape (1, F); :attr:`row` is the same memory, flat), call the runner, read :attr:`logits` and :attr:`position`. Two IOBindings alternate, so the
-    state one call writes is the next call's input, with no copy and no allocation."""
+    """``model_step.onnx`` bound once to preallocated buffers. Write an event's normalised features into
+    :attr:`x` (shape (1, F); :attr:`row` is the same memory, flat), call the runner, read :attr:`logits` and
+    :attr:`position`. Two IOBindings alternate, so the state one call writes is the next call's input, with no
+    copy and no allocation."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
         self.sess = sess = session(path, providers, threads)

@@ -7,8 +7,8 @@ function ``(features, *state) -> (logits, position, *new_state)``. The streamer 
 The step's input is one event's features z-scored with the training fold's statistics, exactly as the model was
 trained (:meth:`lobnet.dataset.ZScore.apply`), the same input as the full-window graph's. The streamer's compiled
 feature update (:meth:`lobnet.features.incremental.IncrementalFeatures.compiled`) writes them straight into the
-graph's bound input: in a one-event graph every node costs most of a microsecond, and the z-score as graph
-nodes cost about 4 µs, against 0.1 µs compiled.
+graph's bound input: in a one-event graph every node costs most of a microsecond, so the z-score is cheaper
+there than as graph nodes.
 
 What a step computes, starting from :meth:`StepModule.initial_state`, equals the model run over the same events
 as one sequence from the first (:func:`sequence_outputs`), at every event:
@@ -135,7 +135,8 @@ class AttentionStep(nn.Module):
 
 class LSTMStep(nn.Module):
     """The step of an ``nn.LSTM`` (batch_first, unidirectional): the module itself on a one-event sequence, with
-    (h, c) per layer as state, each shaped (1, B, hidden) as ONNX's LSTM operator takes it (B = 1 in the graph).
+    (h, c) per layer as state, each (B, 1, hidden): with B = 1 in the graph, the (1, 1, hidden) that ONNX's LSTM
+    operator takes.
     The export maps the same weights onto that operator, one node per layer (:func:`lobnet.export.export_step`)."""
 
     def __init__(self, lstm: nn.LSTM):
@@ -205,19 +206,18 @@ class StepModule(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        z = x
         if self.lstm is not None:
-            h, new = self.lstm(z, list(state))
+            h, new = self.lstm(x, list(state))
             logits, position = self.model.heads(h)
             return (logits, position, *new)
-        new, i, h = [], 0, z
+        new, i, h = [], 0, x
         if self.tcn is not None:
             n = 2 * len(self.tcn.blocks)
             h, s = self.tcn(h, list(state[:n]))
             new += s
             i = n
         if self.attn is not None:
-            dt = z[:, self.dt_index] if self.dt_index >= 0 else None
+            dt = x[:, self.dt_index] if self.dt_index >= 0 else None
             h, s = self.attn(h, dt, list(state[i:]))
             new += s
         logits, position = self.model.heads(h)
