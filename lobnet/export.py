@@ -1,11 +1,11 @@
 """ONNX export of a trained model: the full-window graph and the streaming step graph, with parity checks.
 
-``torch.onnx.export(dynamo=True)`` with a pinned opset. The full-window graph ``model.onnx`` (B, W, F) is
-exported with an example batch of 2 (a batch of 1 would silently fix the batch dimension) and dynamic batch and
-window dimensions, which every lobnet architecture allows. The step graph ``model_step.onnx``
+The full-window graph ``model.onnx`` (B, W, F) is ``torch.onnx.export(dynamo=True)`` at a pinned opset
+(:data:`OPSET`), exported with an example batch of 2 (a batch of 1 would silently fix the batch dimension) and
+dynamic batch and window dimensions, which every lobnet architecture allows. The step graph ``model_step.onnx``
 (:mod:`lobnet.models.streaming`) takes one event's normalised features and the state, and returns the outputs and
-the new state; its batch is fixed at 1 (one stream), because the shape arithmetic a dynamic batch adds costs more
-than the model in a single-event call.
+the new state; it is written directly from the weights at opset :data:`lobnet.step_graph.STEP_OPSET`
+(:mod:`lobnet.step_graph` says why), with a batch of 1 (one stream).
 
 The export fails loudly, writing nothing, unless:
 
@@ -112,116 +112,17 @@ def export_window(model: torch.nn.Module, n_features: int, path: str | Path, win
     return path
 
 
-def export_step(step, path: str | Path, batch: int | None = 1) -> Path:
-    """The streaming step graph of a :class:`~lobnet.models.streaming.StepModule`: inputs ``x`` (B, F) normalised
-    features and every state tensor by name; outputs ``logits``, ``position`` and ``<name>_out`` per state.
-    ``batch=None``: a dynamic batch (one row per stream), exported with a batch of 2. An LSTM's graph is built
-    directly (:func:`_lstm_step_graph`), with its batch fixed at 1."""
+def export_step(step, path: str | Path) -> Path:
+    """The streaming step graph of a :class:`~lobnet.models.streaming.StepModule`, written directly from its
+    weights (:mod:`lobnet.step_graph`): inputs ``x`` (1, F) normalised features and every state tensor by name;
+    outputs ``logits``, ``position`` and ``<name>_out`` per state. Its batch is 1 (one stream)."""
+    import onnx
+
+    from .step_graph import step_graph
+
     path = Path(path)
-    if step.lstm is not None:
-        if batch != 1:
-            raise ValueError("the LSTM step graph has a batch of 1 (one stream)")
-        import onnx
-
-        onnx.save(_lstm_step_graph(step), str(path))
-        return path
-    names = [n for n, _ in step.state_shapes()]
-    n = batch or 2
-    x = torch.randn(n, step.model.cfg.n_features)
-    state = [s.clone() for s in step.initial_state(n)]
-    dim = torch.export.Dim("batch", min=1, max=65536)
-    dims = {"x": {0: dim}, "state": tuple({0: dim} for _ in names)} if batch is None else None
-
-    class _Flat(torch.nn.Module):  # named state arguments for the graph's input names
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x, *state):
-            return self.inner(x, *state)
-
-    with _quiet_exporter():
-        torch.onnx.export(
-            _Flat(step).eval(),
-            (x, *state),
-            str(path),
-            dynamo=True,
-            opset_version=OPSET,
-            external_data=False,
-            input_names=["x", *names],
-            output_names=["logits", "position", *(f"{n}_out" for n in names)],
-            dynamic_shapes=dims,
-        )
-    import onnx
-
-    for inp in onnx.load(str(path)).graph.input if batch is None else ():
-        if not inp.type.tensor_type.shape.dim[0].dim_param:
-            raise ExportError(f"{path}: input {inp.name} must have a symbolic batch dimension")
+    onnx.save(step_graph(step), str(path))
     return path
-
-
-def _lstm_step_graph(step):
-    """The LSTM step as ONNX: one ``LSTM`` operator per layer carrying nn.LSTM's weights, then the heads. Six
-    nodes; the exporter's translation of the same module adds an identity slice per state tensor and a transpose
-    and reshape per layer, each a node that costs most of a microsecond in a one-event call.
-
-    nn.LSTM stacks its gates (input, forget, cell, output); ONNX's operator wants (input, output, forget, cell),
-    with the input and recurrent biases side by side. Parity with the model is checked like every step graph."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    lstm, heads = step.lstm.lstm, step.model.heads
-    H, L, F = lstm.hidden_size, lstm.num_layers, step.model.cfg.n_features
-    order = [0, 3, 1, 2]  # ONNX gate k is PyTorch gate order[k]
-
-    def gates(w: torch.Tensor) -> np.ndarray:
-        return torch.cat([w.detach()[k * H : (k + 1) * H] for k in order]).numpy().astype(np.float32)
-
-    inits, nodes = [], []
-    x = "x3"
-    nodes.append(helper.make_node("Reshape", ["x", "shape_x"], [x]))  # (seq 1, batch 1, F)
-    inits.append(numpy_helper.from_array(np.array([1, 1, F], np.int64), "shape_x"))
-    for k in range(L):
-        W = gates(getattr(lstm, f"weight_ih_l{k}"))[None]
-        R = gates(getattr(lstm, f"weight_hh_l{k}"))[None]
-        B = np.concatenate([gates(getattr(lstm, f"bias_ih_l{k}")), gates(getattr(lstm, f"bias_hh_l{k}"))])[None]
-        inits += [numpy_helper.from_array(a, f"{n}{k}") for a, n in ((W, "W"), (R, "R"), (B, "B"))]
-        nodes.append(
-            helper.make_node(
-                "LSTM",
-                [x, f"W{k}", f"R{k}", f"B{k}", "", f"h{k}", f"c{k}"],
-                ["", f"h{k}_out", f"c{k}_out"],
-                hidden_size=H,
-            )
-        )
-        x = f"h{k}_out"  # (1, 1, H): this layer's output at the one event is the next layer's input
-    nodes.append(helper.make_node("Reshape", [x, "shape_h"], ["h"]))
-    inits.append(numpy_helper.from_array(np.array([1, H], np.int64), "shape_h"))
-    n_h = heads.horizons
-    for name, lin in (("cls", heads.cls), ("pos", heads.pos)):
-        inits.append(numpy_helper.from_array(lin.weight.detach().numpy().astype(np.float32), f"{name}_w"))
-        inits.append(numpy_helper.from_array(lin.bias.detach().numpy().astype(np.float32), f"{name}_b"))
-    nodes.append(helper.make_node("Gemm", ["h", "cls_w", "cls_b"], ["cls"], transB=1))
-    nodes.append(helper.make_node("Reshape", ["cls", "shape_logits"], ["logits"]))
-    inits.append(numpy_helper.from_array(np.array([1, n_h, 3], np.int64), "shape_logits"))
-    nodes.append(helper.make_node("Gemm", ["h", "pos_w", "pos_b"], ["pos"], transB=1))
-    nodes.append(helper.make_node("Tanh", ["pos"], ["position"]))
-
-    def t(name, shape):
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
-
-    state = [n for n, _ in step.state_shapes()]
-    graph = helper.make_graph(
-        nodes,
-        "lobnet_lstm_step",
-        [t("x", [1, F]), *(t(n, [1, 1, H]) for n in state)],
-        [t("logits", [1, n_h, 3]), t("position", [1, n_h]), *(t(f"{n}_out", [1, 1, H]) for n in state)],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lobnet")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def window_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray) -> float:
@@ -241,12 +142,15 @@ def window_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.nda
     return worst
 
 
-def session(path: str | Path, providers: list[str] | None = None, threads: int = 1):
+def session(path: str | Path, providers: list[str] | None = None, threads: int = 1, arena: bool = True):
     """An ONNX Runtime session set up for the hot loop: ``threads`` intra-op threads, one inter-op thread,
-    sequential execution, every graph optimisation (constant folding, fusions)."""
+    sequential execution, every graph optimisation (constant folding, fusions). ``arena=False`` turns off the CPU
+    memory arena: in a one-event step the only allocations left are a kernel's scratch buffers (the ``LSTM``
+    operator's), which plain malloc serves faster than the arena's bookkeeping."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    so.enable_cpu_mem_arena = arena
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -255,11 +159,19 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
 
 
-def _step_outputs(step_sess, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _dtype(arg) -> type:
+    """The numpy type of an ONNX Runtime input or output: float32, or float64 for the position state."""
+    return np.float64 if arg.type == "tensor(double)" else np.float32
+
+
+def _step_outputs(step_sess, sequence: np.ndarray, pos: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
-    logits (T, H, 3) and positions (T, H)."""
+    logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day."""
     ins = step_sess.get_inputs()
-    state = [np.full(i.shape, -np.inf if i.name == "attn_mask" else 0.0, np.float32) for i in ins[1:]]
+    state = [np.full(i.shape, -np.inf if i.name == "attn_mask" else 0.0, _dtype(i)) for i in ins[1:]]
+    for i, arg in enumerate(ins[1:]):
+        if arg.name == "pos":
+            state[i] += pos
     seq = np.ascontiguousarray(sequence, dtype=np.float32)
     logits, positions = [], []
     for t in range(len(seq)):
@@ -337,6 +249,7 @@ def export_checkpoint(
 
 def _export(checkpoint: Path, out: Path, tolerance: float) -> dict:
     from .models.streaming import StepModule, has_step
+    from .step_graph import STEP_OPSET
 
     model, card = load_model(checkpoint)
     if card.get("zscore") is None:
@@ -365,6 +278,7 @@ def _export(checkpoint: Path, out: Path, tolerance: float) -> dict:
             step = StepModule(model, span=card["window"])
             step_path = export_step(step, tmp / "model_step.onnx")
             report["step"] = "model_step.onnx"
+            report["step_opset"] = STEP_OPSET
             report["step_state"] = {n: list(shape) for n, shape in step.state_shapes()}
             report["max_abs_diff_step"] = step_parity(model, step_path, onnx_path, windows)
             seq_path = Path(checkpoint).parent / "parity_sequence.npy"

@@ -15,7 +15,11 @@ import pytest
 from .conftest import AMZN5, need
 from .test_train import _compose, _overrides
 
-STEP = {"lstm": ["h0", "c0", "h1", "c1"], "tcn": ["tcn0_in", "tcn0_mid"], "transformer": ["k0", "v0", "attn_mask"]}
+STEP = {
+    "lstm": ["h0", "c0", "h1", "c1"],
+    "tcn": ["tcn0_in", "tcn0_mid"],
+    "transformer": ["k0", "v0", "attn_mask", "pos"],
+}
 
 
 def train_real(tmp_path, name: str, *extra: str):

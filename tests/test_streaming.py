@@ -1,5 +1,6 @@
-"""The step modules (lobnet/models/streaming.py) in torch, on random weights: what a step computes, event by
-event, against the batch model. The exported graphs are checked on real data in test_export.py."""
+"""The step modules (lobnet/models/streaming.py) in torch, and the ONNX step graphs written from them
+(lobnet/step_graph.py), on random weights: what a step computes, event by event, against the batch model. The
+exported graphs of trained models are checked on real data in test_export.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from lobnet.models.streaming import StepModule, has_step, sequence_outputs
 F, W = 12, 16
 
 
-def _steps(model, z):
+def _steps(model, z, pos: float = 0.0):
     step = StepModule(model, span=W).eval()
     state = step.initial_state(z.shape[0])
+    if pos:
+        state[-1] += pos  # the attention's position in the day
     out = []
     with torch.no_grad():
         for t in range(z.shape[1]):
@@ -77,3 +80,36 @@ def test_models_without_a_step_fall_back_to_the_window():
     assert not has_step(absolute) and has_step(build_model("transformer", n_features=F, n_horizons=2))
     with pytest.raises(ValueError, match="only positions=rotary"):
         StepModule(absolute, span=W)
+
+
+def test_attention_step_late_in_a_long_day():
+    """Queries and keys are rotated by their position in the day (float64 tables), so twenty million events in,
+    the step still computes the window-relative scores."""
+    torch.manual_seed(3)
+    model = build_model("transformer", n_features=F, n_horizons=2, dt_index=3).eval()
+    z = torch.randn(1, 2 * W, F)
+    ref_logits, _ = sequence_outputs(model, z, W)
+    for t, (logits, _) in enumerate(_steps(model, z, pos=2e7)):
+        assert torch.allclose(logits, ref_logits[:, t], atol=1e-5), t
+
+
+@pytest.mark.parametrize(
+    "name,kw", [*CASES, ("transformer", {"layers": 1}), ("hybrid", {"tcn_levels": 2, "kernel_size": 2})]
+)
+def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
+    """The graph :mod:`lobnet.step_graph` writes, run by ONNX Runtime one event at a time from its initial state
+    (and, with attention, from a position deep into a day), against the model over the whole sequence."""
+    import numpy as np
+
+    from lobnet.export import _step_outputs, export_step, session
+
+    torch.manual_seed(4)
+    model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
+    step = StepModule(model, span=W)
+    sess = session(export_step(step, tmp_path / "step.onnx"))
+    assert [i.name for i in sess.get_inputs()] == ["x", *(n for n, _ in step.state_shapes())]
+    z = torch.randn(1, 3 * W, F)
+    ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, z, W))
+    for start in (0.0, 2e7) if step.attn is not None else (0.0,):
+        logits, positions = _step_outputs(sess, z[0].numpy(), start)
+        assert np.abs(logits - ref_logits).max() <= 1e-5 and np.abs(positions - ref_pos).max() <= 1e-5, start

@@ -10,19 +10,21 @@ feature update (:meth:`lobnet.features.incremental.IncrementalFeatures.compiled`
 graph's bound input: in a one-event graph every node costs most of a microsecond, so the z-score is cheaper
 there than as graph nodes.
 
+The ONNX step graph is written from these modules' weights by :mod:`lobnet.step_graph` (which says why not by
+the exporter); these modules define what it computes.
+
 What a step computes, starting from :meth:`StepModule.initial_state`, equals the model run over the same events
 as one sequence from the first (:func:`sequence_outputs`), at every event:
 
-* LSTM: (h, c) per layer, one tensor each (``h0``, ``c0``, ``h1``, ...). The ONNX step is one LSTM operator
-  per layer with nn.LSTM's own weights (:func:`lobnet.export.export_step` builds it directly: the exporter's
-  form adds slices, transposes and reshapes around each one).
+* LSTM: (h, c) per layer, one tensor each (``h0``, ``c0``, ``h1``, ...).
 * TCN: per causal convolution, a buffer of its last (kernel - 1) x dilation inputs, zeros at the start exactly
   as the batch model's left padding.
-* Transformer (rotary positions): per layer, a key/value cache of the last ``span - 1`` events plus an additive
-  mask of the cache slots not yet filled. Keys are cached unrotated and rotated by their distance to the current
-  event, so the scores are those of the full window. ``span`` is the training window: on the first ``span``
-  events the step equals the full-window graph; later, each layer attends to its last ``span`` events
-  (sliding-window attention), and the sequence form uses the same band.
+* Transformer (rotary positions): per layer, a key/value cache of the last ``span - 1`` events, an additive mask
+  of the cache slots not yet filled, and the event's position in the day (``pos``, float64). Queries and keys are
+  rotated by that absolute position (cos and sin computed in float64), so a cached key never changes: a rotary
+  score depends on the distance between two events only, so it is the full window's score. ``span`` is the
+  training window: on the first ``span`` events the step equals the full-window graph; later, each layer attends
+  to its last ``span`` events (sliding-window attention), and the sequence form uses the same band.
 * Hybrid: the TCN buffers, then the attention cache.
 
 Over the first W events a step sequence equals the full-window graph on every prefix (``max_abs_diff_step`` in
@@ -92,9 +94,6 @@ class AttentionStep(nn.Module):
             )
         self.tf, self.span = tf, span
         self.n_heads, self.hs = tf.cfg.n_heads, tf.head_size
-        cos, sin = rotary_tables(torch.arange(-(span - 1), 1), self.hs)  # slot i is span - 1 - i events back
-        self.register_buffer("cos", cos)
-        self.register_buffer("sin", sin)
 
     def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         shapes = []
@@ -103,18 +102,21 @@ class AttentionStep(nn.Module):
                 (f"k{i}", (self.n_heads, self.span - 1, self.hs)),
                 (f"v{i}", (self.n_heads, self.span - 1, self.hs)),
             ]
-        return [*shapes, ("attn_mask", (self.span - 1,))]
+        return [*shapes, ("attn_mask", (self.span - 1,)), ("pos", (1,))]
 
     def forward(
         self, x: torch.Tensor, dt: torch.Tensor | None, state: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, n_in) -> (B, d), new caches. The mask is 0 for a filled slot and -inf for an empty one."""
+        """x (B, n_in) -> (B, d), new state. The mask is 0 for a filled slot and -inf for an empty one; ``pos``
+        (B, 1) float64 counts the events streamed."""
         tf = self.tf
         B = x.shape[0]
         h = tf.inp(x)
         if tf.dt is not None and dt is not None:
             h = h + tf.dt(dt.unsqueeze(-1))
-        mask = torch.cat([state[-1], torch.zeros_like(state[-1][:, :1])], dim=-1)  # (B, span): this event's slot
+        pos = state[-1]
+        cos, sin = (t.view(B, 1, 1, -1) for t in rotary_tables(pos[:, 0], self.hs))
+        mask = torch.cat([state[-2], torch.zeros_like(state[-2][:, :1])], dim=-1)  # (B, span): this event's slot
         bias = mask[:, None, None, :]  # (B, 1, 1, span)
         new = []
         scale = self.hs**-0.5
@@ -123,21 +125,22 @@ class AttentionStep(nn.Module):
             a = blk.ln1(h)
             q, k, v = att.qkv(a).split(h.shape[-1], dim=-1)
             q, k, v = (t.view(B, self.n_heads, 1, self.hs) for t in (q, k, v))
-            keys = torch.cat([state[2 * i], k], dim=2)  # (B, nh, span, hs), unrotated, oldest first
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            keys = torch.cat([state[2 * i], k], dim=2)  # (B, nh, span, hs), rotated, oldest first
             vals = torch.cat([state[2 * i + 1], v], dim=2)
-            scores = (q @ rotate(keys, self.cos, self.sin).transpose(-1, -2)) * scale + bias  # (B, nh, 1, span)
+            scores = (q @ keys.transpose(-1, -2)) * scale + bias  # (B, nh, 1, span)
             y = torch.softmax(scores, dim=-1) @ vals  # (B, nh, 1, hs)
             h = h + att.proj(y.reshape(B, -1))
             h = h + blk.mlp(blk.ln2(h))
             new += [keys[:, :, 1:], vals[:, :, 1:]]
-        return tf.ln(h), [*new, mask[:, 1:]]
+        return tf.ln(h), [*new, mask[:, 1:], pos + 1]
 
 
 class LSTMStep(nn.Module):
     """The step of an ``nn.LSTM`` (batch_first, unidirectional): the module itself on a one-event sequence, with
     (h, c) per layer as state, each (B, 1, hidden): with B = 1 in the graph, the (1, 1, hidden) that ONNX's LSTM
     operator takes.
-    The export maps the same weights onto that operator, one node per layer (:func:`lobnet.export.export_step`)."""
+    The step graph maps the same weights onto that operator, one node per layer (:mod:`lobnet.step_graph`)."""
 
     def __init__(self, lstm: nn.LSTM):
         super().__init__()
@@ -198,11 +201,12 @@ class StepModule(nn.Module):
         return shapes
 
     def initial_state(self, batch: int = 1) -> list[torch.Tensor]:
-        """Zeros (the batch model's padding); the attention mask starts with every slot empty (-inf)."""
+        """Zeros (the batch model's padding, position 0); the attention mask starts with every slot empty
+        (-inf). Every tensor is float32 but the position, float64."""
         out = []
         for name, shape in self.state_shapes():
             fill = float("-inf") if name == "attn_mask" else 0.0
-            out.append(torch.full((batch, *shape), fill))
+            out.append(torch.full((batch, *shape), fill, dtype=torch.float64 if name == "pos" else torch.float32))
         return out
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):

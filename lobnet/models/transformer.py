@@ -39,11 +39,15 @@ class TransformerConfig:
     dt_index: int = -1  # column of log_dt in the features, or -1 for none
 
 
+def rotary_frequencies(head_size: int) -> torch.Tensor:
+    """The rotation frequencies of each (first half, second half) pair, (head_size // 2,) float64."""
+    return 10000.0 ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+
+
 def rotary_tables(positions: torch.Tensor, head_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of position x frequency, (len(positions), head_size // 2) float32, computed in float64 so that
-    long sequences keep their precision. Positions may be negative (the streamer rotates cached keys back)."""
-    freq = 10000.0 ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
-    angle = positions.to(torch.float64).unsqueeze(1) * freq
+    long sequences keep their precision (the streamer rotates by an event's position in the whole day)."""
+    angle = positions.to(torch.float64).unsqueeze(1) * rotary_frequencies(head_size)
     return angle.cos().float(), angle.sin().float()
 
 

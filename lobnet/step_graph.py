@@ -1,0 +1,198 @@
+"""The streaming step graphs, written as ONNX directly from a :class:`~lobnet.models.streaming.StepModule`'s
+weights.
+
+Why not ``torch.onnx.export`` of the step module: in a one-event call every node of the graph costs most of a
+microsecond whatever its size (``scripts/bench_inference.py`` counts them), and the exporter's translation adds
+slices, transposes, reshapes and shape arithmetic around each layer. Written directly, each piece is the fewest
+standard operators (opset :data:`STEP_OPSET`) that compute it:
+
+* LSTM: one ``LSTM`` operator per layer with nn.LSTM's weights (gates reordered);
+* TCN: per causal convolution a ``Concat`` of its buffer and the new column, the ``Conv`` (which ONNX Runtime
+  fuses with its ReLU) and a ``Slice`` for the new buffer;
+* attention: ``RotaryEmbedding`` on the query and key of the event at its position in the day, and one
+  ``Attention`` operator whose ``past_key``/``past_value`` are the caches (it returns them with the event
+  appended, and a ``Slice`` drops the oldest). The time-gap encoding of a Transformer is folded into its input
+  projection (both are linear in the features).
+
+The torch step module is the reference: what it computes is tested against the model (tests/test_streaming.py),
+and every exported graph is checked against the full-window graph and the model over real events before it is
+written (:func:`lobnet.export.step_parity`, :func:`lobnet.export.sequence_parity`). Inputs are ``x`` (1, F)
+normalised features and every state tensor by the step module's names, with a batch of 1 (one stream); outputs
+``logits`` (1, H, 3), ``position`` (1, H) and ``<name>_out`` per state tensor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+STEP_OPSET = 23  # Attention and RotaryEmbedding entered the standard domain at 23
+
+
+class _Graph:
+    """A list of nodes and initializers under fresh names."""
+
+    def __init__(self):
+        self.nodes, self.inits, self._n = [], [], 0
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def const(self, value, hint: str = "c", dtype=np.float32) -> str:
+        from onnx import numpy_helper
+
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(np.asarray(value, dtype=dtype)), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], outputs: int | list[str] = 1, **attrs):
+        from onnx import helper
+
+        outs = [self.name(op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) else outputs
+        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def linear(self, x: str, lin: torch.nn.Linear, out: str | None = None) -> str:
+        """``Gemm`` of a (1, in) row with an nn.Linear's weight (out, in) and bias."""
+        return self.op("Gemm", [x, self.const(lin.weight), self.const(lin.bias)], [out] if out else 1, transB=1)
+
+    def reshape(self, x: str, shape: list[int], out: str | None = None) -> str:
+        return self.op("Reshape", [x, self.const(shape, "shape", np.int64)], [out] if out else 1)
+
+
+def _heads(g: _Graph, h: str, heads) -> None:
+    g.reshape(g.linear(h, heads.cls), [1, heads.horizons, 3], "logits")
+    g.op("Tanh", [g.linear(h, heads.pos)], ["position"])
+
+
+def _lstm(g: _Graph, step, x: str) -> str:
+    """One ``LSTM`` operator per layer. nn.LSTM stacks its gates (input, forget, cell, output); the operator
+    wants (input, output, forget, cell), with the input and recurrent biases side by side."""
+    lstm = step.lstm.lstm
+    H = lstm.hidden_size
+    order = [0, 3, 1, 2]  # ONNX gate k is PyTorch gate order[k]
+
+    def gates(w: torch.Tensor) -> np.ndarray:
+        return torch.cat([w.detach()[k * H : (k + 1) * H] for k in order]).numpy()
+
+    x = g.reshape(x, [1, 1, -1])  # (seq 1, batch 1, F)
+    for k in range(lstm.num_layers):
+        W = g.const(gates(getattr(lstm, f"weight_ih_l{k}"))[None], "W")
+        R = g.const(gates(getattr(lstm, f"weight_hh_l{k}"))[None], "R")
+        B = np.concatenate([gates(getattr(lstm, f"bias_ih_l{k}")), gates(getattr(lstm, f"bias_hh_l{k}"))])[None]
+        g.op("LSTM", [x, W, R, g.const(B, "B"), "", f"h{k}", f"c{k}"], ["", f"h{k}_out", f"c{k}_out"], hidden_size=H)
+        x = f"h{k}_out"  # (1, 1, H): this layer's output at the one event is the next layer's input
+    return g.reshape(x, [1, H])
+
+
+def _tcn(g: _Graph, step, x: str) -> str:
+    """Per block: two causal convolutions over their buffers (the last (k - 1) x dilation inputs, oldest first),
+    ReLU, and the residual join, as :class:`~lobnet.models.streaming.TCNStep`."""
+    h = g.reshape(x, [1, -1, 1])  # (1, C, 1): one column
+    starts, ends, axes = g.const([1], "i", np.int64), g.const([2**62], "i", np.int64), g.const([2], "i", np.int64)
+    for i, blk in enumerate(step.tcn.blocks):
+        cols = h
+        for conv, name in ((blk.conv1.conv, f"tcn{i}_in"), (blk.conv2.conv, f"tcn{i}_mid")):
+            u = g.op("Concat", [name, cols], axis=2)  # (1, C, pad + 1): the conv sees exactly one output
+            g.op("Slice", [u, starts, ends, axes], [f"{name}_out"])
+            w, b = g.const(conv.weight, "w"), g.const(conv.bias, "b")
+            k = conv.kernel_size[0]
+            cols = g.op("Relu", [g.op("Conv", [u, w, b], dilations=list(conv.dilation), kernel_shape=[k])])
+        if isinstance(blk.down, torch.nn.Identity):
+            res = h
+        else:
+            res = g.op("Conv", [h, g.const(blk.down.weight, "w"), g.const(blk.down.bias, "b")], kernel_shape=[1])
+        h = g.op("Relu", [g.op("Add", [cols, res])])
+    return g.reshape(h, [1, -1])
+
+
+def _attention(g: _Graph, step, h: str, x: str) -> str:
+    """The cached attention of :class:`~lobnet.models.streaming.AttentionStep`: ``h`` (1, n_in) the encoder's
+    input, ``x`` (1, F) the step's features (for the time-gap encoding)."""
+    from .models.transformer import rotary_frequencies
+
+    att_step = step.attn
+    tf, nh, hs, dt_index = att_step.tf, att_step.n_heads, att_step.hs, step.dt_index
+    d = tf.cfg.d_model
+    if tf.dt is not None and dt_index >= 0 and h == x:
+        # inp(x) + dt(x[:, j]) is linear in x: one Gemm
+        w = tf.inp.weight.detach().clone()
+        w[:, dt_index] += tf.dt.weight.detach()[:, 0]
+        b = tf.inp.bias.detach() + tf.dt.bias.detach()
+        h = g.op("Gemm", [x, g.const(w), g.const(b)], transB=1)
+    elif tf.dt is not None and dt_index >= 0:  # the hybrid: inp(tcn output) + dt(x[:, j]), two Gemms chained
+        w = torch.zeros(d, step.model.cfg.n_features)
+        w[:, dt_index] = tf.dt.weight.detach()[:, 0]
+        inner = g.op("Gemm", [h, g.const(tf.inp.weight), g.const(tf.inp.bias + tf.dt.bias)], transB=1)
+        h = g.op("Gemm", [x, g.const(w), inner], transB=1)
+    else:
+        h = g.linear(h, tf.inp)
+    # the event's position in the day: cos and sin in float64, as rotary_tables computes them
+    freq = g.const(rotary_frequencies(hs).view(1, 1, -1), "freq", np.float64)
+    angle = g.op("Mul", ["pos", freq])  # (1, 1, hs / 2)
+    cos = g.op("Cast", [g.op("Cos", [angle])], to=1)
+    sin = g.op("Cast", [g.op("Sin", [angle])], to=1)
+    g.op("Add", ["pos", g.const([[1.0]], "one", np.float64)], ["pos_out"])
+    mask = g.op("Concat", ["attn_mask", g.const([[0.0]], "zero")], axis=1)  # (1, span): this event's slot
+    one, end, ax1, ax2 = (g.const(v, "i", np.int64) for v in ([1], [2**62], [1], [2]))
+    g.op("Slice", [mask, one, end, ax1], ["attn_mask_out"])
+    split_qk_v = g.const([2 * d, d], "split", np.int64)
+    split_q_k = g.const([d, d], "split", np.int64)
+    for i, blk in enumerate(tf.blocks):
+        ln1, ln2, att = blk.ln1, blk.ln2, blk.attn
+        a = g.op("LayerNormalization", [h, g.const(ln1.weight), g.const(ln1.bias)], epsilon=ln1.eps, axis=-1)
+        qkv = g.reshape(g.linear(a, att.qkv), [1, 1, 3 * d])
+        qk, v = g.op("Split", [qkv, split_qk_v], 2, axis=2)
+        qk = g.op("RotaryEmbedding", [qk, cos, sin], num_heads=2 * nh)  # queries and keys: 2 nh heads of hs
+        q, k = g.op("Split", [qk, split_q_k], 2, axis=2)
+        y, keys, vals = g.op(
+            "Attention", [q, k, v, mask, f"k{i}", f"v{i}"], 3, q_num_heads=nh, kv_num_heads=nh, scale=hs**-0.5
+        )
+        g.op("Slice", [keys, one, end, ax2], [f"k{i}_out"])  # drop the oldest: the cache keeps span - 1 events
+        g.op("Slice", [vals, one, end, ax2], [f"v{i}_out"])
+        h = g.op("Add", [h, g.linear(g.reshape(y, [1, d]), att.proj)])
+        m = g.op("LayerNormalization", [h, g.const(ln2.weight), g.const(ln2.bias)], epsilon=ln2.eps, axis=-1)
+        fc1, act, fc2 = blk.mlp[0], blk.mlp[1], blk.mlp[2]
+        m = g.op("Gelu", [g.linear(m, fc1)], approximate=act.approximate)
+        h = g.op("Add", [h, g.linear(m, fc2)])
+    ln = tf.ln
+    return g.op("LayerNormalization", [h, g.const(ln.weight), g.const(ln.bias)], epsilon=ln.eps, axis=-1)
+
+
+def step_graph(step):
+    """The ONNX step graph (an ``onnx.ModelProto``) of a :class:`~lobnet.models.streaming.StepModule`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = _Graph()
+    if step.lstm is not None:
+        h = _lstm(g, step, "x")
+    else:
+        h = "x"
+        if step.tcn is not None:
+            h = _tcn(g, step, h)
+        if step.attn is not None:
+            h = _attention(g, step, h, "x")
+    _heads(g, h, step.model.heads)
+
+    def t(name, shape, dtype=TensorProto.FLOAT):
+        return helper.make_tensor_value_info(name, dtype, shape)
+
+    state = [
+        (n, [1, *shape], TensorProto.DOUBLE if n == "pos" else TensorProto.FLOAT) for n, shape in step.state_shapes()
+    ]
+    H = step.model.heads.horizons
+    graph = helper.make_graph(
+        g.nodes,
+        f"lobnet_{type(step.model).__name__}_step",
+        [t("x", [1, step.model.cfg.n_features]), *(t(n, s, dt) for n, s, dt in state)],
+        [t("logits", [1, H, 3]), t("position", [1, H]), *(t(f"{n}_out", s, dt) for n, s, dt in state)],
+        g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", STEP_OPSET)], producer_name="lobnet")
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    return model
