@@ -112,6 +112,8 @@ def _tcn(g: _Graph, step, x: str) -> str:
 def _attention(g: _Graph, step, h: str, x: str) -> str:
     """The cached attention of :class:`~lobnet.models.streaming.AttentionStep`: ``h`` (1, n_in) the encoder's
     input, ``x`` (1, F) the step's features (for the time-gap encoding)."""
+    from onnx import TensorProto
+
     from .models.transformer import rotary_frequencies
 
     att_step = step.attn
@@ -133,8 +135,8 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
     # the event's position in the day: cos and sin in float64, as rotary_tables computes them
     freq = g.const(rotary_frequencies(hs).view(1, 1, -1), "freq", np.float64)
     angle = g.op("Mul", ["pos", freq])  # (1, 1, hs / 2)
-    cos = g.op("Cast", [g.op("Cos", [angle])], to=1)
-    sin = g.op("Cast", [g.op("Sin", [angle])], to=1)
+    cos = g.op("Cast", [g.op("Cos", [angle])], to=TensorProto.FLOAT)
+    sin = g.op("Cast", [g.op("Sin", [angle])], to=TensorProto.FLOAT)
     g.op("Add", ["pos", g.const([[1.0]], "one", np.float64)], ["pos_out"])
     mask = g.op("Concat", ["attn_mask", g.const([[0.0]], "zero")], axis=1)  # (1, span): this event's slot
     one, end, ax1, ax2 = (g.const(v, "i", np.int64) for v in ([1], [2**62], [1], [2]))

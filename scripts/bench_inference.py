@@ -13,7 +13,8 @@ For each architecture (untrained weights: latency does not depend on them), time
 plus the floor of one ONNX Runtime call from Python (an Identity graph on one feature row, bound the same way),
 the per-event feature update alone (the Python form and the compiled form with the z-score, which the streamer
 runs), and the one-pass factors (EWMean, EWVar, EWRegression update). Every figure
-is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen. Writes bench_inference.json and
+is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen, all items timed interleaved in
+``--rounds`` rounds (:class:`Plan`) so that they share the machine's noise. Writes bench_inference.json and
 bench_inference.md to ``--out``.
 """
 
@@ -36,24 +37,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ARCHS = ["lstm", "tcn", "transformer", "hybrid", "deeplob"]
 
 
-def timed(fn, iters: int, warm: int = 300) -> dict:
-    for _ in range(warm):
-        fn()
-    ns = np.empty(iters, dtype=np.int64)
-    clock = time.perf_counter_ns
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        for i in range(iters):
-            t0 = clock()
-            fn()
-            ns[i] = clock() - t0
-    finally:
-        gc.enable()
-        gc.unfreeze()
-    us = ns / 1e3
-    return {"p50_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max())}
+class Plan:
+    """Every timed call, run interleaved: ``rounds`` rounds, each giving every item its share of calls in turn,
+    so that all figures of one run see the same phases of a noisy machine (a slow minute lands on all of them,
+    not on whichever item was being timed then)."""
+
+    def __init__(self, rounds: int):
+        self.rounds, self.items = rounds, []
+
+    def add(self, dest: dict, key: str, fn, iters: int) -> None:
+        self.items.append((dest, key, fn, iters))
+
+    def run(self, warm: int = 300) -> None:
+        for _, _, fn, _ in self.items:
+            for _ in range(warm):
+                fn()
+        clock = time.perf_counter_ns
+        chunks = [[] for _ in self.items]
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        try:
+            for _ in range(self.rounds):
+                for j, (_, _, fn, iters) in enumerate(self.items):
+                    ns = np.empty(max(iters // self.rounds, 1), dtype=np.int64)
+                    for i in range(len(ns)):
+                        t0 = clock()
+                        fn()
+                        ns[i] = clock() - t0
+                    chunks[j].append(ns)
+        finally:
+            gc.enable()
+            gc.unfreeze()
+        for (dest, key, _, _), ch in zip(self.items, chunks, strict=True):
+            us = np.concatenate(ch) / 1e3
+            dest[key] = {
+                "p50_us": float(np.median(us)),
+                "p99_us": float(np.percentile(us, 99)),
+                "max_us": float(us.max()),
+            }
 
 
 def identity_graph(path: Path, n_features: int) -> Path:
@@ -98,6 +120,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--iters", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds (see Plan)")
     ap.add_argument("--events", type=int, default=50_000, help="synthetic-day events for the end-to-end loop")
     ap.add_argument("--out", default="bench_results")
     a = ap.parse_args()
@@ -125,36 +148,41 @@ def main() -> None:
     X = np.ascontiguousarray(feats.input_matrix(events))
     rows = X.tolist()
     compiled = feats.compiled()
-    f, s = np.zeros(F), np.zeros(feats.n_slots)
     rng = np.random.default_rng(0)
     mean, std = np.zeros(F, np.float32), np.ones(F, np.float32)
     results: dict = {"floor": {}, "archs": {}}
+    plan = Plan(a.rounds)
+    floor_ = results["floor"]
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         floor = session(identity_graph(tmp / "identity.onnx", F))
         xf, yf = np.zeros((1, F), np.float32), np.zeros((1, F), np.float32)
-        results["floor"]["onnx_identity_call"] = timed(bound_call(floor, {"x": xf}, {"y": yf}), a.iters)
+        plan.add(floor_, "onnx_identity_call", bound_call(floor, {"x": xf}, {"y": yf}), a.iters)
         i = iter(range(10**9))
         n = len(rows)
-        results["floor"]["feature_update_python"] = timed(lambda: feats.update(rows[next(i) % n], False), a.iters)
+        plan.add(floor_, "feature_update_python", lambda: feats.update(rows[next(i) % n], False), a.iters)
         zf = np.zeros(F, np.float32)
-        compiled(X[0], f, s, True, mean, std, zf)  # a day's first event: the state is defined from here on
-        results["floor"]["feature_update_compiled_zscore"] = timed(
-            lambda: compiled(X[next(i) % n], f, s, False, mean, std, zf), a.iters
+        f0, s0 = np.zeros(F), np.zeros(feats.n_slots)
+        compiled(X[0], f0, s0, True, mean, std, zf)  # a day's first event: the state is defined from here on
+        plan.add(
+            floor_,
+            "feature_update_compiled_zscore",
+            lambda: compiled(X[next(i) % n], f0, s0, False, mean, std, zf),
+            a.iters,
         )
         em, ev, er = EWMean(0.99), EWVar(0.99), EWRegression(0.99)
         xs = rng.standard_normal(a.iters + 1000).tolist()
         j = iter(range(10**9))
-        results["floor"]["ew_mean_update"] = timed(lambda: em.update(xs[next(j) % len(xs)]), a.iters)
-        results["floor"]["ew_var_update"] = timed(lambda: ev.update(xs[next(j) % len(xs)]), a.iters)
+        plan.add(floor_, "ew_mean_update", lambda: em.update(xs[next(j) % len(xs)]), a.iters)
+        plan.add(floor_, "ew_var_update", lambda: ev.update(xs[next(j) % len(xs)]), a.iters)
 
         def rls():
             k = next(j) % len(xs)
             er.update(xs[k], xs[k - 1])
             return er.coef
 
-        results["floor"]["ew_regression_update_and_coef"] = timed(rls, a.iters)
+        plan.add(floor_, "ew_regression_update_and_coef", rls, a.iters)
 
         for name in ARCHS:
             extra = {"book_columns": book} if name == "deeplob" else {}
@@ -163,39 +191,50 @@ def main() -> None:
             model = build_model(name, n_features=F, n_horizons=3, **extra).eval()
             r: dict = {"n_params": model.n_params()}
             x = torch.from_numpy(rng.standard_normal((1, W, F)).astype(np.float32))
-            with torch.inference_mode():
-                r["torch_window"] = timed(lambda m=model, x=x: m(x), max(a.iters // 5, 500))
+
+            def torch_window(m=model, x=x):
+                with torch.inference_mode():
+                    return m(x)
+
+            plan.add(r, "torch_window", torch_window, max(a.iters // 5, 500))
             wpath = export_window(model, F, tmp / f"{name}.onnx", W)
             ws = session(wpath)
             xw = x.numpy().copy()
             lo, po = np.zeros((1, 3, 3), np.float32), np.zeros((1, 3), np.float32)
             win = bound_call(ws, {"x": xw}, {"logits": lo, "position": po})
-            r["onnx_window"] = timed(win, a.iters)
+            plan.add(r, "onnx_window", win, a.iters)
             if has_step(model):
                 spath = export_step(StepModule(model, span=W), tmp / f"{name}_step.onnx")
                 step = StepRunner(spath)
                 step.x[:] = rng.standard_normal(step.x.shape)
-                r["onnx_step"] = timed(step, a.iters)
+                plan.add(r, "onnx_step", step, a.iters)
                 r["step_nodes"] = optimized_nodes(spath)
-                r["window_over_step"] = r["onnx_window"]["p50_us"] / r["onnx_step"]["p50_us"]
                 run, row = step, step.row
             else:
                 run, row = win, xw[0, -1]
             k = iter(range(10**9))
+            fe, se = np.zeros(F), np.zeros(feats.n_slots)  # each loop its own feature state
 
-            def e2e(run=run, row=row, k=k):
+            def e2e(run=run, row=row, k=k, f=fe, s=se):
                 i = next(k) % n
                 compiled(X[i], f, s, i == 0, mean, std, row)
                 run()
 
-            r["stream_e2e"] = timed(e2e, a.iters)
+            plan.add(r, "stream_e2e", e2e, a.iters)
             results["archs"][name] = r
+
+        print(f"timing {len(plan.items)} items in {a.rounds} interleaved rounds", flush=True)
+        plan.run()
+        for name, r in results["archs"].items():
+            if "onnx_step" in r:
+                r["window_over_step"] = r["onnx_window"]["p50_us"] / r["onnx_step"]["p50_us"]
             print(name, json.dumps(r), flush=True)
 
     results["settings"] = {
         "window": W,
         "n_features": F,
         "iters": a.iters,
+        "rounds": a.rounds,
         "threads": 1,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
