@@ -229,9 +229,14 @@ class StepRunner:
                 b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
             self.bindings.append(b)
         # the session's own C++ call on the bound buffers: the Python wrapper around it costs about a microsecond
-        # per event (scripts/bench_inference.py times the runner as the streamer calls it)
-        self._bound = [b._iobinding for b in self.bindings]
-        self._run = sess._sess.run_with_iobinding
+        # per event (scripts/bench_inference.py times the runner as the streamer calls it). Both attributes are
+        # onnxruntime internals; where a version lacks them, the public wrapper does the same call.
+        if hasattr(sess, "_sess") and all(hasattr(b, "_iobinding") for b in self.bindings):
+            self._bound = [b._iobinding for b in self.bindings]
+            self._run = sess._sess.run_with_iobinding
+        else:
+            self._bound = self.bindings
+            self._run = sess.run_with_iobinding
         self.flip = 0
 
     def reset(self) -> None:
