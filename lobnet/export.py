@@ -159,19 +159,13 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
 
 
-def _dtype(arg) -> type:
-    """The numpy type of an ONNX Runtime input or output: float32, or float64 for the position state."""
-    return np.float64 if arg.type == "tensor(double)" else np.float32
-
-
 def _step_outputs(step_sess, sequence: np.ndarray, pos: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
     logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day."""
+    from .models.streaming import initial_value
+
     ins = step_sess.get_inputs()
-    state = [np.full(i.shape, -np.inf if i.name == "attn_mask" else 0.0, _dtype(i)) for i in ins[1:]]
-    for i, arg in enumerate(ins[1:]):
-        if arg.name == "pos":
-            state[i] += pos
+    state = [initial_value(i.name, i.shape) + (pos if i.name == "pos" else 0) for i in ins[1:]]
     seq = np.ascontiguousarray(sequence, dtype=np.float32)
     logits, positions = [], []
     for t in range(len(seq)):

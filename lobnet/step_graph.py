@@ -62,6 +62,13 @@ class _Graph:
     def reshape(self, x: str, shape: list[int], out: str | None = None) -> str:
         return self.op("Reshape", [x, self.const(shape, "shape", np.int64)], [out] if out else 1)
 
+    def drop_oldest(self, x: str, axis: int, out: str) -> str:
+        """``x`` without its first entry along ``axis``: a buffer or cache after the event was appended."""
+        i64 = np.int64
+        return self.op(
+            "Slice", [x, self.const([1], "i", i64), self.const([2**62], "i", i64), self.const([axis], "i", i64)], [out]
+        )
+
 
 def _heads(g: _Graph, h: str, heads) -> None:
     g.reshape(g.linear(h, heads.cls), [1, heads.horizons, 3], "logits")
@@ -92,12 +99,11 @@ def _tcn(g: _Graph, step, x: str) -> str:
     """Per block: two causal convolutions over their buffers (the last (k - 1) x dilation inputs, oldest first),
     ReLU, and the residual join, as :class:`~lobnet.models.streaming.TCNStep`."""
     h = g.reshape(x, [1, -1, 1])  # (1, C, 1): one column
-    starts, ends, axes = g.const([1], "i", np.int64), g.const([2**62], "i", np.int64), g.const([2], "i", np.int64)
     for i, blk in enumerate(step.tcn.blocks):
         cols = h
         for conv, name in ((blk.conv1.conv, f"tcn{i}_in"), (blk.conv2.conv, f"tcn{i}_mid")):
             u = g.op("Concat", [name, cols], axis=2)  # (1, C, pad + 1): the conv sees exactly one output
-            g.op("Slice", [u, starts, ends, axes], [f"{name}_out"])
+            g.drop_oldest(u, 2, f"{name}_out")
             w, b = g.const(conv.weight, "w"), g.const(conv.bias, "b")
             k = conv.kernel_size[0]
             cols = g.op("Relu", [g.op("Conv", [u, w, b], dilations=list(conv.dilation), kernel_shape=[k])])
@@ -139,8 +145,7 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
     sin = g.op("Cast", [g.op("Sin", [angle])], to=TensorProto.FLOAT)
     g.op("Add", ["pos", g.const([[1.0]], "one", np.float64)], ["pos_out"])
     mask = g.op("Concat", ["attn_mask", g.const([[0.0]], "zero")], axis=1)  # (1, span): this event's slot
-    one, end, ax1, ax2 = (g.const(v, "i", np.int64) for v in ([1], [2**62], [1], [2]))
-    g.op("Slice", [mask, one, end, ax1], ["attn_mask_out"])
+    g.drop_oldest(mask, 1, "attn_mask_out")
     split_qk_v = g.const([2 * d, d], "split", np.int64)
     split_q_k = g.const([d, d], "split", np.int64)
     for i, blk in enumerate(tf.blocks):
@@ -153,8 +158,8 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
         y, keys, vals = g.op(
             "Attention", [q, k, v, mask, f"k{i}", f"v{i}"], 3, q_num_heads=nh, kv_num_heads=nh, scale=hs**-0.5
         )
-        g.op("Slice", [keys, one, end, ax2], [f"k{i}_out"])  # drop the oldest: the cache keeps span - 1 events
-        g.op("Slice", [vals, one, end, ax2], [f"v{i}_out"])
+        g.drop_oldest(keys, 2, f"k{i}_out")  # the cache keeps span - 1 events
+        g.drop_oldest(vals, 2, f"v{i}_out")
         h = g.op("Add", [h, g.linear(g.reshape(y, [1, d]), att.proj)])
         m = g.op("LayerNormalization", [h, g.const(ln2.weight), g.const(ln2.bias)], epsilon=ln2.eps, axis=-1)
         fc1, act, fc2 = blk.mlp[0], blk.mlp[1], blk.mlp[2]
@@ -168,6 +173,8 @@ def step_graph(step):
     """The ONNX step graph (an ``onnx.ModelProto``) of a :class:`~lobnet.models.streaming.StepModule`."""
     import onnx
     from onnx import TensorProto, helper
+
+    from .models.streaming import initial_value
 
     g = _Graph()
     if step.lstm is not None:
@@ -184,7 +191,8 @@ def step_graph(step):
         return helper.make_tensor_value_info(name, dtype, shape)
 
     state = [
-        (n, [1, *shape], TensorProto.DOUBLE if n == "pos" else TensorProto.FLOAT) for n, shape in step.state_shapes()
+        (n, [1, *shape], helper.np_dtype_to_tensor_dtype(initial_value(n, ()).dtype))
+        for n, shape in step.state_shapes()
     ]
     H = step.model.heads.horizons
     graph = helper.make_graph(

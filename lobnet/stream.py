@@ -43,7 +43,7 @@ import polars as pl
 
 from .data.schema import day_slices, n_levels
 from .dataset import ZScore, feature_matrix
-from .export import _dtype, session
+from .export import session
 from .features import FeatureSpec, compute_features, warmup
 from .features.incremental import IncrementalFeatures
 from .labels import FLAT, LabelConfig, classify, compute_targets
@@ -206,6 +206,8 @@ class StepRunner:
     copy and no allocation."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
+        from .models.streaming import initial_value
+
         self.sess = sess = session(path, providers, threads, arena=False)
         ins = sess.get_inputs()
         outs = {o.name: o.shape for o in sess.get_outputs()}
@@ -213,9 +215,7 @@ class StepRunner:
         self.row = self.x.reshape(-1)
         self.logits = np.zeros(outs["logits"], np.float32)
         self.position = np.zeros(outs["position"], np.float32)
-        self.init = {i.name: np.zeros(i.shape, _dtype(i)) for i in ins[1:]}  # the position state is float64
-        if "attn_mask" in self.init:
-            self.init["attn_mask"][:] = -np.inf  # every cache slot empty
+        self.init = {i.name: initial_value(i.name, i.shape) for i in ins[1:]}
         self.bufs = {n: (a.copy(), a.copy()) for n, a in self.init.items()}  # call 2j reads [0] and writes [1]
         self.bindings = []
         for src, dst in ((0, 1), (1, 0)):
@@ -228,8 +228,8 @@ class StepRunner:
             for name, arr in (("logits", self.logits), ("position", self.position)):
                 b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
             self.bindings.append(b)
-        # the session's own C++ call on the bound buffers: the Python wrapper around it costs about a microsecond
-        # per event (scripts/bench_inference.py times the runner as the streamer calls it). Both attributes are
+        # the session's own C++ call on the bound buffers, without the Python wrapper's per-call work
+        # (scripts/bench_inference.py times the runner as the streamer calls it). Both attributes are
         # onnxruntime internals; where a version lacks them, the public wrapper does the same call.
         if hasattr(sess, "_sess") and all(hasattr(b, "_iobinding") for b in self.bindings):
             self._bound = [b._iobinding for b in self.bindings]

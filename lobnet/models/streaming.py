@@ -38,6 +38,7 @@ them through the full-window fallback (a ring buffer of the last W events and th
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -201,13 +202,8 @@ class StepModule(nn.Module):
         return shapes
 
     def initial_state(self, batch: int = 1) -> list[torch.Tensor]:
-        """Zeros (the batch model's padding, position 0); the attention mask starts with every slot empty
-        (-inf). Every tensor is float32 but the position, float64."""
-        out = []
-        for name, shape in self.state_shapes():
-            fill = float("-inf") if name == "attn_mask" else 0.0
-            out.append(torch.full((batch, *shape), fill, dtype=torch.float64 if name == "pos" else torch.float32))
-        return out
+        """Every state tensor at a day's first event (:func:`initial_value`), with a batch dimension."""
+        return [torch.from_numpy(initial_value(name, (batch, *shape))) for name, shape in self.state_shapes()]
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
         if self.lstm is not None:
@@ -226,6 +222,14 @@ class StepModule(nn.Module):
             new += s
         logits, position = self.model.heads(h)
         return (logits, position, *new)
+
+
+def initial_value(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A state tensor at a day's first event, by its name: zeros (the batch model's padding, position 0), but the
+    attention mask, -inf (every cache slot empty). float32, but the position ``pos``, float64. The torch step, the
+    ONNX graph's declared types, the export's parity runs and the streamer's buffers all start from this."""
+    fill = -np.inf if name == "attn_mask" else 0.0
+    return np.full(shape, fill, np.float64 if name == "pos" else np.float32)
 
 
 def has_step(model: LOBModel) -> bool:
