@@ -162,14 +162,15 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
 def _step_outputs(step_sess, sequence: np.ndarray, pos: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
     logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day."""
-    from .models.streaming import initial_value
+    from .models.streaming import carry, initial_value
 
     ins = step_sess.get_inputs()
     state = [initial_value(i.name, i.shape) + (pos if i.name == "pos" else 0) for i in ins[1:]]
     seq = np.ascontiguousarray(sequence, dtype=np.float32)
     logits, positions = [], []
     for t in range(len(seq)):
-        lo, po, *state = step_sess.run(None, dict(zip([i.name for i in ins], [seq[t : t + 1], *state], strict=True)))
+        lo, po, *new = step_sess.run(None, dict(zip([i.name for i in ins], [seq[t : t + 1], *state], strict=True)))
+        state = [carry(n, i.shape[1:]) for n, i in zip(new, ins[1:], strict=True)]
         logits.append(lo[0])
         positions.append(po[0])
     return np.stack(logits), np.stack(positions)

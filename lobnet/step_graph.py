@@ -7,12 +7,16 @@ slices, transposes, reshapes and shape arithmetic around each layer. Written dir
 standard operators (opset :data:`STEP_OPSET`) that compute it:
 
 * LSTM: one ``LSTM`` operator per layer with nn.LSTM's weights (gates reordered);
-* TCN: per causal convolution a ``Concat`` of its buffer and the new column, the ``Conv`` (which ONNX Runtime
-  fuses with its ReLU) and a ``Slice`` for the new buffer;
+* TCN: per causal convolution a ``Concat`` of its buffer and the new column and a ``Gemm`` over the taps
+  (which ONNX Runtime fuses with its ReLU), see :func:`_tcn`;
 * attention: ``RotaryEmbedding`` on the query and key of the event at its position in the day, and one
   ``Attention`` operator whose ``past_key``/``past_value`` are the caches (it returns them with the event
   appended, and a ``Slice`` drops the oldest). The time-gap encoding of a Transformer is folded into its input
   projection (both are linear in the features).
+
+A buffer (a convolution's inputs, the attention mask) is returned with the event appended, one entry longer than
+it came in, and the next call takes its tail (:func:`lobnet.models.streaming.carry`): the streamer binds that tail
+as the next input in place, which saves a ``Slice`` per buffer.
 
 The torch step module is the reference: what it computes is tested against the model (tests/test_streaming.py),
 and every exported graph is checked against the full-window graph and the model over real events before it is
@@ -95,24 +99,40 @@ def _lstm(g: _Graph, step, x: str) -> str:
     return g.reshape(x, [1, H])
 
 
+DENSE_TAPS = 3  # a convolution reads its whole buffer when that is at most this many times its taps
+
+
 def _tcn(g: _Graph, step, x: str) -> str:
-    """Per block: two causal convolutions over their buffers (the last (k - 1) x dilation inputs, oldest first),
-    ReLU, and the residual join, as :class:`~lobnet.models.streaming.TCNStep`."""
-    h = g.reshape(x, [1, -1, 1])  # (1, C, 1): one column
+    """Per block, as :class:`~lobnet.models.streaming.TCNStep`: two causal convolutions, ReLU, the residual join.
+
+    A convolution's buffer is time-major, so appending the new input is one ``Concat`` whose result is both the
+    state output (the next buffer is its tail, :func:`~lobnet.models.streaming.carry`) and the convolution's input.
+    The convolution at the newest event is then a ``Gemm`` over its k taps, k input columns ``dilation`` apart. A
+    short buffer is read whole, with zero weights between the taps; a long one (more than :data:`DENSE_TAPS`
+    times the taps) has its taps picked by a ``Gather`` first. Both are cheaper on these one-column inputs than
+    ONNX Runtime's ``Conv`` (``scripts/bench_inference.py`` times the graphs)."""
+    h = x  # (1, C): one column
     for i, blk in enumerate(step.tcn.blocks):
         cols = h
         for conv, name in ((blk.conv1.conv, f"tcn{i}_in"), (blk.conv2.conv, f"tcn{i}_mid")):
-            u = g.op("Concat", [name, cols], axis=2)  # (1, C, pad + 1): the conv sees exactly one output
-            g.drop_oldest(u, 2, f"{name}_out")
-            w, b = g.const(conv.weight, "w"), g.const(conv.bias, "b")
-            k = conv.kernel_size[0]
-            cols = g.op("Relu", [g.op("Conv", [u, w, b], dilations=list(conv.dilation), kernel_shape=[k])])
+            c_in, c_out, k, d = conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.dilation[0]
+            u = g.op("Concat", [name, cols], [f"{name}_out"], axis=1)  # (1, ((k - 1) d + 1) C_in), oldest first
+            w = conv.weight.detach().permute(0, 2, 1)  # (C_out, k, C_in): tap j reads column j d of the buffer
+            if (k - 1) * d + 1 <= DENSE_TAPS * k:
+                dense = torch.zeros(c_out, (k - 1) * d + 1, c_in)
+                dense[:, ::d] = w
+                cols = g.op("Gemm", [u, g.const(dense.reshape(c_out, -1)), g.const(conv.bias)], transB=1)
+            else:
+                taps = np.concatenate([np.arange(c_in) + j * d * c_in for j in range(k)])
+                u = g.op("Gather", [u, g.const(taps, "taps", np.int64)], axis=1)
+                cols = g.op("Gemm", [u, g.const(w.reshape(c_out, -1)), g.const(conv.bias)], transB=1)
+            cols = g.op("Relu", [cols])
         if isinstance(blk.down, torch.nn.Identity):
             res = h
-        else:
-            res = g.op("Conv", [h, g.const(blk.down.weight, "w"), g.const(blk.down.bias, "b")], kernel_shape=[1])
+        else:  # the 1x1 convolution of the residual path
+            res = g.op("Gemm", [h, g.const(blk.down.weight[:, :, 0]), g.const(blk.down.bias)], transB=1)
         h = g.op("Relu", [g.op("Add", [cols, res])])
-    return g.reshape(h, [1, -1])
+    return h
 
 
 def _attention(g: _Graph, step, h: str, x: str) -> str:
@@ -144,8 +164,8 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
     cos = g.op("Cast", [g.op("Cos", [angle])], to=TensorProto.FLOAT)
     sin = g.op("Cast", [g.op("Sin", [angle])], to=TensorProto.FLOAT)
     g.op("Add", ["pos", g.const([[1.0]], "one", np.float64)], ["pos_out"])
-    mask = g.op("Concat", ["attn_mask", g.const([[0.0]], "zero")], axis=1)  # (1, span): this event's slot
-    g.drop_oldest(mask, 1, "attn_mask_out")
+    # (1, span): this event's slot appended, which is also the state output (the next mask is its tail)
+    mask = g.op("Concat", ["attn_mask", g.const([[0.0]], "zero")], ["attn_mask_out"], axis=1)
     split_qk_v = g.const([2 * d, d], "split", np.int64)
     split_q_k = g.const([d, d], "split", np.int64)
     for i, blk in enumerate(tf.blocks):
@@ -174,8 +194,6 @@ def step_graph(step):
     import onnx
     from onnx import TensorProto, helper
 
-    from .models.streaming import initial_value
-
     g = _Graph()
     if step.lstm is not None:
         h = _lstm(g, step, "x")
@@ -190,16 +208,19 @@ def step_graph(step):
     def t(name, shape, dtype=TensorProto.FLOAT):
         return helper.make_tensor_value_info(name, dtype, shape)
 
-    state = [
-        (n, [1, *shape], helper.np_dtype_to_tensor_dtype(initial_value(n, ()).dtype))
-        for n, shape in step.state_shapes()
-    ]
+    names = [n for n, _ in step.state_shapes()]
+    initial = step.initial_state(1)
+    with torch.no_grad():  # what the torch step returns defines the output shapes (buffers one entry longer)
+        new = step(torch.zeros(1, step.model.cfg.n_features), *initial)[2:]
+    types = [helper.np_dtype_to_tensor_dtype(s.numpy().dtype) for s in initial]  # float32, pos float64
+    ins = [t(n, list(s.shape), dt) for n, s, dt in zip(names, initial, types, strict=True)]
+    outs = [t(f"{n}_out", list(s.shape), dt) for n, s, dt in zip(names, new, types, strict=True)]
     H = step.model.heads.horizons
     graph = helper.make_graph(
         g.nodes,
         f"lobnet_{type(step.model).__name__}_step",
-        [t("x", [1, step.model.cfg.n_features]), *(t(n, s, dt) for n, s, dt in state)],
-        [t("logits", [1, H, 3]), t("position", [1, H]), *(t(f"{n}_out", s, dt) for n, s, dt in state)],
+        [t("x", [1, step.model.cfg.n_features]), *ins],
+        [t("logits", [1, H, 3]), t("position", [1, H]), *outs],
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", STEP_OPSET)], producer_name="lobnet")

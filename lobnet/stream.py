@@ -203,7 +203,8 @@ class StepRunner:
     """``model_step.onnx`` bound once to preallocated buffers. Write an event's normalised features into
     :attr:`x` (shape (1, F); :attr:`row` is the same memory, flat), call the runner, read :attr:`logits` and
     :attr:`position`. Two IOBindings alternate, so the state one call writes is the next call's input, with no
-    copy and no allocation."""
+    copy and no allocation: a buffer the graph returns with the event appended (one entry longer than its input,
+    :func:`~lobnet.models.streaming.carry`) is bound as the next input from its second entry on."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
         from .models.streaming import initial_value
@@ -216,13 +217,15 @@ class StepRunner:
         self.logits = np.zeros(outs["logits"], np.float32)
         self.position = np.zeros(outs["position"], np.float32)
         self.init = {i.name: initial_value(i.name, i.shape) for i in ins[1:]}
-        self.bufs = {n: (a.copy(), a.copy()) for n, a in self.init.items()}  # call 2j reads [0] and writes [1]
+        # two output-sized buffers per state tensor; a call reads the tail of one and writes the whole other
+        self.bufs = {n: [np.zeros(outs[f"{n}_out"], a.dtype) for _ in range(2)] for n, a in self.init.items()}
+        self.views = {n: [self._tail(o, a.shape) for o in self.bufs[n]] for n, a in self.init.items()}
         self.bindings = []
         for src, dst in ((0, 1), (1, 0)):
             b = sess.io_binding()
             b.bind_input(ins[0].name, "cpu", 0, np.float32, list(self.x.shape), self.x.ctypes.data)
             for n in self.init:
-                a, o = self.bufs[n][src], self.bufs[n][dst]
+                a, o = self.views[n][src], self.bufs[n][dst]
                 b.bind_input(n, "cpu", 0, a.dtype.type, list(a.shape), a.ctypes.data)
                 b.bind_output(f"{n}_out", "cpu", 0, o.dtype.type, list(o.shape), o.ctypes.data)
             for name, arr in (("logits", self.logits), ("position", self.position)):
@@ -237,12 +240,22 @@ class StepRunner:
         else:
             self._bound = self.bindings
             self._run = sess.run_with_iobinding
-        self.flip = 0
+        self.reset()
+
+    @staticmethod
+    def _tail(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The next input inside an output buffer: a view, the same entries as :func:`carry` copies."""
+        from .models.streaming import carry
+
+        view = carry(out, shape[1:])
+        if not np.shares_memory(view, out):
+            raise ValueError(f"state of shape {shape} is not a contiguous tail of its output {out.shape}")
+        return view
 
     def reset(self) -> None:
         """The initial state (a new day)."""
         for n, a in self.init.items():
-            self.bufs[n][0][:] = a
+            self.views[n][0][:] = a
         self.flip = 0
 
     def __call__(self) -> None:

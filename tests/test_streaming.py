@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lobnet.models import build_model
-from lobnet.models.streaming import StepModule, has_step, sequence_outputs
+from lobnet.models.streaming import StepModule, carry, has_step, sequence_outputs
 
 F, W = 12, 16
 
@@ -18,10 +18,12 @@ def _steps(model, z, pos: float = 0.0):
     state = step.initial_state(z.shape[0])
     if pos:
         state[-1] += pos  # the attention's position in the day
+    shapes = [shape for _, shape in step.state_shapes()]
     out = []
     with torch.no_grad():
         for t in range(z.shape[1]):
-            logits, position, *state = step(z[:, t], *state)
+            logits, position, *new = step(z[:, t], *state)
+            state = [carry(n, shape) for n, shape in zip(new, shapes, strict=True)]
             out.append((logits, position))
     return out
 

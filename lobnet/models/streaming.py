@@ -2,7 +2,8 @@
 
 Each step module wraps a trained model's own layers (no weights are copied into a second definition) and takes
 every piece of state as an explicit input and returns it as an output, so the exported ONNX graph is a pure
-function ``(features, *state) -> (logits, position, *new_state)``. The streamer keeps the state between calls.
+function ``(features, *state) -> (logits, position, *new_state)``. The streamer keeps the state between calls: the
+next call's state is :func:`carry` of the outputs (buffers come out with the event appended).
 
 The step's input is one event's features z-scored with the training fold's statistics, exactly as the model was
 trained (:meth:`lobnet.dataset.ZScore.apply`), the same input as the full-window graph's. The streamer's compiled
@@ -17,8 +18,8 @@ What a step computes, starting from :meth:`StepModule.initial_state`, equals the
 as one sequence from the first (:func:`sequence_outputs`), at every event:
 
 * LSTM: (h, c) per layer, one tensor each (``h0``, ``c0``, ``h1``, ...).
-* TCN: per causal convolution, a buffer of its last (kernel - 1) x dilation inputs, zeros at the start exactly
-  as the batch model's left padding.
+* TCN: per causal convolution, a buffer of its last (kernel - 1) x dilation inputs (flattened, oldest first),
+  zeros at the start exactly as the batch model's left padding.
 * Transformer (rotary positions): per layer, a key/value cache of the last ``span - 1`` events, an additive mask
   of the cache slots not yet filled, and the event's position in the day (``pos``, float64). Queries and keys are
   rotated by that absolute position (cos and sin computed in float64), so a cached key never changes: a rotary
@@ -52,7 +53,10 @@ from .transformer import CausalTransformer, TransformerModel, rotary_tables, rot
 
 
 class TCNStep(nn.Module):
-    """The step of a :class:`TCNEncoder`: two buffers per block."""
+    """The step of a :class:`TCNEncoder`: two buffers per block, one per causal convolution, each its last
+    (kernel - 1) x dilation inputs flattened time-major (oldest first): (pad x C_in,). A step returns each buffer
+    with this event's input appended, (pad + 1) x C_in, which is exactly what the convolution reads; the next
+    step's buffer is its tail (:func:`carry`)."""
 
     def __init__(self, tcn: TCNEncoder):
         super().__init__()
@@ -65,22 +69,26 @@ class TCNStep(nn.Module):
         out = []
         for i, blk in enumerate(self.blocks):
             conv1, conv2 = blk.conv1, blk.conv2
-            out.append((f"tcn{i}_in", (conv1.conv.in_channels, conv1.pad)))
-            out.append((f"tcn{i}_mid", (conv2.conv.in_channels, conv2.pad)))
+            out.append((f"tcn{i}_in", (conv1.pad * conv1.conv.in_channels,)))
+            out.append((f"tcn{i}_mid", (conv2.pad * conv2.conv.in_channels,)))
         return out
 
+    @staticmethod
+    def _last(conv: nn.Conv1d, u: torch.Tensor) -> torch.Tensor:
+        """The convolution's output at the newest event of a time-major buffer u (B, (pad + 1) x C_in)."""
+        return conv(u.view(u.shape[0], -1, conv.in_channels).transpose(1, 2))[..., 0]
+
     def forward(self, x: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, C_in) -> (B, C), new buffers."""
-        h = x.unsqueeze(-1)  # (B, C, 1)
-        new = []
+        """x (B, C_in) -> (B, C), the buffers with this event appended."""
+        h, new = x, []
         for i, blk in enumerate(self.blocks):
-            u1 = torch.cat([state[2 * i], h], dim=-1)  # (B, C_in, pad + 1): the conv sees exactly one output
-            a = F.relu(blk.conv1.conv(u1))
-            u2 = torch.cat([state[2 * i + 1], a], dim=-1)
-            b = F.relu(blk.conv2.conv(u2))
-            h = F.relu(b + blk.down(h))
-            new += [u1[..., 1:], u2[..., 1:]]
-        return h.squeeze(-1), new
+            u1 = torch.cat([state[2 * i], h], dim=1)  # (B, (pad + 1) C_in): the conv sees exactly one output
+            a = F.relu(self._last(blk.conv1.conv, u1))
+            u2 = torch.cat([state[2 * i + 1], a], dim=1)
+            b = F.relu(self._last(blk.conv2.conv, u2))
+            h = F.relu(b + blk.down(h.unsqueeze(-1)).squeeze(-1))
+            new += [u1, u2]
+        return h, new
 
 
 class AttentionStep(nn.Module):
@@ -108,8 +116,8 @@ class AttentionStep(nn.Module):
     def forward(
         self, x: torch.Tensor, dt: torch.Tensor | None, state: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, n_in) -> (B, d), new state. The mask is 0 for a filled slot and -inf for an empty one; ``pos``
-        (B, 1) float64 counts the events streamed."""
+        """x (B, n_in) -> (B, d), new state. The mask is 0 for a filled slot and -inf for an empty one, and comes
+        out with this event's slot appended (:func:`carry`); ``pos`` (B, 1) float64 counts the events streamed."""
         tf = self.tf
         B = x.shape[0]
         h = tf.inp(x)
@@ -134,7 +142,7 @@ class AttentionStep(nn.Module):
             h = h + att.proj(y.reshape(B, -1))
             h = h + blk.mlp(blk.ln2(h))
             new += [keys[:, :, 1:], vals[:, :, 1:]]
-        return tf.ln(h), [*new, mask[:, 1:], pos + 1]
+        return tf.ln(h), [*new, mask, pos + 1]
 
 
 class LSTMStep(nn.Module):
@@ -230,6 +238,19 @@ def initial_value(name: str, shape: tuple[int, ...]) -> np.ndarray:
     ONNX graph's declared types, the export's parity runs and the streamer's buffers all start from this."""
     fill = -np.inf if name == "attn_mask" else 0.0
     return np.full(shape, fill, np.float64 if name == "pos" else np.float32)
+
+
+def carry(new, shape: tuple[int, ...]):
+    """The state a step takes next, from what it returned (numpy or torch, batch first; ``shape`` without the
+    batch, as :meth:`StepModule.state_shapes` gives it): the last ``prod(shape)`` entries of each batch row.
+
+    A buffer (a TCN convolution's inputs, the attention mask) comes out with this event appended, one entry longer
+    than it went in, because that is the tensor the step computes on; its tail drops the oldest entry. Because a
+    tail is contiguous, the streamer takes it as an offset into the output buffer instead of a copy (a ``Slice``
+    node per buffer would cost most of a microsecond). Every other state tensor comes out as it goes in."""
+    batch = new.shape[0]
+    n = int(np.prod(shape))
+    return new.reshape(batch, -1)[:, -n:].reshape(batch, *shape)
 
 
 def has_step(model: LOBModel) -> bool:
