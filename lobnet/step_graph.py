@@ -9,14 +9,15 @@ standard operators (opset :data:`STEP_OPSET`) that compute it:
 * LSTM: one ``LSTM`` operator per layer with nn.LSTM's weights (gates reordered);
 * TCN: per causal convolution a ``Concat`` of its buffer and the new column and a ``Gemm`` over the taps
   (which ONNX Runtime fuses with its ReLU), see :func:`_tcn`;
-* attention: ``RotaryEmbedding`` on the query and key of the event at its position in the day, and one
-  ``Attention`` operator whose ``past_key``/``past_value`` are the caches (it returns them with the event
-  appended, and a ``Slice`` drops the oldest). The time-gap encoding of a Transformer is folded into its input
-  projection (both are linear in the features).
+* attention: ``RotaryEmbedding`` on the query and key of the event at its position in the day, a ``ScatterND``
+  per cache that writes them into the event's slot of the ring (and a ``ScatterElements`` that marks the slot in
+  the mask), and one ``Attention`` operator over the caches.
+  The time-gap encoding of a Transformer is folded into its input projection (both are linear in the features).
 
-A buffer (a convolution's inputs, the attention mask) is returned with the event appended, one entry longer than
-it came in, and the next call takes its tail (:func:`lobnet.models.streaming.carry`): the streamer binds that tail
-as the next input in place, which saves a ``Slice`` per buffer.
+A TCN buffer is returned with the event appended, one entry longer than it came in, and the next call takes its
+tail (:func:`lobnet.models.streaming.carry`): the streamer binds that tail as the next input in place. A cache is
+returned with one slot changed, and the streamer binds its input and output to one buffer, so that ONNX Runtime's
+``ScatterND`` changes that slot in place. Either saves copying the state in the graph.
 
 The torch step module is the reference: what it computes is tested against the model (tests/test_streaming.py),
 and every exported graph is checked against the full-window graph and the model over real events before it is
@@ -65,13 +66,6 @@ class _Graph:
 
     def reshape(self, x: str, shape: list[int], out: str | None = None) -> str:
         return self.op("Reshape", [x, self.const(shape, "shape", np.int64)], [out] if out else 1)
-
-    def drop_oldest(self, x: str, axis: int, out: str) -> str:
-        """``x`` without its first entry along ``axis``: a buffer or cache after the event was appended."""
-        i64 = np.int64
-        return self.op(
-            "Slice", [x, self.const([1], "i", i64), self.const([2**62], "i", i64), self.const([axis], "i", i64)], [out]
-        )
 
 
 def _heads(g: _Graph, h: str, heads) -> None:
@@ -164,22 +158,29 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
     cos = g.op("Cast", [g.op("Cos", [angle])], to=TensorProto.FLOAT)
     sin = g.op("Cast", [g.op("Sin", [angle])], to=TensorProto.FLOAT)
     g.op("Add", ["pos", g.const([[1.0]], "one", np.float64)], ["pos_out"])
-    # (1, span): this event's slot appended, which is also the state output (the next mask is its tail)
-    mask = g.op("Concat", ["attn_mask", g.const([[0.0]], "zero")], ["attn_mask_out"], axis=1)
-    split_qk_v = g.const([2 * d, d], "split", np.int64)
-    split_q_k = g.const([d, d], "split", np.int64)
+    span = att_step.span
+    # this event's slot, pos mod span: (1, 1) for the mask, and as ScatterND indices (1, nh, 1, 3) of rows
+    # (0, head, slot) for the caches
+    slot = g.op("Cast", [g.op("Mod", ["pos", g.const([[span]], "span", np.float64)], fmod=1)], to=TensorProto.INT64)
+    base = np.zeros((1, nh, 1, 3))
+    base[0, :, 0, 1] = np.arange(nh)
+    index = g.op("Add", [g.op("Mul", [slot, g.const([0, 0, 1], "e", np.int64)]), g.const(base, "heads", np.int64)])
+    # the mask marks this event's slot written (0; -inf while a slot is empty)
+    mask = g.op("ScatterElements", ["attn_mask", slot, g.const([[0.0]], "zero")], ["attn_mask_out"], axis=1)
+    split_qk_v = g.const([2 * nh, nh], "split", np.int64)
+    split_q_k = g.const([nh, nh], "split", np.int64)
     for i, blk in enumerate(tf.blocks):
         ln1, ln2, att = blk.ln1, blk.ln2, blk.attn
         a = g.op("LayerNormalization", [h, g.const(ln1.weight), g.const(ln1.bias)], epsilon=ln1.eps, axis=-1)
-        qkv = g.reshape(g.linear(a, att.qkv), [1, 1, 3 * d])
-        qk, v = g.op("Split", [qkv, split_qk_v], 2, axis=2)
-        qk = g.op("RotaryEmbedding", [qk, cos, sin], num_heads=2 * nh)  # queries and keys: 2 nh heads of hs
-        q, k = g.op("Split", [qk, split_q_k], 2, axis=2)
-        y, keys, vals = g.op(
-            "Attention", [q, k, v, mask, f"k{i}", f"v{i}"], 3, q_num_heads=nh, kv_num_heads=nh, scale=hs**-0.5
-        )
-        g.drop_oldest(keys, 2, f"k{i}_out")  # the cache keeps span - 1 events
-        g.drop_oldest(vals, 2, f"v{i}_out")
+        qkv = g.reshape(g.linear(a, att.qkv), [1, 3 * nh, 1, hs])  # (batch, heads, one event, head size)
+        qk, v = g.op("Split", [qkv, split_qk_v], 2, axis=1)
+        qk = g.op("RotaryEmbedding", [qk, cos, sin])  # queries and keys: 2 nh heads
+        q, k = g.op("Split", [qk, split_q_k], 2, axis=1)
+        # the caches' new slot; ONNX Runtime writes it in place when the streamer binds a cache's input and output
+        # to one buffer, and copies the cache otherwise
+        keys = g.op("ScatterND", [f"k{i}", index, k], [f"k{i}_out"])
+        vals = g.op("ScatterND", [f"v{i}", index, v], [f"v{i}_out"])
+        y = g.op("Attention", [q, keys, vals, mask], scale=hs**-0.5)  # (1, nh, 1, hs)
         h = g.op("Add", [h, g.linear(g.reshape(y, [1, d]), att.proj)])
         m = g.op("LayerNormalization", [h, g.const(ln2.weight), g.const(ln2.bias)], epsilon=ln2.eps, axis=-1)
         fc1, act, fc2 = blk.mlp[0], blk.mlp[1], blk.mlp[2]

@@ -199,12 +199,26 @@ def _timed_replay(r: _Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndar
     return t_feat, t_inf
 
 
+def _in_place_states(path: str | Path) -> set[str]:
+    """The states whose output the step graph computes with a ``ScatterND`` into the state itself (the attention
+    caches): ONNX Runtime's ScatterND skips copying its data input when the output is the same memory, so these
+    can be bound in place."""
+    import onnx
+
+    return {
+        n.input[0]
+        for n in onnx.load(str(path)).graph.node
+        if n.op_type == "ScatterND" and list(n.output) == [f"{n.input[0]}_out"]
+    }
+
+
 class StepRunner:
     """``model_step.onnx`` bound once to preallocated buffers. Write an event's normalised features into
     :attr:`x` (shape (1, F); :attr:`row` is the same memory, flat), call the runner, read :attr:`logits` and
     :attr:`position`. Two IOBindings alternate, so the state one call writes is the next call's input, with no
     copy and no allocation: a buffer the graph returns with the event appended (one entry longer than its input,
-    :func:`~lobnet.models.streaming.carry`) is bound as the next input from its second entry on."""
+    :func:`~lobnet.models.streaming.carry`) is bound as the next input from its second entry on, and an attention
+    cache is one buffer bound as both input and output (:func:`_in_place_states`)."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
         from .models.streaming import initial_value
@@ -217,8 +231,14 @@ class StepRunner:
         self.logits = np.zeros(outs["logits"], np.float32)
         self.position = np.zeros(outs["position"], np.float32)
         self.init = {i.name: initial_value(i.name, i.shape) for i in ins[1:]}
-        # two output-sized buffers per state tensor; a call reads the tail of one and writes the whole other
-        self.bufs = {n: [np.zeros(outs[f"{n}_out"], a.dtype) for _ in range(2)] for n, a in self.init.items()}
+        # two output-sized buffers per state tensor; a call reads the tail of one and writes the whole other. A cache
+        # that the graph changes with a ScatterND has one buffer, bound as both input and output: ONNX Runtime's
+        # ScatterND skips its copy when the two are the same memory, so the call writes one slot in place.
+        inplace = _in_place_states(path)
+        self.bufs = {}
+        for n, a in self.init.items():
+            shape = outs[f"{n}_out"]
+            self.bufs[n] = [np.zeros(shape, a.dtype)] * 2 if n in inplace else [np.zeros(shape, a.dtype) for _ in "ab"]
         self.views = {n: [self._tail(o, a.shape) for o in self.bufs[n]] for n, a in self.init.items()}
         self.bindings = []
         for src, dst in ((0, 1), (1, 0)):

@@ -20,10 +20,11 @@ as one sequence from the first (:func:`sequence_outputs`), at every event:
 * LSTM: (h, c) per layer, one tensor each (``h0``, ``c0``, ``h1``, ...).
 * TCN: per causal convolution, a buffer of its last (kernel - 1) x dilation inputs (flattened, oldest first),
   zeros at the start exactly as the batch model's left padding.
-* Transformer (rotary positions): per layer, a key/value cache of the last ``span - 1`` events, an additive mask
-  of the cache slots not yet filled, and the event's position in the day (``pos``, float64). Queries and keys are
-  rotated by that absolute position (cos and sin computed in float64), so a cached key never changes: a rotary
-  score depends on the distance between two events only, so it is the full window's score. ``span`` is the
+* Transformer (rotary positions): per layer, a key/value cache of the last ``span`` events (a ring: the event at
+  position p takes slot p mod span), a mask of the slots written, and the event's position in the day (``pos``,
+  float64). Queries and keys are rotated by that absolute position (cos and sin computed in
+  float64), so a cached key never changes: a rotary score depends on the distance between two events only, so it
+  is the full window's score. ``span`` is the
   training window: on the first ``span`` events the step equals the full-window graph; later, each layer attends
   to its last ``span`` events (sliding-window attention), and the sequence form uses the same band.
 * Hybrid: the TCN buffers, then the attention cache.
@@ -92,7 +93,7 @@ class TCNStep(nn.Module):
 
 
 class AttentionStep(nn.Module):
-    """The step of a rotary :class:`CausalTransformer` with a key/value cache of ``span - 1`` events."""
+    """The step of a rotary :class:`CausalTransformer` with a key/value cache of ``span`` events."""
 
     def __init__(self, tf: CausalTransformer, span: int):
         super().__init__()
@@ -107,17 +108,21 @@ class AttentionStep(nn.Module):
     def state_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         shapes = []
         for i in range(len(self.tf.blocks)):
-            shapes += [
-                (f"k{i}", (self.n_heads, self.span - 1, self.hs)),
-                (f"v{i}", (self.n_heads, self.span - 1, self.hs)),
-            ]
-        return [*shapes, ("attn_mask", (self.span - 1,)), ("pos", (1,))]
+            shapes += [(f"k{i}", (self.n_heads, self.span, self.hs)), (f"v{i}", (self.n_heads, self.span, self.hs))]
+        return [*shapes, ("attn_mask", (self.span,)), ("pos", (1,))]
 
     def forward(
         self, x: torch.Tensor, dt: torch.Tensor | None, state: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, n_in) -> (B, d), new state. The mask is 0 for a filled slot and -inf for an empty one, and comes
-        out with this event's slot appended (:func:`carry`); ``pos`` (B, 1) float64 counts the events streamed."""
+        """x (B, n_in) -> (B, d), new state.
+
+        The caches are rings of ``span`` slots: the event at position p (``pos``, (B, 1) float64, the events
+        streamed before it) writes its key and value into slot p mod span, over the event ``span`` before it, and
+        attends to every slot written so far (``attn_mask``: 0 once written, -inf while empty). Slot order does not
+        matter:
+        keys are stored rotated by their absolute position and the softmax sums over slots. A ring changes one
+        slot per event, which the ONNX graph does in place (``ScatterND``), where a cache kept in order would be
+        shifted, that is copied, every event."""
         tf = self.tf
         B = x.shape[0]
         h = tf.inp(x)
@@ -125,8 +130,11 @@ class AttentionStep(nn.Module):
             h = h + tf.dt(dt.unsqueeze(-1))
         pos = state[-1]
         cos, sin = (t.view(B, 1, 1, -1) for t in rotary_tables(pos[:, 0], self.hs))
-        mask = torch.cat([state[-2], torch.zeros_like(state[-2][:, :1])], dim=-1)  # (B, span): this event's slot
-        bias = mask[:, None, None, :]  # (B, 1, 1, span)
+        slot = (pos[:, 0] % self.span).long()  # (B,)
+        rows = torch.arange(B)
+        mask = state[-2].clone()
+        mask[rows, slot] = 0.0  # (B, span), this event's slot written
+        bias = mask[:, None, None, :]
         new = []
         scale = self.hs**-0.5
         for i, blk in enumerate(tf.blocks):
@@ -135,13 +143,14 @@ class AttentionStep(nn.Module):
             q, k, v = att.qkv(a).split(h.shape[-1], dim=-1)
             q, k, v = (t.view(B, self.n_heads, 1, self.hs) for t in (q, k, v))
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            keys = torch.cat([state[2 * i], k], dim=2)  # (B, nh, span, hs), rotated, oldest first
-            vals = torch.cat([state[2 * i + 1], v], dim=2)
+            keys, vals = state[2 * i].clone(), state[2 * i + 1].clone()  # (B, nh, span, hs)
+            keys[rows, :, slot] = k[:, :, 0]
+            vals[rows, :, slot] = v[:, :, 0]
             scores = (q @ keys.transpose(-1, -2)) * scale + bias  # (B, nh, 1, span)
             y = torch.softmax(scores, dim=-1) @ vals  # (B, nh, 1, hs)
             h = h + att.proj(y.reshape(B, -1))
             h = h + blk.mlp(blk.ln2(h))
-            new += [keys[:, :, 1:], vals[:, :, 1:]]
+            new += [keys, vals]
         return tf.ln(h), [*new, mask, pos + 1]
 
 
@@ -233,9 +242,10 @@ class StepModule(nn.Module):
 
 
 def initial_value(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A state tensor at a day's first event, by its name: zeros (the batch model's padding, position 0), but the
-    attention mask, -inf (every cache slot empty). float32, but the position ``pos``, float64. The torch step, the
-    ONNX graph's declared types, the export's parity runs and the streamer's buffers all start from this."""
+    """A state tensor at a day's first event, by its name: zeros (the batch model's padding, position 0, empty
+    cache slots), but the attention mask, -inf (no slot written). float32, but the position ``pos``, float64. The
+    torch step, the ONNX graph's declared types, the export's parity runs and the streamer's buffers all start
+    from this."""
     fill = -np.inf if name == "attn_mask" else 0.0
     return np.full(shape, fill, np.float64 if name == "pos" else np.float32)
 
@@ -244,10 +254,10 @@ def carry(new, shape: tuple[int, ...]):
     """The state a step takes next, from what it returned (numpy or torch, batch first; ``shape`` without the
     batch, as :meth:`StepModule.state_shapes` gives it): the last ``prod(shape)`` entries of each batch row.
 
-    A buffer (a TCN convolution's inputs, the attention mask) comes out with this event appended, one entry longer
-    than it went in, because that is the tensor the step computes on; its tail drops the oldest entry. Because a
-    tail is contiguous, the streamer takes it as an offset into the output buffer instead of a copy (a ``Slice``
-    node per buffer would cost most of a microsecond). Every other state tensor comes out as it goes in."""
+    A buffer (a TCN convolution's inputs) comes out with this event appended, one entry longer than it went in,
+    because that is the tensor the step computes on; its tail drops the oldest entry. Because a tail is
+    contiguous, the streamer takes it as an offset into the output buffer, where the graph would otherwise copy it
+    (a ``Slice`` node per buffer). Every other state tensor comes out as it goes in."""
     batch = new.shape[0]
     n = int(np.prod(shape))
     return new.reshape(batch, -1)[:, -n:].reshape(batch, *shape)
