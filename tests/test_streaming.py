@@ -115,3 +115,29 @@ def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
     for start in (0.0, 2e7) if step.attn is not None else (0.0,):
         logits, positions = _step_outputs(sess, z[0].numpy(), start)
         assert np.abs(logits - ref_logits).max() <= 1e-5 and np.abs(positions - ref_pos).max() <= 1e-5, start
+
+
+@pytest.mark.parametrize("name,kw", CASES)
+def test_step_runner_equals_the_graph_fed_state_by_state(tmp_path, name, kw):
+    """The streamer's StepRunner binds a buffer's tail as the next input and a cache as its own output (written
+    in place by ScatterND): over 3 W events, after the caches have wrapped, and again after a reset, it returns
+    exactly what the graph returns when every state is passed as a separate array."""
+    import numpy as np
+
+    from lobnet.export import _step_outputs, export_step, session
+    from lobnet.stream import StepRunner
+
+    torch.manual_seed(5)
+    model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
+    path = export_step(StepModule(model, span=W), tmp_path / "step.onnx")
+    z = torch.randn(3 * W, F).numpy()
+    ref = _step_outputs(session(path), z)[0]
+    runner = StepRunner(path)
+    for _ in range(2):
+        got = []
+        for row in z:
+            runner.row[:] = row
+            runner()
+            got.append(runner.logits[0].copy())
+        assert np.array_equal(np.stack(got), ref)
+        runner.reset()
