@@ -103,8 +103,8 @@ def _tcn(g: _Graph, step, x: str) -> str:
     state output (the next buffer is its tail, :func:`~lobnet.models.streaming.carry`) and the convolution's input.
     The convolution at the newest event is then a ``Gemm`` over its k taps, k input columns ``dilation`` apart. A
     short buffer is read whole, with zero weights between the taps; a long one (more than :data:`DENSE_TAPS`
-    times the taps) has its taps picked by a ``Gather`` first. Both are cheaper on these one-column inputs than
-    ONNX Runtime's ``Conv`` (``scripts/bench_inference.py`` times the graphs)."""
+    times the taps) has its taps picked by a ``Gather`` first. On these one-column outputs both ran faster than
+    ONNX Runtime's ``Conv`` over the buffer, which the graph used before (measured while developing)."""
     h = x  # (1, C): one column
     for i, blk in enumerate(step.tcn.blocks):
         cols = h
