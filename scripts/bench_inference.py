@@ -10,7 +10,8 @@ For each architecture (untrained weights: latency does not depend on them), time
 * ``stream_e2e``: the streamer's hot loop on the built-in synthetic day (level 10): the compiled per-event feature
   update and z-score into the bound input, then the step (the full window for DeepLOB, which has no step graph);
 
-plus the floor of one ONNX Runtime call from Python (an Identity graph on one feature row, bound the same way),
+plus the floor of one ONNX Runtime call from Python (an Identity graph on one feature row, bound the same way) and
+of one more node (a chain of ReLUs on that row, against the Identity),
 the per-event feature update alone (the Python form and the compiled form with the z-score, which the streamer
 runs), and the one-pass factors (EWMean, EWVar, EWRegression update). Every figure
 is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen, all items timed interleaved in
@@ -78,23 +79,34 @@ class Plan:
             }
 
 
-def identity_graph(path: Path, n_features: int) -> Path:
+RELU_CHAIN = 40  # nodes of the per-node floor graph
+
+
+def floor_graph(path: Path, width: int, relus: int = 0) -> Path:
+    """The floor of one ONNX Runtime call: an Identity on a (1, width) row, or ``relus`` chained ReLUs on it, the
+    least work a node can do, so that (chain - Identity) / relus is what one more node costs."""
     import onnx
     from onnx import TensorProto, helper
 
+    if relus:
+        names = ["x", *(f"r{i}" for i in range(1, relus)), "y"]
+        nodes = [helper.make_node("Relu", [a], [b]) for a, b in zip(names, names[1:], strict=False)]
+    else:
+        nodes = [helper.make_node("Identity", ["x"], ["y"])]
     g = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
+        nodes,
         "floor",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_features])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_features])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])],
     )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
     return path
 
 
 def optimized_nodes(path: Path) -> int:
-    """Nodes of the graph as ONNX Runtime runs it (after ORT_ENABLE_ALL): in a single-event call each one costs
-    close to a microsecond, so this count, not the arithmetic, sets the step's latency."""
+    """Nodes of the graph as ONNX Runtime runs it (after ORT_ENABLE_ALL): in a single-event call each one has a
+    fixed cost beside its arithmetic (``onnx_relu_chain_40`` against ``onnx_identity_call`` measures it), which on
+    these small tensors is much of the step's latency."""
     import onnx
     import onnxruntime as ort
 
@@ -156,9 +168,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        floor = session(identity_graph(tmp / "identity.onnx", F))
+        floor = session(floor_graph(tmp / "identity.onnx", F))
         xf, yf = np.zeros((1, F), np.float32), np.zeros((1, F), np.float32)
         plan.add(floor_, "onnx_identity_call", bound_call(floor, {"x": xf}, {"y": yf}), a.iters)
+        chain = session(floor_graph(tmp / "relu_chain.onnx", F, RELU_CHAIN))
+        yc = np.zeros((1, F), np.float32)
+        plan.add(floor_, f"onnx_relu_chain_{RELU_CHAIN}", bound_call(chain, {"x": xf}, {"y": yc}), a.iters)
         i = iter(range(10**9))
         n = len(rows)
         plan.add(floor_, "feature_update_python", lambda: feats.update(rows[next(i) % n], False), a.iters)
@@ -225,6 +240,10 @@ def main() -> None:
 
         print(f"timing {len(plan.items)} items in {a.rounds} interleaved rounds", flush=True)
         plan.run()
+        fl = results["floor"]
+        fl["per_node_us"] = (fl[f"onnx_relu_chain_{RELU_CHAIN}"]["p50_us"] - fl["onnx_identity_call"]["p50_us"]) / (
+            RELU_CHAIN - 1
+        )
         for name, r in results["archs"].items():
             if "onnx_step" in r:
                 r["window_over_step"] = r["onnx_window"]["p50_us"] / r["onnx_step"]["p50_us"]
@@ -268,7 +287,13 @@ def table(res: dict) -> str:
         )
     lines += ["", "| floor | p50 / p99 µs |", "|---|---:|"]
     for name, d in res["floor"].items():
-        lines.append(f"| {name} | {f(d)} |")
+        if isinstance(d, dict):
+            lines.append(f"| {name} | {f(d)} |")
+    lines += [
+        "",
+        f"One more node costs {res['floor']['per_node_us']:.2f} µs at p50 "
+        f"((onnx_relu_chain_{RELU_CHAIN} - onnx_identity_call) / {RELU_CHAIN - 1}).",
+    ]
     return "\n".join(lines) + "\n"
 
 

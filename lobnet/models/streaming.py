@@ -22,11 +22,11 @@ as one sequence from the first (:func:`sequence_outputs`), at every event:
   zeros at the start exactly as the batch model's left padding.
 * Transformer (rotary positions): per layer, a key/value cache of the last ``span`` events (a ring: the event at
   position p takes slot p mod span), a mask of the slots written, and the event's position in the day (``pos``,
-  float64). Queries and keys are rotated by that absolute position (cos and sin computed in
-  float64), so a cached key never changes: a rotary score depends on the distance between two events only, so it
-  is the full window's score. ``span`` is the
-  training window: on the first ``span`` events the step equals the full-window graph; later, each layer attends
-  to its last ``span`` events (sliding-window attention), and the sequence form uses the same band.
+  float64). Queries and keys are rotated by that absolute position (cos and sin computed in float64), so a cached
+  key never changes: a rotary score depends on the distance between two events only, so it is the full window's
+  score. ``span`` is the training window: on the first ``span`` events the step equals the full-window graph;
+  later, each layer attends to its last ``span`` events (sliding-window attention), and the sequence form uses
+  the same band.
 * Hybrid: the TCN buffers, then the attention cache.
 
 Over the first W events a step sequence equals the full-window graph on every prefix (``max_abs_diff_step`` in
@@ -119,9 +119,8 @@ class AttentionStep(nn.Module):
         The caches are rings of ``span`` slots: the event at position p (``pos``, (B, 1) float64, the events
         streamed before it) writes its key and value into slot p mod span, over the event ``span`` before it, and
         attends to every slot written so far (``attn_mask``: 0 once written, -inf while empty). Slot order does not
-        matter:
-        keys are stored rotated by their absolute position and the softmax sums over slots. A ring changes one
-        slot per event, which the ONNX graph does in place (``ScatterND``), where a cache kept in order would be
+        matter: keys are stored rotated by their absolute position and the softmax sums over slots. A ring changes
+        one slot per event, which the ONNX graph does in place (``ScatterND``), where a cache kept in order would be
         shifted, that is copied, every event."""
         tf = self.tf
         B = x.shape[0]
