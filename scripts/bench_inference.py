@@ -118,6 +118,15 @@ def optimized_nodes(path: Path) -> int:
     return len(onnx.load(so.optimized_model_filepath).graph.node)
 
 
+def weights_kb(path: Path) -> float:
+    """KiB of constants in the graph: what one call reads besides its state, which beyond the core's L2 cache
+    costs memory bandwidth on every event."""
+    import onnx
+    from onnx import numpy_helper
+
+    return sum(numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer) / 1024
+
+
 def bound_call(sess, inputs: dict, outputs: dict):
     b = sess.io_binding()
     for name, arr in inputs.items():
@@ -224,6 +233,7 @@ def main() -> None:
                 step.x[:] = rng.standard_normal(step.x.shape)
                 plan.add(r, "onnx_step", step, a.iters)
                 r["step_nodes"] = optimized_nodes(spath)
+                r["step_weights_kb"] = weights_kb(spath)
                 run, row = step, step.row
             else:
                 run, row = win, xw[0, -1]
@@ -272,8 +282,9 @@ def table(res: dict) -> str:
         f"Per-event latency, µs (p50 / p99), window {s['window']}, {s['n_features']} features, one thread, "
         f"{s['iters']} calls each; {s['machine']}",
         "",
-        "| model | params | torch window | ONNX window | ONNX step | step graph nodes | window / step (p50) | end-to-end stream |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | params | torch window | ONNX window | ONNX step | step nodes | step KiB | window / step (p50) "
+        "| end-to-end stream |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def f(d):
@@ -281,9 +292,10 @@ def table(res: dict) -> str:
 
     for name, r in res["archs"].items():
         ratio = f"{r['window_over_step']:.1f}x" if "window_over_step" in r else "- (full-window fallback)"
+        kib = f"{r['step_weights_kb']:.0f}" if "step_weights_kb" in r else "-"
         lines.append(
             f"| {name} | {r['n_params']:,} | {f(r['torch_window'])} | {f(r['onnx_window'])} | "
-            f"{f(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {ratio} | {f(r['stream_e2e'])} |"
+            f"{f(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {kib} | {ratio} | {f(r['stream_e2e'])} |"
         )
     lines += ["", "| floor | p50 / p99 µs |", "|---|---:|"]
     for name, d in res["floor"].items():
