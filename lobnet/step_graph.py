@@ -1,10 +1,10 @@
 """The streaming step graphs, written as ONNX directly from a :class:`~lobnet.models.streaming.StepModule`'s
 weights.
 
-Why not ``torch.onnx.export`` of the step module: in a one-event call every node of the graph costs most of a
-microsecond whatever its size (``scripts/bench_inference.py`` counts them), and the exporter's translation adds
-slices, transposes, reshapes and shape arithmetic around each layer. Written directly, each piece is the fewest
-standard operators (opset :data:`STEP_OPSET`) that compute it:
+Why not ``torch.onnx.export`` of the step module: in a one-event call every node of the graph has a fixed cost
+whatever its size (``scripts/bench_inference.py`` counts the nodes and measures that cost), and the exporter's
+translation adds slices, transposes, reshapes and shape arithmetic around each layer. Written directly, each piece
+is the fewest standard operators (opset :data:`STEP_OPSET`) that compute it:
 
 * LSTM: one ``LSTM`` operator per layer with nn.LSTM's weights (gates reordered);
 * TCN: per causal convolution a ``Concat`` of its buffer and the new column and a ``Gemm`` over the taps

@@ -8,8 +8,8 @@ next call's state is :func:`carry` of the outputs (buffers come out with the eve
 The step's input is one event's features z-scored with the training fold's statistics, exactly as the model was
 trained (:meth:`lobnet.dataset.ZScore.apply`), the same input as the full-window graph's. The streamer's compiled
 feature update (:meth:`lobnet.features.incremental.IncrementalFeatures.compiled`) writes them straight into the
-graph's bound input: in a one-event graph every node costs most of a microsecond, so the z-score is cheaper
-there than as graph nodes.
+graph's bound input: in a one-event graph every node has a fixed cost whatever its size, so the z-score is
+cheaper there than as graph nodes.
 
 The ONNX step graph is written from these modules' weights by :mod:`lobnet.step_graph` (which says why not by
 the exporter); these modules define what it computes.
