@@ -60,9 +60,14 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
         return outs[0] if len(outs) == 1 else outs
 
-    def linear(self, x: str, lin: torch.nn.Linear, out: str | None = None) -> str:
-        """``Gemm`` of a (1, in) row with an nn.Linear's weight (out, in) and bias."""
-        return self.op("Gemm", [x, self.const(lin.weight), self.const(lin.bias)], [out] if out else 1, transB=1)
+    def gemm(self, x: str, weight, bias) -> str:
+        """x @ weight.T + bias for a (1, in) row, a constant weight (out, in) and a constant bias or a tensor's
+        name (the C input)."""
+        c = bias if isinstance(bias, str) else self.const(bias)
+        return self.op("Gemm", [x, self.const(weight), c], transB=1)
+
+    def linear(self, x: str, lin: torch.nn.Linear) -> str:
+        return self.gemm(x, lin.weight, lin.bias)
 
     def reshape(self, x: str, shape: list[int], out: str | None = None) -> str:
         return self.op("Reshape", [x, self.const(shape, "shape", np.int64)], [out] if out else 1)
@@ -115,16 +120,16 @@ def _tcn(g: _Graph, step, x: str) -> str:
             if (k - 1) * d + 1 <= DENSE_TAPS * k:
                 dense = torch.zeros(c_out, (k - 1) * d + 1, c_in)
                 dense[:, ::d] = w
-                cols = g.op("Gemm", [u, g.const(dense.reshape(c_out, -1)), g.const(conv.bias)], transB=1)
+                cols = g.gemm(u, dense.reshape(c_out, -1), conv.bias)
             else:
                 taps = np.concatenate([np.arange(c_in) + j * d * c_in for j in range(k)])
                 u = g.op("Gather", [u, g.const(taps, "taps", np.int64)], axis=1)
-                cols = g.op("Gemm", [u, g.const(w.reshape(c_out, -1)), g.const(conv.bias)], transB=1)
+                cols = g.gemm(u, w.reshape(c_out, -1), conv.bias)
             cols = g.op("Relu", [cols])
         if isinstance(blk.down, torch.nn.Identity):
             res = h
         else:  # the 1x1 convolution of the residual path
-            res = g.op("Gemm", [h, g.const(blk.down.weight[:, :, 0]), g.const(blk.down.bias)], transB=1)
+            res = g.gemm(h, blk.down.weight[:, :, 0], blk.down.bias)
         h = g.op("Relu", [g.op("Add", [cols, res])])
     return h
 
@@ -144,12 +149,11 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
         w = tf.inp.weight.detach().clone()
         w[:, dt_index] += tf.dt.weight.detach()[:, 0]
         b = tf.inp.bias.detach() + tf.dt.bias.detach()
-        h = g.op("Gemm", [x, g.const(w), g.const(b)], transB=1)
+        h = g.gemm(x, w, b)
     elif tf.dt is not None and dt_index >= 0:  # the hybrid: inp(tcn output) + dt(x[:, j]), two Gemms chained
         w = torch.zeros(d, step.model.cfg.n_features)
         w[:, dt_index] = tf.dt.weight.detach()[:, 0]
-        inner = g.op("Gemm", [h, g.const(tf.inp.weight), g.const(tf.inp.bias + tf.dt.bias)], transB=1)
-        h = g.op("Gemm", [x, g.const(w), inner], transB=1)
+        h = g.gemm(x, w, g.gemm(h, tf.inp.weight, tf.inp.bias + tf.dt.bias))
     else:
         h = g.linear(h, tf.inp)
     # the event's position in the day: cos and sin in float64, as rotary_tables computes them

@@ -199,6 +199,16 @@ def _timed_replay(r: _Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndar
     return t_feat, t_inf
 
 
+def ort_call(sess, binding):
+    """``(run, arg)`` such that ``run(arg, None)`` runs ``sess`` on an IOBinding's buffers: the session's own C++
+    call, without the Python wrapper's per-call work, where this onnxruntime has the internals it needs
+    (``_sess``, ``_iobinding``), else the public ``run_with_iobinding``, which does the same. The streamer's
+    engines and ``scripts/bench_inference.py`` call ONNX Runtime this way."""
+    if hasattr(sess, "_sess") and hasattr(binding, "_iobinding"):
+        return sess._sess.run_with_iobinding, binding._iobinding
+    return sess.run_with_iobinding, binding
+
+
 def _in_place_states(path: str | Path) -> set[str]:
     """The states whose output the step graph computes with a ``ScatterND`` into the state itself (the attention
     caches): ONNX Runtime's ScatterND skips copying its data input when the output is the same memory, so these
@@ -251,15 +261,8 @@ class StepRunner:
             for name, arr in (("logits", self.logits), ("position", self.position)):
                 b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
             self.bindings.append(b)
-        # the session's own C++ call on the bound buffers, without the Python wrapper's per-call work
-        # (scripts/bench_inference.py times the runner as the streamer calls it). Both attributes are
-        # onnxruntime internals; where a version lacks them, the public wrapper does the same call.
-        if hasattr(sess, "_sess") and all(hasattr(b, "_iobinding") for b in self.bindings):
-            self._bound = [b._iobinding for b in self.bindings]
-            self._run = sess._sess.run_with_iobinding
-        else:
-            self._bound = self.bindings
-            self._run = sess.run_with_iobinding
+        calls = [ort_call(sess, b) for b in self.bindings]
+        self._run, self._bound = calls[0][0], [arg for _, arg in calls]
         self.reset()
 
     @staticmethod
@@ -293,7 +296,6 @@ def run_step(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, n
         step()  # the feature update wrote this event's normalised row into the bound input
         out[i] = logits[0]
 
-    step.reset()
     return (*_timed_replay(r, infer, step.row), out)
 
 
@@ -312,6 +314,7 @@ def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray,
     b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
     out = np.full((r.n, H, 3), np.nan, np.float32)
     base, row_bytes = ring.ctypes.data, F * 4
+    run, arg = ort_call(sess, b)
     seen = 0
 
     def infer(i):
@@ -324,7 +327,7 @@ def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray,
         if m >= 8:
             first = p + W - m + 1  # the last m rows, oldest first, end at the second copy of row p
             b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + first * row_bytes)
-            sess.run_with_iobinding(b)
+            run(arg, None)
             out[i] = logits[0]
 
     return (*_timed_replay(r, infer, z), out)

@@ -119,8 +119,7 @@ def optimized_nodes(path: Path) -> int:
 
 
 def weights_kb(path: Path) -> float:
-    """KiB of constants in the graph: what one call reads besides its state, which beyond the core's L2 cache
-    costs memory bandwidth on every event."""
+    """KiB of constants in the graph: the weights one call reads besides its state."""
     import onnx
     from onnx import numpy_helper
 
@@ -128,13 +127,15 @@ def weights_kb(path: Path) -> float:
 
 
 def bound_call(sess, inputs: dict, outputs: dict):
+    from lobnet.stream import ort_call
+
     b = sess.io_binding()
     for name, arr in inputs.items():
         b.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
     for name, arr in outputs.items():
         b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-    run, bound = sess._sess.run_with_iobinding, b._iobinding  # the C++ call, as the streamer's StepRunner makes it
-    return lambda: run(bound, None)
+    run, arg = ort_call(sess, b)  # as the streamer calls ONNX Runtime
+    return lambda: run(arg, None)
 
 
 def main() -> None:
