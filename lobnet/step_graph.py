@@ -110,7 +110,7 @@ def _tcn(g: _Graph, step, x: str) -> str:
     short buffer is read whole, with zero weights between the taps; a long one (more than :data:`DENSE_TAPS`
     times the taps) has its taps picked by a ``Gather`` first. On these one-column outputs both ran faster than
     ONNX Runtime's ``Conv`` over the buffer, which the graph used before (measured while developing)."""
-    h = x  # (1, C): one column
+    h, nonneg = x, False  # (1, C): one column; nonneg: every entry of h is known to be >= 0
     for i, blk in enumerate(step.tcn.blocks):
         cols = h
         for conv, name in ((blk.conv1.conv, f"tcn{i}_in"), (blk.conv2.conv, f"tcn{i}_mid")):
@@ -126,11 +126,15 @@ def _tcn(g: _Graph, step, x: str) -> str:
                 u = g.op("Gather", [u, g.const(taps, "taps", np.int64)], axis=1)
                 cols = g.gemm(u, w.reshape(c_out, -1), conv.bias)
             cols = g.op("Relu", [cols])
-        if isinstance(blk.down, torch.nn.Identity):
-            res = h
-        else:  # the 1x1 convolution of the residual path
-            res = g.gemm(h, blk.down.weight[:, :, 0], blk.down.bias)
-        h = g.op("Relu", [g.op("Add", [cols, res])])
+        identity = isinstance(blk.down, torch.nn.Identity)
+        # the 1x1 convolution of the residual path, unless the residual is the block's input
+        res = h if identity else g.gemm(h, blk.down.weight[:, :, 0], blk.down.bias)
+        h = g.op("Add", [cols, res])
+        # A block that adds its non-negative input (the previous block's output) to a ReLU's output has a
+        # non-negative sum: its closing ReLU is the identity, and is left out.
+        if not (identity and nonneg):
+            h = g.op("Relu", [h])
+        nonneg = True
     return h
 
 
