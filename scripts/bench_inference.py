@@ -1,6 +1,7 @@
 """Per-event inference latency of every architecture at its default size, all in one run on one thread.
 
     .venv/bin/python scripts/bench_inference.py [--window 100] [--iters 5000] [--events 50000] [--out bench_results]
+        [--scan ARCH:FIELD=VALUE[,FIELD=VALUE] ...]
 
 For each architecture (untrained weights: latency does not depend on them), timed one event at a time:
 
@@ -13,7 +14,8 @@ For each architecture (untrained weights: latency does not depend on them), time
 plus the floor of one ONNX Runtime call from Python (an Identity graph on one feature row, bound the same way) and
 of one more node (a chain of ReLUs on that row, against the Identity),
 the per-event feature update alone (the Python form and the compiled form with the z-score, which the streamer
-runs), and the one-pass factors (EWMean, EWVar, EWRegression update). Every figure
+runs), and the one-pass factors (EWMean, EWVar, EWRegression update). Each ``--scan`` adds the step of one
+architecture at another size (``tcn:channels=16``), to show what a step's width costs beside its nodes. Every figure
 is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen, all items timed interleaved in
 ``--rounds`` rounds (:class:`Plan`) so that they share the machine's noise. Writes bench_inference.json and
 bench_inference.md to ``--out``.
@@ -126,6 +128,17 @@ def weights_kb(path: Path) -> float:
     return sum(numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer) / 1024
 
 
+def parse_scan(spec: str) -> tuple[str, dict]:
+    """``"tcn:channels=16,levels=5"`` -> ``("tcn", {"channels": 16, "levels": 5})`` (integer fields)."""
+    name, _, body = spec.partition(":")
+    if name not in ARCHS or not body:
+        raise SystemExit(f"--scan {spec!r}: expected ARCH:FIELD=VALUE[,FIELD=VALUE], ARCH one of {ARCHS}")
+    try:
+        return name, {k.strip(): int(v) for k, v in (kv.split("=") for kv in body.split(","))}
+    except ValueError:
+        raise SystemExit(f"--scan {spec!r}: every field needs an integer value, as FIELD=VALUE") from None
+
+
 def bound_call(sess, inputs: dict, outputs: dict):
     from lobnet.stream import ort_call
 
@@ -144,6 +157,13 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds (see Plan)")
     ap.add_argument("--events", type=int, default=50_000, help="synthetic-day events for the end-to-end loop")
+    ap.add_argument(
+        "--scan",
+        action="append",
+        default=[],
+        metavar="ARCH:FIELD=V,...",
+        help="also time the step of ARCH with these config fields (e.g. tcn:channels=16), one row per --scan",
+    )
     ap.add_argument("--out", default="bench_results")
     a = ap.parse_args()
 
@@ -172,7 +192,7 @@ def main() -> None:
     compiled = feats.compiled()
     rng = np.random.default_rng(0)
     mean, std = np.zeros(F, np.float32), np.ones(F, np.float32)
-    results: dict = {"floor": {}, "archs": {}}
+    results: dict = {"floor": {}, "archs": {}, "scan": {}}
     plan = Plan(a.rounds)
     floor_ = results["floor"]
 
@@ -249,6 +269,18 @@ def main() -> None:
             plan.add(r, "stream_e2e", e2e, a.iters)
             results["archs"][name] = r
 
+        for spec in a.scan:  # the same step at other sizes: what the width buys, against the nodes' floor
+            name, fields = parse_scan(spec)
+            extra = {"dt_index": names.index("log_dt")} if name in ("transformer", "hybrid") else {}
+            model = build_model(name, n_features=F, n_horizons=3, **extra, **fields).eval()
+            spath = export_step(StepModule(model, span=W), tmp / f"scan{len(results['scan'])}_step.onnx")
+            step = StepRunner(spath)
+            step.x[:] = rng.standard_normal(step.x.shape)
+            r = {"n_params": model.n_params(), "step_nodes": optimized_nodes(spath)}
+            r["step_weights_kb"] = weights_kb(spath)
+            plan.add(r, "onnx_step", step, a.iters)
+            results["scan"][spec] = r
+
         print(f"timing {len(plan.items)} items in {a.rounds} interleaved rounds", flush=True)
         plan.run()
         fl = results["floor"]
@@ -298,6 +330,16 @@ def table(res: dict) -> str:
             f"| {name} | {r['n_params']:,} | {f(r['torch_window'])} | {f(r['onnx_window'])} | "
             f"{f(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {kib} | {ratio} | {f(r['stream_e2e'])} |"
         )
+    if res.get("scan"):
+        lines += [
+            "",
+            "| step at another size (--scan) | params | ONNX step | step nodes | step KiB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for spec, r in res["scan"].items():
+            lines.append(
+                f"| {spec} | {r['n_params']:,} | {f(r['onnx_step'])} | {r['step_nodes']} | {r['step_weights_kb']:.0f} |"
+            )
     lines += ["", "| floor | p50 / p99 µs |", "|---|---:|"]
     for name, d in res["floor"].items():
         if isinstance(d, dict):

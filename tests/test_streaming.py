@@ -117,6 +117,26 @@ def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
         assert np.abs(logits - ref_logits).max() <= 1e-5 and np.abs(positions - ref_pos).max() <= 1e-5, start
 
 
+@pytest.mark.parametrize("dense_kib", [0, 10**9])
+def test_tcn_step_graph_with_taps_gathered_or_read_whole(tmp_path, monkeypatch, dense_kib):
+    """Both ways :func:`lobnet.step_graph._tcn` reads a dilated convolution's taps (a ``Gather``, or the whole
+    buffer against zero weights), forced for every dilation, equal the model over the sequence."""
+    import numpy as np
+
+    from lobnet import step_graph
+    from lobnet.export import _step_outputs, export_step, session
+
+    monkeypatch.setattr(step_graph, "DENSE_ZEROS_KIB", dense_kib)
+    torch.manual_seed(6)
+    model = build_model("tcn", n_features=F, n_horizons=2, levels=3).eval()
+    path = export_step(StepModule(model, span=W), tmp_path / "step.onnx")
+    ops = [n.op_type for n in __import__("onnx").load(str(path)).graph.node]
+    assert ops.count("Gather") == (0 if dense_kib else 4)  # both convolutions of the blocks with dilation 2 and 4
+    z = torch.randn(1, 2 * W, F)
+    ref_logits = sequence_outputs(model, z, W)[0][0].numpy()
+    assert np.abs(_step_outputs(session(path), z[0].numpy())[0] - ref_logits).max() <= 1e-5
+
+
 @pytest.mark.parametrize("name,kw", CASES)
 def test_step_runner_equals_the_graph_fed_state_by_state(tmp_path, name, kw):
     """The streamer's StepRunner binds a buffer's tail as the next input and a cache as its own output (written
