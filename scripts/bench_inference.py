@@ -1,7 +1,7 @@
 """Per-event inference latency of every architecture at its default size, all in one run on one thread.
 
     .venv/bin/python scripts/bench_inference.py [--window 100] [--iters 5000] [--events 50000] [--out bench_results]
-        [--scan ARCH:FIELD=VALUE[,FIELD=VALUE] ...]
+        [--scan ARCH:FIELD=VALUE[,FIELD=VALUE] ...] [--window-batches B,B,...]
 
 For each architecture (untrained weights: latency does not depend on them), timed one event at a time:
 
@@ -15,7 +15,9 @@ plus the floor of one ONNX Runtime call from Python (an Identity graph on one fe
 of one more node (a chain of ReLUs on that row, against the Identity),
 the per-event feature update alone (the Python form and the compiled form with the z-score, which the streamer
 runs), and the one-pass factors (EWMean, EWVar, EWRegression update). Each ``--scan`` adds the step of one
-architecture at another size (``tcn:channels=16``), to show what a step's width costs beside its nodes. Every figure
+architecture at another size (``tcn:channels=16``), to show what a step's width costs beside its nodes, and
+``--window-batches`` the full-window graph on B symbols' windows in one call (what batching across symbols buys
+against stepping each symbol as its event arrives). Every figure
 is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen, all items timed interleaved in
 ``--rounds`` rounds (:class:`Plan`) so that they share the machine's noise. Writes bench_inference.json and
 bench_inference.md to ``--out``.
@@ -164,8 +166,15 @@ def main() -> None:
         metavar="ARCH:FIELD=V,...",
         help="also time the step of ARCH with these config fields (e.g. tcn:channels=16), one row per --scan",
     )
+    ap.add_argument(
+        "--window-batches",
+        default="",
+        metavar="B,B,...",
+        help="also time the full-window graph on B symbols' windows in one call (e.g. 8,32): batching across symbols",
+    )
     ap.add_argument("--out", default="bench_results")
     a = ap.parse_args()
+    batches = [int(b) for b in a.window_batches.split(",") if b.strip()]
 
     import torch
 
@@ -194,6 +203,7 @@ def main() -> None:
     mean, std = np.zeros(F, np.float32), np.ones(F, np.float32)
     results: dict = {"floor": {}, "archs": {}, "scan": {}}
     plan = Plan(a.rounds)
+    bplan = Plan(a.rounds)  # the batched windows, timed after the rest: a call on B windows evicts the caches
     floor_ = results["floor"]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,6 +258,11 @@ def main() -> None:
             lo, po = np.zeros((1, 3, 3), np.float32), np.zeros((1, 3), np.float32)
             win = bound_call(ws, {"x": xw}, {"logits": lo, "position": po})
             plan.add(r, "onnx_window", win, a.iters)
+            for b in batches:  # b symbols' windows in one call (the graph's batch is dynamic)
+                xb = rng.standard_normal((b, W, F)).astype(np.float32)
+                lb, pb = np.zeros((b, 3, 3), np.float32), np.zeros((b, 3), np.float32)
+                call = bound_call(ws, {"x": xb}, {"logits": lb, "position": pb})
+                bplan.add(r, f"onnx_window_batch_{b}", call, max(a.iters // b, 10 * a.rounds))
             if has_step(model):
                 spath = export_step(StepModule(model, span=W), tmp / f"{name}_step.onnx")
                 step = StepRunner(spath)
@@ -283,6 +298,9 @@ def main() -> None:
 
         print(f"timing {len(plan.items)} items in {a.rounds} interleaved rounds", flush=True)
         plan.run()
+        if bplan.items:
+            print(f"timing {len(bplan.items)} batched-window items", flush=True)
+            bplan.run(warm=3)
         fl = results["floor"]
         fl["per_node_us"] = (fl[f"onnx_relu_chain_{RELU_CHAIN}"]["p50_us"] - fl["onnx_identity_call"]["p50_us"]) / (
             RELU_CHAIN - 1
@@ -330,6 +348,19 @@ def table(res: dict) -> str:
             f"| {name} | {r['n_params']:,} | {f(r['torch_window'])} | {f(r['onnx_window'])} | "
             f"{f(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {kib} | {ratio} | {f(r['stream_e2e'])} |"
         )
+    batches = sorted({int(k.rsplit("_", 1)[1]) for r in res["archs"].values() for k in r if "window_batch" in k})
+    if batches:
+        lines += [
+            "",
+            "| full window on B symbols at once: µs per symbol (p50 / B) | B = 1 | "
+            + " | ".join(f"B = {b}" for b in batches)
+            + " | ONNX step, one symbol |",
+            "|---|---:|" + "---:|" * len(batches) + "---:|",
+        ]
+        for name, r in res["archs"].items():
+            per = [r["onnx_window"]["p50_us"]] + [r[f"onnx_window_batch_{b}"]["p50_us"] / b for b in batches]
+            step = f"{r['onnx_step']['p50_us']:.1f}" if "onnx_step" in r else "-"
+            lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in per) + f" | {step} |")
     if res.get("scan"):
         lines += [
             "",
