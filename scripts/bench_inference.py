@@ -131,14 +131,31 @@ def weights_kb(path: Path) -> float:
 
 
 def parse_scan(spec: str) -> tuple[str, dict]:
-    """``"tcn:channels=16,levels=5"`` -> ``("tcn", {"channels": 16, "levels": 5})`` (integer fields)."""
+    """``"tcn:channels=16,levels=5"`` -> ``("tcn", {"channels": 16, "levels": 5})``: integer fields of the
+    architecture's config dataclass (``lobnet.models.MODELS``)."""
+    import dataclasses
+
+    from lobnet.models import MODELS
+
     name, _, body = spec.partition(":")
     if name not in ARCHS or not body:
-        raise SystemExit(f"--scan {spec!r}: expected ARCH:FIELD=VALUE[,FIELD=VALUE], ARCH one of {ARCHS}")
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected ARCH:FIELD=VALUE[,FIELD=VALUE], ARCH one of {ARCHS}")
     try:
-        return name, {k.strip(): int(v) for k, v in (kv.split("=") for kv in body.split(","))}
+        fields = {k.strip(): int(v) for k, v in (kv.split("=") for kv in body.split(","))}
     except ValueError:
-        raise SystemExit(f"--scan {spec!r}: every field needs an integer value, as FIELD=VALUE") from None
+        raise argparse.ArgumentTypeError(f"{spec!r}: every field needs an integer value, as FIELD=VALUE") from None
+    known = {f.name for f in dataclasses.fields(MODELS[name][0])}
+    if unknown := sorted(set(fields) - known):
+        raise argparse.ArgumentTypeError(f"{spec!r}: {name} has no field {unknown}; its fields: {sorted(known)}")
+    return name, fields
+
+
+def int_list(text: str) -> list[int]:
+    """``"8,32"`` -> ``[8, 32]``."""
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers separated by commas") from None
 
 
 def bound_call(sess, inputs: dict, outputs: dict):
@@ -162,19 +179,20 @@ def main() -> None:
     ap.add_argument(
         "--scan",
         action="append",
+        type=parse_scan,
         default=[],
         metavar="ARCH:FIELD=V,...",
         help="also time the step of ARCH with these config fields (e.g. tcn:channels=16), one row per --scan",
     )
     ap.add_argument(
         "--window-batches",
-        default="",
+        type=int_list,
+        default=[],
         metavar="B,B,...",
         help="also time the full-window graph on B symbols' windows in one call (e.g. 8,32): batching across symbols",
     )
     ap.add_argument("--out", default="bench_results")
     a = ap.parse_args()
-    batches = [int(b) for b in a.window_batches.split(",") if b.strip()]
 
     import torch
 
@@ -258,7 +276,7 @@ def main() -> None:
             lo, po = np.zeros((1, 3, 3), np.float32), np.zeros((1, 3), np.float32)
             win = bound_call(ws, {"x": xw}, {"logits": lo, "position": po})
             plan.add(r, "onnx_window", win, a.iters)
-            for b in batches:  # b symbols' windows in one call (the graph's batch is dynamic)
+            for b in a.window_batches:  # b symbols' windows in one call (the graph's batch is dynamic)
                 xb = rng.standard_normal((b, W, F)).astype(np.float32)
                 lb, pb = np.zeros((b, 3, 3), np.float32), np.zeros((b, 3), np.float32)
                 call = bound_call(ws, {"x": xb}, {"logits": lb, "position": pb})
@@ -284,8 +302,8 @@ def main() -> None:
             plan.add(r, "stream_e2e", e2e, a.iters)
             results["archs"][name] = r
 
-        for spec in a.scan:  # the same step at other sizes: what the width buys, against the nodes' floor
-            name, fields = parse_scan(spec)
+        for name, fields in a.scan:  # the same step at other sizes: what the width buys, against the nodes' floor
+            spec = f"{name}:" + ",".join(f"{k}={v}" for k, v in fields.items())
             extra = {"dt_index": names.index("log_dt")} if name in ("transformer", "hybrid") else {}
             model = build_model(name, n_features=F, n_horizons=3, **extra, **fields).eval()
             spath = export_step(StepModule(model, span=W), tmp / f"scan{len(results['scan'])}_step.onnx")
