@@ -60,7 +60,7 @@ GROUPS = {
     "model": ["lstm", "tcn", "transformer", "hybrid", "deeplob"],
     "loss": ["ce", "sharpe", "ce_sharpe"],
     "trainer": ["cpu", "gpu", "ddp"],
-    "experiment": ["synthetic_quick", "demo"],
+    "experiment": ["synthetic_quick", "demo", "amzn_stream"],
 }
 
 
