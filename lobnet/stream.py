@@ -10,9 +10,9 @@ which writes the normalised row into the engine's input buffer; then one engine:
 * ``onnx_window``: the normalised row into a ring buffer of the last W rows, then ``model.onnx`` on that window:
   what the research path computes, and the fallback for models without a step graph (DeepLOB);
 * ``ew_ofi`` and ``ew_regression``: the one-pass factor predictors: the sign of an EW mean of level-1 OFI
-  (its flat band fitted on the calibration prefix), and an EW regression (recursive least squares with
-  forgetting) of the primary horizon's target on that EW mean, updated k events late, when each target is
-  realised.
+  (its flat band fitted on the calibration prefix's labels realised before scoring starts), and an EW regression
+  (recursive least squares with forgetting) of the primary horizon's target on that EW mean, updated k events
+  late, when each target is realised.
 
 Each engine replays the day separately, so its timings are its own: per event, the feature update, the
 inference, and both together (``time.perf_counter_ns``). Hot-loop discipline: one intra-op thread,
@@ -166,7 +166,9 @@ class _Replay:
         scored = np.zeros(self.n, dtype=bool)
         scored[c0:] = True
         self.scored = scored & (self.y >= 0)
-        self.calib = np.arange(self.start, min(s.calibration_events, self.n))
+        # the factor's calibration: events whose label is realised (k events later) by the first scored event,
+        # so that nothing fitted on the prefix looks into the scored events
+        self.calib = np.arange(self.start, max(self.start, c0 - k + 1))
 
 
 def _timed_replay(r: _Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

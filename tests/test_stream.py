@@ -108,6 +108,31 @@ def test_stream_rejects_a_feature_list_that_differs_from_the_data(tmp_path, expo
         _stream(tmp_path, bad)
 
 
+def test_factor_engines_use_no_label_realised_after_the_forecast(exported, amzn5):
+    """The one-pass factors learn from labels only once they are realised: the EW-OFI flat band from the prefix
+    labels known when scoring starts (an event's label is known k events later), the EW regression from each
+    target k events late. Rewriting every later label must leave their forecasts unchanged."""
+    import numpy as np
+
+    from lobnet.labels import FLAT, UP
+    from lobnet.stream import ModelDir, StreamSettings, _day, _Replay, run_factors
+
+    s = StreamSettings(events=3000, calibration_events=1000)
+    r = _Replay(ModelDir.load(exported("lstm")), _day(amzn5, s), s)
+    c0, k = int(np.flatnonzero(r.scored)[0]), r.k
+    ofi = run_factors(r, s, "ew_ofi")[2]
+    cut = c0 + 500  # the regression may use target[t] from event t + k on
+    rls = run_factors(r, s, "ew_regression")[2]
+    assert (ofi[c0:] >= 0).all() and (rls[c0:] >= 0).all()
+    for late in (FLAT, UP):  # the labels after the last one realised by the first scored event
+        r.y[c0 - k + 1 :] = late
+        np.testing.assert_array_equal(run_factors(r, s, "ew_ofi")[2], ofi)
+    r.target[cut:] = -r.target[cut:] + 1.0
+    moved = run_factors(r, s, "ew_regression")[2]
+    np.testing.assert_array_equal(moved[: cut + k], rls[: cut + k])
+    assert (moved[cut + k :] != rls[cut + k :]).any()  # and it does learn from the targets once realised
+
+
 def test_stream_cli_reports_a_missing_model_directory(tmp_path):
     r = subprocess.run(
         [
