@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces every number in this folder's README (about 15 minutes on 2 cores): trains each step model briefly on
+# Reproduces every number in this folder's README (about 16 minutes on 2 cores): trains each step model briefly on
 # the real LOBSTER AMZN level-5 day (fold 0 of experiment=amzn_stream), exports it (lobnet-export) and replays the
 # day's last 40,000 events through it (lobnet-stream), then writes results.md and results.json here.
 # Run from the repository root after `make install`; the shared data is found through LOBNET_DATA_DIR
