@@ -22,6 +22,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from .backtest import positions_from_classes
 from .labels import CLASS_NAMES
 
 
@@ -74,6 +75,5 @@ def trading_metrics(
 
 
 def class_positions(prob: np.ndarray) -> np.ndarray:
-    """+1 for up, -1 for down, 0 for flat."""
-    pred = prob.argmax(axis=1)
-    return np.where(pred == 2, 1.0, np.where(pred == 0, -1.0, 0.0))
+    """+1 for up, -1 for down, 0 for flat (:func:`lobnet.backtest.positions_from_classes`, flat closes)."""
+    return positions_from_classes(prob.argmax(axis=1), "close")

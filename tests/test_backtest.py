@@ -1,0 +1,139 @@
+"""The backtest: hand-computed fills and costs, the exact PnL decomposition and regime attribution on the real
+AMZN day, causality (a changed future leaves the past's equity alone), and clear errors for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lobnet.backtest import Costs, backtest, positions_from_classes, regimes
+from lobnet.labels import DOWN, FLAT, UP
+
+US = 1_000  # ns
+
+
+def test_positions_from_classes_hold_or_close_on_flat():
+    pred = np.array([-1, FLAT, UP, FLAT, -1, DOWN, FLAT, UP])
+    assert positions_from_classes(pred, "close").tolist() == [0, 0, 1, 0, 0, -1, 0, 1]
+    assert positions_from_classes(pred, "hold").tolist() == [0, 0, 1, 1, 1, -1, -1, 1]
+    with pytest.raises(ValueError, match="flat must be one of"):
+        positions_from_classes(pred, "reverse")
+
+
+def test_fills_prices_and_costs_by_hand():
+    # prices in source units (dollars x 10000): a one-cent spread around $10.00, the mid rising one cent at row 2
+    t = np.array([0, 10, 20, 30, 40, 50]) * US
+    bid = np.array([99_950, 99_950, 100_050, 100_050, 100_050, 100_050], float)
+    ask = bid + 100
+    target = np.array([1, 1, 1, -1, -1, -1], float)  # buy at row 0, sell two units at row 3, close at the end
+    c = Costs(shares=100, fee_per_share=0.003, latency_us=15.0, flat="close")
+    r = backtest(t, bid, ask, target, c)
+    # the buy arrives at 15 us: the book after row 1 (10 us), ask $10.005; the sell of 2 arrives at 45 us: book
+    # after row 4, bid $10.005; the closing buy of 1 at row 5 (nothing later): ask $10.015
+    assert r["trades"] == 3 and r["shares_traded"] == 400
+    cash = -100 * 10.005 + 200 * 10.005 - 100 * 10.015  # -$1.00
+    assert r["fees"] == pytest.approx(400 * 0.003)
+    assert r["net"] == pytest.approx(cash - 400 * 0.003)
+    # paper: +1 from row 0 to 3 (mid 9.9995 -> 10.0005 over row 2), -1 after: 100 x $0.01
+    assert r["gross"] == pytest.approx(1.0)
+    assert r["spread"] == pytest.approx(400 * 0.005)  # half a cent per share, every fill
+    assert r["latency"] == pytest.approx(0.0)  # the mid did not move between any decision and its fill
+    assert r["net"] == pytest.approx(r["gross"] - r["latency"] - r["spread"] - r["fees"])
+    assert r["_equity"][-1] == pytest.approx(r["net"])
+    assert r["mean_fill_delay_us"] == pytest.approx((10 + 10 + 0) / 3)
+
+
+def test_latency_moves_the_fill_and_is_charged_as_the_mid_moves():
+    t = np.array([0, 10, 20, 30]) * US
+    bid = np.array([100_000, 100_000, 100_200, 100_200], float)
+    ask = bid + 100
+    target = np.array([1, 1, 1, 1], float)
+    quick = backtest(t, bid, ask, target, Costs(latency_us=5.0, fee_per_share=0.0))
+    slow = backtest(t, bid, ask, target, Costs(latency_us=25.0, fee_per_share=0.0))
+    # decided at row 0; at 5 us the book is row 0's, at 25 us row 2's, two cents higher: 100 shares x $0.02
+    assert quick["latency"] == pytest.approx(0.0) and slow["latency"] == pytest.approx(2.0)
+    assert quick["gross"] == slow["gross"] == pytest.approx(2.0)
+    assert slow["net"] == pytest.approx(quick["net"] - 2.0)
+    # an engine's own time per event is added to the latency: 20 us of compute with 5 us of network = 25 us
+    computed = backtest(t, bid, ask, target, Costs(latency_us=5.0, fee_per_share=0.0), delay_ns=np.full(4, 20 * US))
+    assert computed["net"] == pytest.approx(slow["net"]) and computed["compute_delay_charged"]
+
+
+def test_an_order_waits_for_the_side_it_needs_and_nothing_trades_before_a_two_sided_book():
+    t = np.arange(5) * US
+    nan = np.nan
+    bid = np.array([nan, 100_000, 100_000, 100_000, 100_000])
+    ask = np.array([100_100, 100_100, nan, nan, 100_300])
+    target = np.array([1, 1, 1, 1, 1], float)  # row 0 has no bid: the first order goes at row 1
+    r = backtest(t, bid, ask, target, Costs(latency_us=1.5, fee_per_share=0.0))
+    # decided at row 1, arrives at 2.5 us (row 2's book), no ask until row 4: buys at $10.03, closes at $10.00
+    assert r["trades"] == 2 and r["net"] == pytest.approx(-100 * 0.03)
+
+
+def _amzn_signal(ev):
+    """A real forecast: the sign of an EW mean of level-1 OFI outside a band."""
+    from lobnet.features import FeatureSpec, compute_features
+    from lobnet.online.estimators import ew_mean
+
+    X = compute_features(ev, FeatureSpec(groups=("ofi",)).params(5), ["ofi"])
+    sig = ew_mean(np.nan_to_num(X["ofi_1"].to_numpy().astype(float)), 0.9)
+    band = np.quantile(np.abs(sig), 0.8)
+    return np.where(sig > band, UP, np.where(sig < -band, DOWN, FLAT))
+
+
+def _book(ev):
+    return ev["time"].to_numpy(), ev["bid_px_1"].to_numpy().astype(float), ev["ask_px_1"].to_numpy().astype(float)
+
+
+def test_decomposition_and_regimes_add_up_on_the_real_day(amzn5):
+    ev = amzn5.head(60_000)
+    t, bid, ask = _book(ev)
+    target = positions_from_classes(_amzn_signal(ev), "hold")
+    labels = regimes(ev, tick=100)
+    r = backtest(t, bid, ask, target, Costs(), regime_labels=labels)
+    assert r["trades"] > 100 and r["spread"] > 0 and r["fees"] > 0
+    assert r["net"] == pytest.approx(r["gross"] - r["latency"] - r["spread"] - r["fees"], abs=1e-6)
+    assert r["_equity"][-1] == pytest.approx(r["net"], abs=1e-9)
+    assert set(r["regimes"]) == {"spread", "hour", "volatility"}
+    for kind, rows in r["regimes"].items():
+        assert sum(row["events"] for row in rows.values()) == ev.height, kind
+        assert sum(row["trades"] for row in rows.values()) == r["trades"], kind
+        for part in ("gross", "latency", "spread", "fees", "net"):
+            assert sum(row[part] for row in rows.values()) == pytest.approx(r[part], abs=1e-6), (kind, part)
+    assert list(r["regimes"]["volatility"])[0].startswith("low")
+    # trading later costs more on this day: a slower path fills further from the decision's mid
+    slow = backtest(t, bid, ask, target, Costs(latency_us=5_000))
+    assert slow["mean_fill_delay_us"] > r["mean_fill_delay_us"] and slow["gross"] == r["gross"]
+
+
+def test_a_changed_future_leaves_the_past_equity_unchanged(amzn5):
+    ev = amzn5.head(30_000)
+    t, bid, ask = _book(ev)
+    target = positions_from_classes(_amzn_signal(ev), "hold")
+    base = backtest(t, bid, ask, target)["_equity"]
+    cut = 20_000
+    shifted_bid, shifted_ask, other = bid.copy(), ask.copy(), target.copy()
+    shifted_bid[cut + 1 :] += 5_000  # the future book 50 cents higher
+    shifted_ask[cut + 1 :] += 5_000
+    other[cut + 1 :] = -other[cut + 1 :]  # and the future forecasts reversed
+    got = backtest(t, shifted_bid, shifted_ask, other)["_equity"]
+    assert np.array_equal(got[: cut + 1], base[: cut + 1])
+    assert not np.array_equal(got[cut + 1 :], base[cut + 1 :])  # the change is seen once it happens
+
+
+def test_bad_input_names_the_row():
+    t = np.array([0, 5, 3, 9]) * US
+    b = np.full(4, 100_000.0)
+    with pytest.raises(ValueError, match="row 2: time goes backwards"):
+        backtest(t, b, b + 100, np.zeros(4))
+    t = np.arange(4) * US
+    with pytest.raises(ValueError, match="row 1: target position nan"):
+        backtest(t, b, b + 100, np.array([0, np.nan, 0, 0]))
+    with pytest.raises(ValueError, match="ask has shape"):
+        backtest(t, b, b[:3], np.zeros(4))
+    with pytest.raises(ValueError, match="never quoted on both sides"):
+        backtest(t, b, np.full(4, np.nan), np.zeros(4))
+    with pytest.raises(ValueError, match="row 1: no ask to buy from"):
+        backtest(t, b, np.array([100_100, 100_100, np.nan, np.nan]), np.array([0, 1, 1, 1.0]), Costs(latency_us=1.5))
+    with pytest.raises(ValueError, match="backtest.flat must be one of"):
+        Costs(flat="reverse")
