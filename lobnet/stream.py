@@ -14,6 +14,10 @@ which writes the normalised row into the engine's input buffer; then one engine:
   (recursive least squares with forgetting) of the primary horizon's target on that EW mean, updated k events
   late, when each target is realised.
 
+Each engine's forecasts are then traded through :func:`lobnet.backtest.backtest` from the first scored event
+on (``backtest``: spread, fees, latency; by default each decision also waits for the engine's own measured time
+for that event, so a slower engine trades later), with the PnL attributed to spread, hour and volatility regimes.
+
 Each engine replays the day separately, so its timings are its own: per event, the feature update, the
 inference, and both together (``time.perf_counter_ns``). Hot-loop discipline: one intra-op thread,
 ``ORT_ENABLE_ALL``, inputs and outputs bound once to preallocated buffers (two IOBindings alternate, so the state
@@ -26,8 +30,8 @@ them as one sequence, the window engine against the model on the same windows. `
 agree within ``parity_tolerance`` and the predicted classes are identical. Each engine's macro-F1 and accuracy
 are computed at the primary horizon on the events after the calibration prefix whose label is known.
 
-Outputs in ``output_dir``: ``stream.json``, ``stream.md`` (the table), ``latency.png`` (histograms), and an MLflow
-run with the same figures.
+Outputs in ``output_dir``: ``stream.json``, ``stream.md`` (the tables), ``latency.png`` (histograms),
+``equity.png`` (each engine's equity curve net of costs), and an MLflow run with the same figures.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .backtest import Costs, backtest, positions_from_classes, regimes, summary_table
 from .data.schema import day_slices, n_levels
 from .dataset import ZScore, feature_matrix
 from .export import session
@@ -70,6 +75,13 @@ class StreamSettings:
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     threads: int = 1
     engines: list[str] = field(default_factory=lambda: ["onnx_step", "onnx_window", "ew_ofi", "ew_regression"])
+    # lobnet.backtest.Costs fields, and charge_compute: whether each decision also waits for the engine's
+    # measured time for that event
+    backtest: dict = field(default_factory=lambda: {"charge_compute": True})
+
+    def costs(self) -> tuple[Costs, bool]:
+        bt = dict(self.backtest)
+        return Costs(**{k: v for k, v in bt.items() if k != "charge_compute"}), bool(bt.get("charge_compute", True))
 
 
 @dataclass
@@ -166,6 +178,12 @@ class _Replay:
         scored = np.zeros(self.n, dtype=bool)
         scored[c0:] = True
         self.scored = scored & (self.y >= 0)
+        self.trade_from = c0  # the backtest trades the scored stretch, labels known or not
+        self.time = events["time"].to_numpy()
+        self.bid = events["bid_px_1"].to_numpy().astype(float)  # nulls (an empty side) become NaN
+        self.ask = events["ask_px_1"].to_numpy().astype(float)
+        self.price_scale = spec.price_scale
+        self.regimes = {k: v[c0:] for k, v in regimes(events, spec.tick).items()}
         # the factor's calibration: events whose label is realised (k events later) by the first scored event,
         # so that nothing fitted on the prefix looks into the scored events
         self.calib = np.arange(self.start, max(self.start, c0 - k + 1))
@@ -432,6 +450,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         "parity": {},
     }
     preds = {}
+    costs, charge_compute = s.costs()
     for name in s.engines:
         if name == "onnx_step" and md.step is None:
             continue  # the window engine is this model's streaming path
@@ -473,6 +492,20 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
             "scored_events": int(sc.sum()),
         }
         result["engines"][name]["_ns"] = total[m:]
+        c0 = r.trade_from
+        target = positions_from_classes(np.where(np.arange(r.n) >= c0, cls, -1), costs.flat)[c0:]
+        bt = backtest(
+            r.time[c0:],
+            r.bid[c0:],
+            r.ask[c0:],
+            target,
+            costs,
+            r.price_scale,
+            delay_ns=total[c0:] if charge_compute else None,
+            regime_labels=r.regimes,
+        )
+        result["engines"][name]["_equity"] = bt.pop("_equity")
+        result["engines"][name]["backtest"] = bt
     if "onnx_step" in preds and "onnx_window" in preds:
         a, b = preds["onnx_step"], preds["onnx_window"]
         both = (a >= 0) & (b >= 0) & (np.arange(r.n) >= r.start + r.window - 1)
@@ -498,7 +531,48 @@ def table(result: dict) -> str:
             f"{t['p90_us']:.1f} | {t['p99_us']:.1f} | {t['p999_us']:.1f} | {t['max_us']:.0f} | "
             f"{e['events_per_s']:,.0f} | {e['macro_f1']:.3f} | {e['accuracy']:.3f} |"
         )
+    bts = {name: e["backtest"] for name, e in result["engines"].items() if "backtest" in e}
+    if bts:
+        c = next(iter(bts.values()))
+        cs = c["costs"]
+        own = " plus the engine's own time for the event" if c["compute_delay_charged"] else ""
+        lines += [
+            "",
+            f"Net of costs, from the first scored event: {cs['shares']} shares per unit, up long, down short, flat "
+            f"{'holds' if cs['flat'] == 'hold' else 'closes'}; marketable orders (buy at the ask, sell at the bid) "
+            f"{cs['latency_us']:g} µs after the event{own}; fees "
+            f"${cs['fee_per_share']:g}/share + {cs['fee_bps']:g} bp; flat at the end",
+            "",
+            summary_table(bts).rstrip("\n"),
+        ]
+        kinds = next(iter(bts.values())).get("regimes", {})
+        if kinds:
+            lines += ["", "Net $ by regime (paper PnL by the interval's start, costs by the decision's event)", ""]
+            lines += ["| regime | events | " + " | ".join(bts) + " |", "|---|---:|" + "---:|" * len(bts)]
+            for kind, rows in kinds.items():
+                for v, row in rows.items():
+                    nets = " | ".join(f"{b['regimes'][kind][v]['net']:,.2f}" for b in bts.values())
+                    lines.append(f"| {kind} {v} | {row['events']:,} | {nets} |")
     return "\n".join(lines) + "\n"
+
+
+def equity_plot(result: dict, path: Path) -> Path:
+    """Each engine's equity curve net of costs over the traded events."""
+    from .plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, e in result["engines"].items():
+        if "_equity" in e:
+            ax.plot(e["_equity"], label=name, lw=1)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("traded event")
+    ax.set_ylabel("equity net of costs ($)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def histogram(result: dict, path: Path) -> Path:
@@ -532,9 +606,10 @@ def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: 
     tmp.mkdir(parents=True)
     try:
         histogram(result, tmp / "latency.png")
+        equity_plot(result, tmp / "equity.png")
         clean = {
             **result,
-            "engines": {k: {a: b for a, b in v.items() if a != "_ns"} for k, v in result["engines"].items()},
+            "engines": {k: {a: b for a, b in v.items() if a[0] != "_"} for k, v in result["engines"].items()},
         }
         (tmp / "stream.json").write_text(json.dumps(clean, indent=2))
         (tmp / "stream.md").write_text(table(result))
@@ -559,13 +634,17 @@ def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: 
             for part in ("features", "inference", "total"):
                 metrics.update({f"{name}.{part}.{q}": v for q, v in e[part].items()})
             metrics.update({f"{name}.{key}": e[key] for key in ("events_per_s", "macro_f1", "accuracy")})
+            if "backtest" in e:
+                b = e["backtest"]
+                keys = ("net", "gross", "latency", "spread", "fees", "trades", "max_drawdown")
+                metrics.update({f"{name}.backtest.{key}": b[key] for key in keys})
         ts = int(time.time() * 1000)
         client.log_batch(
             rid,
             metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if v == v],
             params=[Param(k, str(v)) for k, v in params.items()],
         )
-        for f in ("stream.json", "stream.md", "latency.png"):
+        for f in ("stream.json", "stream.md", "latency.png", "equity.png"):
             client.log_artifact(rid, str(out / f))
         client.set_terminated(rid)
         clean["mlflow_run_id"] = rid

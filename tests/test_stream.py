@@ -72,10 +72,19 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
         assert stats["scored_events"] > 1000 and 0.0 <= stats["macro_f1"] <= 1.0
         t = stats["total"]
         assert 0 < t["p50_us"] <= t["p90_us"] <= t["p99_us"] <= t["p999_us"] <= t["max_us"]
+    for e, stats in engines.items():  # every engine's forecasts traded net of costs, with its own compute time
+        bt = stats["backtest"]
+        assert bt["compute_delay_charged"] and bt["costs"]["latency_us"] == 100.0
+        assert bt["net"] == pytest.approx(bt["gross"] - bt["latency"] - bt["spread"] - bt["fees"], abs=1e-6), e
+        for rows in bt["regimes"].values():
+            assert sum(row["net"] for row in rows.values()) == pytest.approx(bt["net"], abs=1e-6), e
     saved = json.loads((tmp_path / "stream" / "stream.json").read_text())
     assert saved["engines"].keys() == engines.keys() and saved["mlflow_run_id"]
+    assert saved["engines"]["ew_ofi"]["backtest"]["trades"] == engines["ew_ofi"]["backtest"]["trades"]
     assert (tmp_path / "stream" / "latency.png").stat().st_size > 0
-    assert "| onnx_window |" in (tmp_path / "stream" / "stream.md").read_text()
+    assert (tmp_path / "stream" / "equity.png").stat().st_size > 0
+    md = (tmp_path / "stream" / "stream.md").read_text()
+    assert "| onnx_window |" in md and "Net of costs" in md and "| volatility low" in md
 
 
 def test_stream_rejects_a_model_directory_with_a_missing_file(tmp_path, exported):
