@@ -202,6 +202,8 @@ def _label_order(v) -> tuple:
 
 def _terciles(x: np.ndarray, unit: str) -> np.ndarray:
     """low / mid / high against the day's terciles of ``x`` (finite values), the bounds in the label."""
+    if not np.isfinite(x).any():
+        return np.full(x.shape, "none")
     lo, hi = np.quantile(x[np.isfinite(x)], [1 / 3, 2 / 3])
     return np.where(
         x <= lo, f"low (<= {lo:.3g}{unit})", np.where(x <= hi, f"mid (<= {hi:.3g}{unit})", f"high (> {hi:.3g}{unit})")

@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> dict:
 def _main(cfg: DictConfig) -> None:
     r = run(cfg)
     print(r["table"])
-    print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png")
+    print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png, equity.png")
 
 
 def main() -> None:

@@ -41,6 +41,9 @@ def collect(out: Path) -> dict:
                         "events_per_s": r["events_per_s"],
                         "macro_f1": r["macro_f1"],
                         "accuracy": r["accuracy"],
+                        # the regime attribution stays in stream.json; its hour rows count the traded events
+                        "backtest": {k: v for k, v in r["backtest"].items() if k != "regimes"},
+                        "traded_events": sum(x["events"] for x in r["backtest"]["regimes"]["hour"].values()),
                     }
                     for e, r in stream["engines"].items()
                 },
@@ -76,6 +79,25 @@ def markdown(res: dict) -> str:
                 f"| {m} | {e} | {x['features_p50_us']:.1f} | {x['inference_p50_us']:.1f} | "
                 f"{x['total_p50_us']:.1f} / {x['total_p99_us']:.1f} | {x['events_per_s']:,.0f} | "
                 f"{x['macro_f1']:.3f} | {x['accuracy']:.3f} |"
+            )
+    costs = next(iter(first["engines"].values()))["backtest"]["costs"]
+    traded = next(iter(first["engines"].values()))["traded_events"]
+    lines += [
+        "",
+        f"The same replay's forecasts traded net of costs (lobnet-stream's backtest, conf/stream.yaml): "
+        f"{costs['shares']} shares, marketable orders {costs['latency_us']:g} µs plus the engine's own time after "
+        f"the event, ${costs['fee_per_share']:g} per share; dollars over the replay's last {traded:,} events "
+        "(after the calibration prefix):",
+        "",
+        "| model | engine | net | gross | latency | spread | fees | trades | net ¢/share |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m, r in res.items():
+        for e, x in r["stream"]["engines"].items():
+            b = x["backtest"]
+            lines.append(
+                f"| {m} | {e} | {b['net']:,.0f} | {b['gross']:,.0f} | {b['latency']:,.0f} | {b['spread']:,.0f} | "
+                f"{b['fees']:,.0f} | {b['trades']:,} | {100 * b['net_per_share']:.2f} |"
             )
     lines += [
         "",
