@@ -556,6 +556,15 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(plt, fig, ax, path: Path) -> Path:
+    """The legend, then the figure to ``path``, closed."""
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def equity_plot(result: dict, path: Path) -> Path:
     """Each engine's equity curve net of costs over the traded events."""
     from .plots import _plt
@@ -568,11 +577,7 @@ def equity_plot(result: dict, path: Path) -> Path:
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xlabel("traded event")
     ax.set_ylabel("equity net of costs ($)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def histogram(result: dict, path: Path) -> Path:
@@ -589,11 +594,7 @@ def histogram(result: dict, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("per-event time, feature update + inference (µs, log scale; clipped at p99.9)")
     ax.set_ylabel("events")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: str = "lobnet-stream") -> dict:
