@@ -23,7 +23,7 @@ sum of q (mid_fill - mid_decision). ``spread`` is what crossing cost against the
 sum of q (price - mid_fill), half the spread per share. ``fees`` are the fees. All in dollars.
 
 **Regime attribution** (:func:`regimes`): each event carries a label per regime kind (spread in ticks, hour of the
-day, volatility tercile). An event-to-event mark-to-market term of the paper PnL goes to the label of the event
+day, volatility tercile; from the feature catalogue's definitions). An event-to-event mark-to-market term of the paper PnL goes to the label of the event
 that starts the interval, and a trade's costs to its decision event's label. So every column of the table sums
 to the total.
 
@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 
 from .data.schema import PRICE_SCALE
+from .features.catalogue import FeatureParams
 from .labels import DOWN, FLAT, UP
 
 FLAT_RULES = ("hold", "close")
@@ -167,7 +168,7 @@ def backtest(
         "mean_fill_delay_us": float((t[fill] - t[dec]).mean() / 1e3) if q.size else 0.0,
     }
     summary["net_per_share"] = summary["net"] / summary["shares_traded"] if summary["shares_traded"] else 0.0
-    summary["costs"] = {k: asdict(c)[k] for k in ("shares", "fee_per_share", "fee_bps", "latency_us", "flat")}
+    summary["costs"] = asdict(c)
     summary["compute_delay_charged"] = delay_ns is not None
     out = {**summary, "_equity": equity}
     if regime_labels:
@@ -210,24 +211,20 @@ def _terciles(x: np.ndarray, unit: str) -> np.ndarray:
     )
 
 
-def regimes(events: pl.DataFrame, tick: int, vol_alpha: float = 0.99) -> dict[str, np.ndarray]:
-    """Regime labels per event of one symbol-day, each describing the book at that event: ``spread`` (ticks
-    between the best bid and ask against the day's terciles of it; one-sided where a side is empty), ``hour`` (of
-    the event's timestamp), ``volatility`` (an EW standard deviation of the mid log return, forgetting factor
-    ``vol_alpha``, against the day's terciles of it). The terciles are the day's, so these labels are for
-    attribution after the fact, never an input to a decision."""
+def regimes(events: pl.DataFrame, params: FeatureParams, vol_alpha: float = 0.99) -> dict[str, np.ndarray]:
+    """Regime labels per event of one symbol-day, each describing the book at that event: ``spread`` (the
+    catalogue's ``spread`` in ticks against the day's terciles of it; one-sided where a side is empty), ``hour``
+    (of the event's timestamp), ``volatility`` (an EW standard deviation of the catalogue's ``mid_logret``,
+    forgetting factor ``vol_alpha``, against the day's terciles of it). The terciles are the day's, so these labels
+    are for attribution after the fact, never an input to a decision."""
+    from .features import compute_features
     from .online.estimators import ew_var
 
-    bid = events["bid_px_1"].to_numpy().astype(float)
-    ask = events["ask_px_1"].to_numpy().astype(float)
-    ticks = (ask - bid) / tick
+    X = compute_features(events, params, ["spread", "mid_logret"], keep=("time",))
+    ticks = X["spread"].to_numpy().astype(float)  # NaN where a side is empty
     spread = np.where(np.isnan(ticks), "one-sided", _terciles(ticks, " ticks"))
-    hour = np.char.zfill((events["time"].to_numpy() // 3_600_000_000_000).astype(str), 2)
-    mid = (bid + ask) / 2
-    last = np.maximum.accumulate(np.where(np.isfinite(mid), np.arange(mid.size), 0))
-    logmid = np.log(mid[last])
-    r = np.nan_to_num(np.diff(logmid, prepend=logmid[0]))
-    _, var = ew_var(r, vol_alpha)
+    hour = np.char.zfill((X["time"].to_numpy() // 3_600_000_000_000).astype(str), 2)
+    _, var = ew_var(np.nan_to_num(X["mid_logret"].to_numpy().astype(float)), vol_alpha)
     return {"spread": spread, "hour": hour, "volatility": _terciles(np.sqrt(var), "")}
 
 

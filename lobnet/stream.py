@@ -77,11 +77,12 @@ class StreamSettings:
     engines: list[str] = field(default_factory=lambda: ["onnx_step", "onnx_window", "ew_ofi", "ew_regression"])
     # lobnet.backtest.Costs fields, and charge_compute: whether each decision also waits for the engine's
     # measured time for that event
-    backtest: dict = field(default_factory=lambda: {"charge_compute": True})
+    backtest: dict = field(default_factory=dict)
 
     def costs(self) -> tuple[Costs, bool]:
         bt = dict(self.backtest)
-        return Costs(**{k: v for k, v in bt.items() if k != "charge_compute"}), bool(bt.get("charge_compute", True))
+        charge_compute = bool(bt.pop("charge_compute", True))
+        return Costs(**bt), charge_compute
 
 
 @dataclass
@@ -183,7 +184,7 @@ class _Replay:
         self.bid = events["bid_px_1"].to_numpy().astype(float)  # nulls (an empty side) become NaN
         self.ask = events["ask_px_1"].to_numpy().astype(float)
         self.price_scale = spec.price_scale
-        self.regimes = {k: v[c0:] for k, v in regimes(events, spec.tick).items()}
+        self.regimes = {k: v[c0:] for k, v in regimes(events, params).items()}
         # the factor's calibration: events whose label is realised (k events later) by the first scored event,
         # so that nothing fitted on the prefix looks into the scored events
         self.calib = np.arange(self.start, max(self.start, c0 - k + 1))
@@ -493,7 +494,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         }
         result["engines"][name]["_ns"] = total[m:]
         c0 = r.trade_from
-        target = positions_from_classes(np.where(np.arange(r.n) >= c0, cls, -1), costs.flat)[c0:]
+        target = positions_from_classes(cls[c0:], costs.flat)  # flat until the first forecast after c0
         bt = backtest(
             r.time[c0:],
             r.bid[c0:],
@@ -545,7 +546,7 @@ def table(result: dict) -> str:
             "",
             summary_table(bts).rstrip("\n"),
         ]
-        kinds = next(iter(bts.values())).get("regimes", {})
+        kinds = c.get("regimes", {})
         if kinds:
             lines += ["", "Net $ by regime (paper PnL by the interval's start, costs by the decision's event)", ""]
             lines += ["| regime | events | " + " | ".join(bts) + " |", "|---|---:|" + "---:|" * len(bts)]
