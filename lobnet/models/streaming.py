@@ -130,9 +130,8 @@ class AttentionStep(nn.Module):
         pos = state[-1]
         cos, sin = (t.view(B, 1, 1, -1) for t in rotary_tables(pos[:, 0], self.hs))
         slot = (pos[:, 0] % self.span).long()  # (B,)
-        rows = torch.arange(B)
-        mask = state[-2].clone()
-        mask[rows, slot] = 0.0  # (B, span), this event's slot written
+        rows = torch.arange(B, device=x.device)
+        mask = state[-2].clone().scatter_(1, slot.unsqueeze(1), 0.0)  # (B, span), this event's slot written
         bias = mask[:, None, None, :]
         new = []
         scale = self.hs**-0.5

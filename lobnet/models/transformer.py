@@ -39,15 +39,15 @@ class TransformerConfig:
     dt_index: int = -1  # column of log_dt in the features, or -1 for none
 
 
-def rotary_frequencies(head_size: int) -> torch.Tensor:
+def rotary_frequencies(head_size: int, device=None) -> torch.Tensor:
     """The rotation frequencies of each (first half, second half) pair, (head_size // 2,) float64."""
-    return 10000.0 ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+    return 10000.0 ** (-torch.arange(0, head_size, 2, dtype=torch.float64, device=device) / head_size)
 
 
 def rotary_tables(positions: torch.Tensor, head_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of position x frequency, (len(positions), head_size // 2) float32, computed in float64 so that
     long sequences keep their precision (the streamer rotates by an event's position in the whole day)."""
-    angle = positions.to(torch.float64).unsqueeze(1) * rotary_frequencies(head_size)
+    angle = positions.to(torch.float64).unsqueeze(1) * rotary_frequencies(head_size, positions.device)
     return angle.cos().float(), angle.sin().float()
 
 
@@ -157,7 +157,7 @@ class CausalTransformer(nn.Module):
         elif T <= self.cfg.max_len:
             rot = self.rot_cos[:T], self.rot_sin[:T]
         else:  # a whole day, beyond the tables (never in training or export)
-            rot = tuple(t.to(x.device) for t in rotary_tables(torch.arange(T), self.head_size))
+            rot = rotary_tables(torch.arange(T, device=x.device), self.head_size)
         if self.dt is not None and dt is not None:
             h = h + self.dt(dt.unsqueeze(-1))  # time-gap encoding, (B, T, d)
         h = self.drop(h)
