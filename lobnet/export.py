@@ -156,7 +156,17 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+    providers = list(providers or ["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), so, providers=providers)
+    # ONNX Runtime falls back to the CPU with only a warning when a provider is not built in or fails to load
+    # (onnxruntime without -gpu, a missing CUDA library); a figure labelled CUDA must not come from the CPU.
+    if missing := [p for p in providers if p not in sess.get_providers()]:
+        raise RuntimeError(
+            f"{path}: execution provider {missing} is not available in onnxruntime {ort.__version__} here "
+            f"(this session runs on {sess.get_providers()}; built in: {ort.get_available_providers()}). "
+            "CUDAExecutionProvider needs the onnxruntime-gpu package and the CUDA libraries it was built for."
+        )
+    return sess
 
 
 def _step_outputs(step_sess, sequence: np.ndarray, pos: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -102,3 +102,24 @@ def test_lstm_models_export_with_a_dynamic_window_twice_in_one_process(tmp_path)
         )
         dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
         assert dims[0].dim_param and dims[1].dim_param
+
+
+def test_a_session_refuses_a_provider_it_would_silently_replace_with_the_cpu(tmp_path):
+    """ONNX Runtime only warns when a requested execution provider is absent and runs on the CPU instead; the
+    streamer's sessions raise, naming the model and the provider, so that no CPU figure is reported as CUDA's."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from lobnet.export import session
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), str(path))
+    assert session(path).get_providers() == ["CPUExecutionProvider"]
+    absent = next(
+        p for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") if p not in ort.get_available_providers()
+    )
+    with pytest.raises(RuntimeError, match=rf"identity\.onnx: execution provider \['{absent}'\] is not available"):
+        session(path, [absent, "CPUExecutionProvider"])
