@@ -84,7 +84,7 @@ def markdown(res: dict) -> str:
     traded = next(iter(first["engines"].values()))["traded_events"]
     lines += [
         "",
-        f"The same replay's forecasts traded net of costs (lobnet-stream's backtest, conf/stream.yaml): "
+        f"The same replay's forecasts traded net of costs (lobnet-stream's backtest, conf/backtest/default.yaml): "
         f"{costs['shares']} shares, marketable orders {costs['latency_us']:g} µs plus the engine's own time after "
         f"the event, ${costs['fee_per_share']:g} per share; dollars over the replay's last {traded:,} events "
         "(after the calibration prefix):",
