@@ -48,7 +48,8 @@ FLAT_RULES = ("hold", "close")
 
 @dataclass(frozen=True)
 class Costs:
-    """The trading assumptions (``conf/stream.yaml``, ``backtest:``)."""
+    """The trading assumptions (``conf/backtest/default.yaml``: lobnet-train's ``backtest``, lobnet-stream's
+    ``stream.backtest``)."""
 
     shares: int = 100  # shares per unit of position
     fee_per_share: float = 0.003  # dollars per share traded (a US taker fee at the $0.0030 access-fee cap)
@@ -74,9 +75,7 @@ def positions_from_classes(pred: np.ndarray, flat: str = "close") -> np.ndarray:
     tgt[pred == DOWN] = -1.0
     if flat == "close":
         tgt[pred == FLAT] = 0.0
-    known = ~np.isnan(tgt)
-    last = np.maximum.accumulate(np.where(known, np.arange(pred.size), -1))
-    return np.where(last >= 0, tgt[np.maximum(last, 0)], 0.0)
+    return _hold(tgt)
 
 
 def _next_quoted(valid: np.ndarray) -> np.ndarray:
@@ -193,6 +192,61 @@ def backtest(
                 }
             out["regimes"][kind] = rows
     return out
+
+
+def _hold(target: np.ndarray) -> np.ndarray:
+    """NaN (no forecast at that event) takes the last target before it; 0 before the first."""
+    known = ~np.isnan(target)
+    last = np.maximum.accumulate(np.where(known, np.arange(target.size), -1))
+    return np.where(last >= 0, target[np.maximum(last, 0)], 0.0)
+
+
+BACKTEST_METRICS = ("net", "gross", "latency", "spread", "fees", "trades", "shares_traded", "max_drawdown")
+
+
+def backtest_forecasts(
+    frame: pl.DataFrame, rows: np.ndarray, targets: np.ndarray, dollars_per_tick: float, costs: Costs | None = None
+) -> dict:
+    """Trade forecasts made at some events of a prepared feature table (:func:`lobnet.pipeline.load_prepared`):
+    ``targets[i]`` is the position wanted after event ``rows[i]`` (rows increasing). Each symbol-day is traded from
+    its first forecast to its last, holding the position between forecasts, and ends flat at its last forecast.
+
+    The best bid and ask are rebuilt from the catalogue's ``mid`` (dollars) and ``spread`` (ticks) as the table
+    stores them (float32: a few thousandths of a cent), so this needs those two feature groups. Returns the
+    :func:`backtest` totals over the days (``BACKTEST_METRICS`` and ``net_per_share``); the drawdown is that of the
+    days' equity curves laid end to end."""
+    rows = np.asarray(rows, dtype=np.int64)
+    targets = np.asarray(targets, dtype=float)
+    if rows.shape != targets.shape:
+        raise ValueError(f"backtest_forecasts: {rows.size} rows but {targets.size} targets")
+    if rows.size and (np.diff(rows) <= 0).any():
+        raise ValueError(f"backtest_forecasts: rows must increase (row {int(np.argmax(np.diff(rows) <= 0)) + 1})")
+    if missing := [c for c in ("time", "mid", "spread") if c not in frame.columns]:
+        raise ValueError(f"backtest_forecasts: the feature table has no {missing} (add the mid and spread groups)")
+    from .data.schema import day_slices
+
+    mid = frame["mid"].cast(pl.Float64).to_numpy()
+    half = frame["spread"].cast(pl.Float64).to_numpy() * dollars_per_tick / 2
+    bid, ask, t = mid - half, mid + half, frame["time"].to_numpy()
+    total = dict.fromkeys(BACKTEST_METRICS, 0.0)
+    curves, end = [], 0.0
+    for sl in day_slices(frame):
+        on = (rows >= sl.start) & (rows < sl.stop)
+        if not on.any():
+            continue
+        r, a = rows[on], rows[on][0]
+        want = np.full(r[-1] + 1 - a, np.nan)
+        want[r - a] = targets[on]
+        b = backtest(t[a : r[-1] + 1], bid[a : r[-1] + 1], ask[a : r[-1] + 1], _hold(want), costs, price_scale=1)
+        for k in ("net", "gross", "latency", "spread", "fees", "trades", "shares_traded"):
+            total[k] += b[k]
+        curves.append(end + b["_equity"])
+        end = curves[-1][-1]
+    if curves:
+        eq = np.concatenate(curves)
+        total["max_drawdown"] = float((np.maximum.accumulate(np.maximum(eq, 0.0)) - eq).max())
+    total["net_per_share"] = total["net"] / total["shares_traded"] if total["shares_traded"] else 0.0
+    return {k: float(v) for k, v in total.items()}
 
 
 def _label_order(v) -> tuple:

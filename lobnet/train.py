@@ -80,6 +80,8 @@ def run(cfg: DictConfig) -> dict:
         primary_horizon=cfg.primary_horizon,
         normalization=cfg.normalization,
         trainer={"accelerator": t.accelerator, "devices": t.devices, **OmegaConf.to_container(t.extra, resolve=True)},
+        backtest=OmegaConf.to_container(cfg.backtest, resolve=True) if cfg.get("backtest") is not None else None,
+        dollars_per_tick=features.tick / features.price_scale,
     )
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     for k in [k for k in params if k.startswith(("output_dir", "prepared_dir", "cache_dir", "progress"))]:
@@ -126,7 +128,9 @@ def _main(cfg: DictConfig) -> None:
     print(
         f"{cfg.model.name} ({cfg.loss.kind}), {len(r['folds'])} folds, horizon {k}: "
         f"macro-F1 {s['test/macro_f1']:.3f} +- {s['test/macro_f1_std']:.3f} (majority {s['test/majority_f1']:.3f}), "
-        f"accuracy {s['test/accuracy']:.3f}, net Sharpe/day {s['test/net_sharpe']:.2f}; MLflow run {r['parent_run_id']}"
+        f"accuracy {s['test/accuracy']:.3f}, net Sharpe/day {s['test/net_sharpe']:.2f}"
+        + (f", backtest net ${s['test/bt_net']:,.2f} per fold" if "test/bt_net" in s else "")
+        + f"; MLflow run {r['parent_run_id']}"
     )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from .backtest import Costs, backtest_forecasts, positions_from_classes
 from .dataset import FoldData, LOBDataModule
 from .labels import LabelConfig
 from .losses import LobLoss, class_weights, default_cost
@@ -32,7 +33,7 @@ from .models import LOBModel
 from .module import LOBModule
 from .splits import Fold
 
-PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe")
+PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe", "bt_net")
 
 
 @dataclass
@@ -50,6 +51,8 @@ class TrainSettings:
     primary_horizon: int = 50
     normalization: str = "train_zscore"
     trainer: dict = field(default_factory=dict)  # passed to lightning.Trainer (accelerator, devices, strategy, limits)
+    backtest: dict | None = field(default_factory=dict)  # lobnet.backtest.Costs fields (conf/backtest); None: none
+    dollars_per_tick: float = 0.01  # the feature table's spread (ticks) in dollars, to rebuild the bid and ask
 
 
 @dataclass
@@ -240,9 +243,10 @@ def train_walk_forward(
         vals = np.array([fm[m] for fm in fold_metrics], dtype=float)
         summary[f"test/{m}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
         summary[f"test/{m}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else float("nan")
-    for m in PRIMARY:  # the headline keys at the primary horizon
-        summary[f"test/{m}"] = summary[f"test/{m}_h{k_primary}"]
-        summary[f"test/{m}_std"] = summary[f"test/{m}_h{k_primary}_std"]
+    for m in PRIMARY:  # the headline keys at the primary horizon (bt_net: when the fold was backtested)
+        if f"test/{m}_h{k_primary}" in summary:
+            summary[f"test/{m}"] = summary[f"test/{m}_h{k_primary}"]
+            summary[f"test/{m}_std"] = summary[f"test/{m}_h{k_primary}_std"]
     if tracker.active:
         from mlflow.entities import Metric
 
@@ -338,7 +342,15 @@ def _fit_fold(
         _write_model_card(ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels)})
     trainer.test(module, dm, ckpt_path=best, verbose=False)
     result = module.results["test"]
+    metrics = {k: float(v) for k, v in result["metrics"].items()}
+    bt = fold_backtest(frame, data.test.samples.numpy(), result, labels.horizons, settings)
+    metrics.update(bt)
     if tracker.active:
+        if bt:
+            from mlflow.entities import Metric
+
+            ts = int(__import__("time").time() * 1000)
+            tracker.client.log_batch(child_id, metrics=[Metric(f"test/{k}", v, ts, 0) for k, v in bt.items()])
         from .plots import fold_artifacts
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -348,7 +360,26 @@ def _fit_fold(
         for f in (best, *(ckpt_dir / n for n in ("model.json", "parity_windows.npy", "parity_sequence.npy"))):
             tracker.client.log_artifact(child_id, str(f), artifact_path="checkpoint")  # lobnet-export runs:/<id>
         tracker.client.set_terminated(child_id)
-    return {k: float(v) for k, v in result["metrics"].items()}
+    return metrics
+
+
+def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: TrainSettings) -> dict[str, float]:
+    """The fold's test forecasts traded net of costs (:func:`lobnet.backtest.backtest_forecasts`), per horizon:
+    ``bt_<net|gross|latency|spread|fees|trades|shares_traded|max_drawdown|net_per_share>_h<k>`` in dollars.
+    Positions: the position head for Sharpe-trained models, else the predicted class (``Costs.flat`` says what
+    a flat forecast does). Empty without the ``mid`` and ``spread`` features, or with ``backtest: null``."""
+    if settings.backtest is None or not {"mid", "spread"} <= set(frame.columns):
+        return {}
+    costs = Costs(**settings.backtest)
+    out = {}
+    for h, k in enumerate(horizons):
+        if settings.loss == "ce":
+            target = positions_from_classes(result["prob"][:, h].argmax(axis=1), costs.flat)
+        else:
+            target = result["position"][:, h]
+        for name, v in backtest_forecasts(frame, rows, target, settings.dollars_per_tick, costs).items():
+            out[f"bt_{name}_h{k}"] = v
+    return out
 
 
 def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: int, extra: dict) -> None:

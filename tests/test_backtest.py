@@ -4,9 +4,10 @@ AMZN day, causality (a changed future leaves the past's equity alone), and clear
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 
-from lobnet.backtest import Costs, backtest, positions_from_classes, regimes
+from lobnet.backtest import Costs, backtest, backtest_forecasts, positions_from_classes, regimes
 from lobnet.features.catalogue import FeatureParams
 from lobnet.labels import DOWN, FLAT, UP
 
@@ -120,6 +121,38 @@ def test_a_changed_future_leaves_the_past_equity_unchanged(amzn5):
     got = backtest(t, shifted_bid, shifted_ask, other)["_equity"]
     assert np.array_equal(got[: cut + 1], base[: cut + 1])
     assert not np.array_equal(got[cut + 1 :], base[cut + 1 :])  # the change is seen once it happens
+
+
+def test_forecasts_on_a_feature_table_trade_each_day_as_the_raw_book_would(amzn5):
+    """Training's per-fold backtest reads the prepared table (mid and spread, float32) instead of the raw book, and
+    trades forecasts made at some events only: the same as the raw book with the position held between them, day
+    by day."""
+    from lobnet.features import compute_features
+
+    ev = amzn5.head(40_000)
+    frame = compute_features(ev, FeatureParams(levels=5), ["mid", "spread"])
+    rows = np.arange(1_000, 39_000, 7)  # forecasts at every 7th event, as a test fold's samples might be
+    target = positions_from_classes(_amzn_signal(ev)[rows], "hold")
+    got = backtest_forecasts(frame, rows, target, dollars_per_tick=0.01)
+    t, bid, ask = _book(ev)
+    last = np.searchsorted(rows, np.arange(ev.height), side="right") - 1  # the latest forecast at each event
+    held = np.where(last >= 0, target[np.maximum(last, 0)], 0.0)
+    sl = slice(rows[0], rows[-1] + 1)
+    ref = backtest(t[sl], bid[sl], ask[sl], held[sl], Costs())
+    assert got["trades"] == ref["trades"] > 100 and got["shares_traded"] == ref["shares_traded"]
+    for k in ("net", "gross", "latency", "spread", "fees", "max_drawdown"):
+        assert got[k] == pytest.approx(ref[k], abs=0.01 + 1e-6 * ref["shares_traded"]), k  # float32 mid and spread
+    # two symbol-days are traded apart, each ending flat: the totals are the two days' sums
+    second = frame.with_columns(date=frame["date"] + __import__("datetime").timedelta(days=1))
+    both = backtest_forecasts(
+        pl.concat([frame, second]), np.concatenate([rows, rows + frame.height]), np.concatenate([target, target]), 0.01
+    )
+    for k in ("net", "gross", "spread", "fees", "trades"):
+        assert both[k] == pytest.approx(2 * got[k], rel=1e-9, abs=1e-9), k
+    with pytest.raises(ValueError, match="rows must increase"):
+        backtest_forecasts(frame, rows[::-1], target, 0.01)
+    with pytest.raises(ValueError, match=r"no \['spread'\]"):
+        backtest_forecasts(frame.drop("spread"), rows, target, 0.01)
 
 
 def test_bad_input_names_the_row():

@@ -60,6 +60,7 @@ GROUPS = {
     "model": ["lstm", "tcn", "transformer", "hybrid", "deeplob"],
     "loss": ["ce", "sharpe", "ce_sharpe"],
     "trainer": ["cpu", "gpu", "ddp"],
+    "backtest": ["default"],
     "experiment": ["synthetic_quick", "demo", "amzn_stream"],
 }
 
@@ -91,10 +92,14 @@ def test_training_is_tracked_in_mlflow_and_deterministic(tmp_path):
     assert len(parents) == 1 and len(children) == 2
     p = parents.iloc[0]
     assert set(children["tags.mlflow.parentRunId"]) == {p.run_id}
-    for m in ("macro_f1", "accuracy", "majority_f1", "net_sharpe"):
+    for m in ("macro_f1", "accuracy", "majority_f1", "net_sharpe", "bt_net"):
         assert f"metrics.test/{m}" in runs.columns and f"metrics.test/{m}_std" in runs.columns
         assert p[f"metrics.test/{m}"] == pytest.approx(ra["summary"][f"test/{m}"])
     assert p["metrics.test/macro_f1"] == p["metrics.test/macro_f1_h10"]
+    for _, c in children.iterrows():  # each fold's test forecasts traded net of costs: the split adds up
+        g, lat, spr, fee = (c[f"metrics.test/bt_{x}_h10"] for x in ("gross", "latency", "spread", "fees"))
+        assert c["metrics.test/bt_net_h10"] == pytest.approx(g - lat - spr - fee, abs=1e-6)
+        assert c["metrics.test/bt_trades_h10"] > 0 and spr > 0 and fee > 0
     assert p["params.model.name"] == "lstm" and p["params.seed"] == "0" and len(p["params.git.commit"]) >= 7
     assert p["params.data.fingerprint"] == p["tags.lobnet.data"]
     client = mlflow.tracking.MlflowClient()
