@@ -201,7 +201,8 @@ def _hold(target: np.ndarray) -> np.ndarray:
     return np.where(last >= 0, target[np.maximum(last, 0)], 0.0)
 
 
-BACKTEST_METRICS = ("net", "gross", "latency", "spread", "fees", "trades", "shares_traded", "max_drawdown")
+SUMMED = ("net", "gross", "latency", "spread", "fees", "trades", "shares_traded")  # add up across days
+BACKTEST_METRICS = (*SUMMED, "max_drawdown")  # the figures logged as metrics (MLflow), besides net_per_share
 
 
 def backtest_forecasts(
@@ -238,7 +239,7 @@ def backtest_forecasts(
         want = np.full(r[-1] + 1 - a, np.nan)
         want[r - a] = targets[on]
         b = backtest(t[a : r[-1] + 1], bid[a : r[-1] + 1], ask[a : r[-1] + 1], _hold(want), costs, price_scale=1)
-        for k in ("net", "gross", "latency", "spread", "fees", "trades", "shares_traded"):
+        for k in SUMMED:
             total[k] += b[k]
         curves.append(end + b["_equity"])
         end = curves[-1][-1]

@@ -74,6 +74,10 @@ def trading_metrics(
     }
 
 
-def class_positions(prob: np.ndarray) -> np.ndarray:
-    """+1 for up, -1 for down, 0 for flat (:func:`lobnet.backtest.positions_from_classes`, flat closes)."""
-    return positions_from_classes(prob.argmax(axis=1), "close")
+def forecast_positions(prob: np.ndarray, position: np.ndarray, loss_kind: str, flat: str = "close") -> np.ndarray:
+    """The positions a model's forecasts (N, 3 class probabilities; N position-head outputs) stand for: the
+    position head for Sharpe-trained models, else the predicted class, up +1 and down -1, a flat forecast closing
+    the position or holding it (``flat``, :func:`lobnet.backtest.positions_from_classes`)."""
+    if loss_kind != "ce":
+        return position
+    return positions_from_classes(prob.argmax(axis=1), flat)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .losses import LobLoss
-from .metrics import class_positions, classification_metrics, trading_metrics
+from .metrics import classification_metrics, forecast_positions, trading_metrics
 from .models import LOBModel
 
 
@@ -115,7 +115,7 @@ def evaluate(
     for h, k in enumerate(horizons):
         for name, v in classification_metrics(y[:, h], prob[:, h]).items():
             out[f"{name}_h{k}"] = v
-        p = pos[:, h] if loss_kind != "ce" else class_positions(prob[:, h])
+        p = forecast_positions(prob[:, h], pos[:, h], loss_kind)
         for name, v in trading_metrics(p, r[:, h], cost, k, events_per_day).items():
             out[f"{name}_h{k}"] = v
     return out

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .backtest import Costs, backtest, positions_from_classes, regimes, summary_table
+from .backtest import BACKTEST_METRICS, Costs, backtest, positions_from_classes, regimes, summary_table
 from .data.schema import day_slices, n_levels
 from .dataset import ZScore, feature_matrix
 from .export import session
@@ -637,9 +637,7 @@ def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: 
                 metrics.update({f"{name}.{part}.{q}": v for q, v in e[part].items()})
             metrics.update({f"{name}.{key}": e[key] for key in ("events_per_s", "macro_f1", "accuracy")})
             if "backtest" in e:
-                b = e["backtest"]
-                keys = ("net", "gross", "latency", "spread", "fees", "trades", "max_drawdown")
-                metrics.update({f"{name}.backtest.{key}": b[key] for key in keys})
+                metrics.update({f"{name}.backtest.{key}": e["backtest"][key] for key in BACKTEST_METRICS})
         ts = int(time.time() * 1000)
         client.log_batch(
             rid,

@@ -25,10 +25,11 @@ import numpy as np
 import polars as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from .backtest import Costs, backtest_forecasts, positions_from_classes
+from .backtest import Costs, backtest_forecasts
 from .dataset import FoldData, LOBDataModule
 from .labels import LabelConfig
 from .losses import LobLoss, class_weights, default_cost
+from .metrics import forecast_positions
 from .models import LOBModel
 from .module import LOBModule
 from .splits import Fold
@@ -140,6 +141,17 @@ class Tracker:
         self.state["tracking_uri"] = self.settings.tracking_uri
         return run.info.run_id
 
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        """Finite values as one timestamped step-0 point each, in batches MLflow accepts."""
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, 0) for k, v in metrics.items() if np.isfinite(v)]
+        for i in range(0, len(items), 200):
+            self.client.log_batch(run_id, metrics=items[i : i + 200])
+
     def child(self, fold: int, name: str, tags: dict) -> str | None:
         if not self.active:
             return None
@@ -248,12 +260,7 @@ def train_walk_forward(
             summary[f"test/{m}"] = summary[f"test/{m}_h{k_primary}"]
             summary[f"test/{m}_std"] = summary[f"test/{m}_h{k_primary}_std"]
     if tracker.active:
-        from mlflow.entities import Metric
-
-        ts = int(__import__("time").time() * 1000)
-        items = [Metric(k, v, ts, 0) for k, v in summary.items() if np.isfinite(v)]
-        for i in range(0, len(items), 200):
-            tracker.client.log_batch(state["parent_run_id"], metrics=items[i : i + 200])
+        tracker.log_metrics(state["parent_run_id"], summary)
         tracker.client.set_tag(state["parent_run_id"], "lobnet.primary_horizon", str(k_primary))
         tracker.client.set_terminated(state["parent_run_id"])
     return {
@@ -346,11 +353,7 @@ def _fit_fold(
     bt = fold_backtest(frame, data.test.samples.numpy(), result, labels.horizons, settings)
     metrics.update(bt)
     if tracker.active:
-        if bt:
-            from mlflow.entities import Metric
-
-            ts = int(__import__("time").time() * 1000)
-            tracker.client.log_batch(child_id, metrics=[Metric(f"test/{k}", v, ts, 0) for k, v in bt.items()])
+        tracker.log_metrics(child_id, {f"test/{k}": v for k, v in bt.items()})
         from .plots import fold_artifacts
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -373,10 +376,7 @@ def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: Tra
     costs = Costs(**settings.backtest)
     out = {}
     for h, k in enumerate(horizons):
-        if settings.loss == "ce":
-            target = positions_from_classes(result["prob"][:, h].argmax(axis=1), costs.flat)
-        else:
-            target = result["position"][:, h]
+        target = forecast_positions(result["prob"][:, h], result["position"][:, h], settings.loss, costs.flat)
         for name, v in backtest_forecasts(frame, rows, target, settings.dollars_per_tick, costs).items():
             out[f"bt_{name}_h{k}"] = v
     return out
