@@ -218,30 +218,35 @@ def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: 
 
 
 def resolve_checkpoint(ref: str | Path, tracking_uri: str | None, into: Path) -> tuple[Path, str | None]:
-    """A local checkpoint for ``ref``, and the MLflow run it came from when ``ref`` is a run URI
-    (``runs:/<run_id>``: the fold run's ``checkpoint`` artifacts, which training logs with the model card)."""
+    """A local checkpoint for ``ref``, and the MLflow run it came from when ``ref`` is an MLflow model URI: the
+    fold's logged model (:mod:`lobnet.mlflow_model`), named as ``runs:/<fold run id>`` (short for
+    ``runs:/<fold run id>/model``), ``models:/<model id>``, ``models:/<name>/<version>`` or
+    ``models:/<name>@<alias>``. Anything else is a path."""
     ref = str(ref)
-    if not ref.startswith("runs:/"):
+    if not ref.startswith(("runs:/", "models:/")):
         return Path(ref), None
     import mlflow.artifacts
+    from mlflow.models import Model
 
-    run_id = ref.removeprefix("runs:/").split("/")[0]
-    if not run_id:
-        raise ValueError(f"{ref}: a run URI needs a run id (runs:/<run_id>)")
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"runs:/{run_id}/checkpoint", dst_path=str(into), tracking_uri=tracking_uri
-    )
-    ckpt = Path(local) / "best.ckpt"
-    if not ckpt.exists():
-        raise FileNotFoundError(f"{ref}: the run has no checkpoint/best.ckpt artifact (is it a lobnet-train fold run?)")
-    return ckpt, run_id
+    from .mlflow_model import NAME
+
+    if ref.startswith("runs:/"):
+        run_id, _, path = ref.removeprefix("runs:/").partition("/")
+        if not run_id:
+            raise ValueError(f"{ref}: a run URI needs a run id (runs:/<run_id>)")
+        ref = f"runs:/{run_id}/{path or NAME}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(into), tracking_uri=tracking_uri))
+    ckpts = sorted((local / "artifacts").glob("*.ckpt"))
+    if not (local / "MLmodel").exists() or len(ckpts) != 1:
+        raise FileNotFoundError(f"{ref}: not a lobnet-train fold model (no MLmodel with one .ckpt among its artifacts)")
+    return ckpts[0], Model.load(str(local)).run_id
 
 
 def export_checkpoint(
     checkpoint: str | Path, output_dir: str | Path, tolerance: float = TOLERANCE, tracking_uri: str | None = None
 ) -> dict:
-    """Export ``checkpoint`` (a ``best.ckpt``/``last.ckpt`` written by lobnet-train, or ``runs:/<fold run id>``
-    with ``tracking_uri``) to ``output_dir``; returns the export report."""
+    """Export ``checkpoint`` (a ``best.ckpt``/``last.ckpt`` written by lobnet-train, or an MLflow model URI of a
+    fold with ``tracking_uri``: :func:`resolve_checkpoint`) to ``output_dir``; returns the export report."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as dl:
@@ -324,8 +329,9 @@ def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, 
     import mlflow.onnx
     import onnx
 
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    from .mlflow_model import in_run
+
+    with in_run(uri, run_id):
         mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="onnx_model")
         step = onnx_path.with_name("model_step.onnx")
         if step.exists():

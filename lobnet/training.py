@@ -354,14 +354,14 @@ def _fit_fold(
     metrics.update(bt)
     if tracker.active:
         tracker.log_metrics(child_id, {f"test/{k}": v for k, v in bt.items()})
+        from .mlflow_model import log_fold_model
         from .plots import fold_artifacts
 
         with tempfile.TemporaryDirectory() as tmp:
             files = fold_artifacts(Path(tmp), module, data, labels, result, feature_names, tracker.client, child_id)
             for f in files:
                 tracker.client.log_artifact(child_id, str(f))
-        for f in (best, *(ckpt_dir / n for n in ("model.json", "parity_windows.npy", "parity_sequence.npy"))):
-            tracker.client.log_artifact(child_id, str(f), artifact_path="checkpoint")  # lobnet-export runs:/<id>
+        log_fold_model(tracker.settings.tracking_uri, child_id, ckpt_dir, Path(best))  # runs:/<id>/model
         tracker.client.set_terminated(child_id)
     return metrics
 

@@ -60,13 +60,20 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert "export/export.json" in {a.path for a in client.list_artifacts(rep["mlflow_run_id"], "export")}
     logged = client.get_run(rep["mlflow_run_id"]).outputs.model_outputs  # MLflow 3: LoggedModels
-    assert len(logged) == (1 if name == "deeplob" else 2)  # onnx_model, and onnx_step_model where there is one
-    if name == "tcn":  # the same export from the fold's MLflow run, as a runs:/ URI
+    # the fold's model (lobnet-train), onnx_model, and onnx_step_model where there is one
+    assert len(logged) == (2 if name == "deeplob" else 3)
+    if name == "tcn":  # the same export from the fold's logged MLflow model: by its run, and once registered
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        again = export_checkpoint(f"runs:/{rep['mlflow_run_id']}", tmp_path / "from_run", tracking_uri=uri)
-        assert again["mlflow_run_id"] == rep["mlflow_run_id"]
-        assert again["max_abs_diff_step"] == rep["max_abs_diff_step"]
-        assert (tmp_path / "from_run" / "model.json").read_text() == (tmp_path / "export" / "model.json").read_text()
+        mlflow.set_tracking_uri(uri)
+        version = mlflow.register_model(f"runs:/{rep['mlflow_run_id']}/model", "lobnet-tcn").version
+        for ref in (f"runs:/{rep['mlflow_run_id']}", f"models:/lobnet-tcn/{version}"):
+            out = tmp_path / ref.replace("/", "_").replace(":", "")
+            again = export_checkpoint(ref, out, tracking_uri=uri)
+            assert again["mlflow_run_id"] == rep["mlflow_run_id"]
+            assert again["max_abs_diff_step"] == rep["max_abs_diff_step"]
+            assert (out / "model.json").read_text() == (tmp_path / "export" / "model.json").read_text()
+        with pytest.raises(FileNotFoundError, match="not a lobnet-train fold model"):
+            export_checkpoint(f"runs:/{rep['mlflow_run_id']}/onnx_model", tmp_path / "onnx", tracking_uri=uri)
 
 
 def test_export_cli_reports_a_missing_model_card(tmp_path):

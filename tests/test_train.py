@@ -105,9 +105,35 @@ def test_training_is_tracked_in_mlflow_and_deterministic(tmp_path):
     client = mlflow.tracking.MlflowClient()
     c = children.iloc[0]
     arts = {x.path for x in client.list_artifacts(c.run_id)}
-    assert {"confusion_matrices.png", "pr_curves.png", "pr_curves.json", "loss_curves.png", "checkpoint"} <= arts
+    assert {"confusion_matrices.png", "pr_curves.png", "pr_curves.json", "loss_curves.png"} <= arts
     assert len(client.get_metric_history(c.run_id, "val/loss")) == 2  # one point per epoch
     assert "config.yaml" in {x.path for x in client.list_artifacts(p.run_id)}
+    fold0 = children[children["tags.lobnet.fold"] == "0"].iloc[0]
+    _check_fold_model(fold0.run_id, next(a.glob("train/run-*/fold_0")))
+
+
+def _check_fold_model(run_id: str, fold_dir: Path) -> None:
+    """The fold is a logged MLflow model of its run; as a pyfunc it forecasts from *raw* feature windows: given
+    the parity windows un-normalised with the card's statistics, it returns the model's outputs on them."""
+    import numpy as np
+    import torch
+
+    from lobnet.export import load_model
+
+    assert len(mlflow.tracking.MlflowClient().get_run(run_id).outputs.model_outputs) == 1
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    model, card = load_model(fold_dir / "best.ckpt")
+    z = np.load(fold_dir / "parity_windows.npy")
+    mean, std = (np.asarray(card["zscore"][k], np.float32) for k in ("mean", "std"))
+    out = pyfunc.predict(z * std + mean)
+    with torch.inference_mode():
+        logits, position = model(torch.from_numpy(z))
+    assert out["prob"].shape == (len(z), len(card["horizons"]), 3)
+    np.testing.assert_allclose(out["prob"], torch.softmax(logits, -1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["position"], position.numpy(), atol=1e-5)
+    assert pyfunc.metadata.get_input_schema().inputs[0].shape == (-1, -1, len(card["feature_names"]))
+    with pytest.raises(mlflow.exceptions.MlflowException, match="does not match expected shape"):
+        pyfunc.predict(z[..., :-1])  # a feature missing
 
 
 def test_attention_models_log_attention_maps(tmp_path):

@@ -1,0 +1,126 @@
+"""A trained fold as an MLflow Model: the ``pyfunc`` flavour over lobnet's own checkpoint and model card.
+
+``lobnet-train`` logs each fold's best checkpoint this way (:func:`log_fold_model`, artifact path ``model``), so a
+fold is a *logged model* of its run: it can be registered in the Model Registry, named by any MLflow model URI
+(``runs:/<fold run id>/model``, ``models:/<model id>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``)
+for ``lobnet-export``, and loaded with ``mlflow.pyfunc.load_model`` to forecast from raw feature windows.
+
+The model's artifacts are the files ``lobnet-train`` writes beside the checkpoint (:data:`ARTIFACTS`): the
+checkpoint, the model card ``model.json`` and the parity rows, unchanged, so that export reads them from a
+download exactly as it reads them from the training folder. Its code is lobnet's: loading it needs lobnet
+installed (the model records lobnet's version in its metadata; :mod:`lobnet.mlflow_entry` is the code MLflow
+logs, which names :class:`LobnetModel`). Its requirements are lobnet's declared dependencies, written out so that
+MLflow does not infer them by loading the model in a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+
+# what lobnet-train writes per fold, by the key the model's artifacts use (the checkpoint may be last.ckpt instead)
+ARTIFACTS = {
+    "checkpoint": "best.ckpt",
+    "card": "model.json",
+    "windows": "parity_windows.npy",
+    "sequence": "parity_sequence.npy",
+}
+NAME = "model"  # the artifact path of a fold's logged model: runs:/<fold run id>/model
+
+
+class LobnetModel(mlflow.pyfunc.PythonModel):
+    """``predict(windows)``: raw feature windows, float32 (N, W, F) (the logged signature), in the card's
+    ``feature_names`` order (NaN where a feature is undefined), normalised here with the training fold's z-score exactly as training
+    normalised them. Returns ``{"prob": (N, H, 3) class probabilities (down, flat, up), "position": (N, H)}``
+    for the card's ``horizons``. A model trained with ``normalization=rolling_zscore`` has no fixed statistics to
+    apply to a window alone, and refuses."""
+
+    def load_context(self, context) -> None:
+        from .dataset import ZScore
+        from .export import load_model
+
+        self.model, self.card = load_model(context.artifacts["checkpoint"])
+        z = self.card.get("zscore")
+        self.zscore = None if z is None else ZScore(np.asarray(z["mean"], np.float32), np.asarray(z["std"], np.float32))
+
+    def predict(self, context, model_input: np.ndarray, params=None) -> dict:
+        import torch
+
+        names = self.card["feature_names"]
+        if self.zscore is None:
+            raise ValueError(
+                "this model was trained with normalization=rolling_zscore, which needs the day's history before "
+                "each window: normalise with lobnet.dataset.rolling_zscore and call the torch model "
+                "(lobnet.export.load_model) instead"
+            )
+        x = np.asarray(model_input, dtype=np.float32)
+        if x.ndim != 3 or x.shape[2] != len(names) or x.shape[1] < 1:
+            raise ValueError(
+                f"expected raw feature windows of shape (N, W, {len(names)}) in the order {names}, "
+                f"got {np.shape(model_input)}"
+            )
+        n, w, f = x.shape
+        z = self.zscore.apply(x.reshape(n * w, f)).reshape(n, w, f)
+        with torch.inference_mode():
+            logits, position = self.model(torch.from_numpy(z))
+        return {"prob": torch.softmax(logits, -1).numpy(), "position": position.numpy()}
+
+
+@contextlib.contextmanager
+def in_run(tracking_uri: str, run_id: str):
+    """MLflow's fluent API (which ``log_model`` uses) pointed at an existing run of ``tracking_uri``, and back at
+    the caller's tracking URI afterwards."""
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: Path) -> str:
+    """Log a fold (``checkpoint`` and the card and parity rows in ``ckpt_dir``) as the logged model
+    ``model`` of the fold's run; returns its model URI (``models:/<model id>``)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from . import __version__
+
+    files = {key: str(ckpt_dir / name) for key, name in ARTIFACTS.items()}
+    files["checkpoint"] = str(checkpoint)
+    card = json.loads((ckpt_dir / ARTIFACTS["card"]).read_text())
+    f32, n_features, n_horizons = np.dtype(np.float32), len(card["feature_names"]), len(card["horizons"])
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(f32, (-1, -1, n_features))]),  # raw feature windows of any count and length
+        outputs=Schema([TensorSpec(f32, (-1, n_horizons, 3), "prob"), TensorSpec(f32, (-1, n_horizons), "position")]),
+    )
+    example = None
+    if card.get("zscore") is not None:  # a real test window, un-normalised back to raw features
+        mean, std = (np.asarray(card["zscore"][k], np.float32) for k in ("mean", "std"))
+        example = np.load(ckpt_dir / ARTIFACTS["windows"])[:1] * std + mean
+    with in_run(tracking_uri, run_id):
+        info = mlflow.pyfunc.log_model(
+            name=NAME,
+            python_model=str(Path(__file__).with_name("mlflow_entry.py")),
+            artifacts=files,
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements(),
+            metadata={"lobnet_version": __version__, "python_model": f"{__name__}.LobnetModel"},
+        )
+    return info.model_uri
+
+
+def requirements() -> list[str]:
+    """lobnet's declared runtime dependencies (its package metadata, extras left out)."""
+    try:
+        reqs = metadata.requires("lobnet") or []
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return []
+    return [r for r in reqs if "extra ==" not in r]
