@@ -65,8 +65,13 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
     if name == "tcn":  # the same export from the fold's logged MLflow model: by its run, and once registered
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         mlflow.set_tracking_uri(uri)
-        version = mlflow.register_model(f"runs:/{rep['mlflow_run_id']}/model", "lobnet-tcn").version
-        for ref in (f"runs:/{rep['mlflow_run_id']}", f"models:/lobnet-tcn/{version}"):
+        client = mlflow.tracking.MlflowClient(uri)
+        mv = mlflow.register_model(f"runs:/{rep['mlflow_run_id']}/model", "lobnet-tcn")
+        client.set_registered_model_alias("lobnet-tcn", "live", mv.version)
+        refs = [f"runs:/{rep['mlflow_run_id']}", f"models:/lobnet-tcn/{mv.version}", "models:/lobnet-tcn@live"]
+        ids = [o.model_id for o in client.get_run(rep["mlflow_run_id"]).outputs.model_outputs]
+        refs.append(f"models:/{next(i for i in ids if client.get_logged_model(i).name == 'model')}")
+        for ref in refs:
             out = tmp_path / ref.replace("/", "_").replace(":", "")
             again = export_checkpoint(ref, out, tracking_uri=uri)
             assert again["mlflow_run_id"] == rep["mlflow_run_id"]
