@@ -173,7 +173,8 @@ def quiet_lightning() -> None:
     import logging
     import warnings
 
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric"):
+    # mlflow.pyfunc says at INFO, per fold, that it checks the logged model's input example against its signature
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning_fabric", "mlflow.pyfunc"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*treespec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
