@@ -74,11 +74,12 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
 @contextlib.contextmanager
 def in_run(tracking_uri: str, run_id: str):
     """MLflow's fluent API (which ``log_model`` uses) pointed at an existing run of ``tracking_uri``, and back at
-    the caller's tracking URI afterwards."""
+    the caller's tracking URI and active run afterwards (training called inside a caller's own ``start_run``
+    resumes the fold's run on top of it, where MLflow would otherwise refuse a second active run)."""
     before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
     try:
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
             yield
     finally:
         mlflow.set_tracking_uri(before)

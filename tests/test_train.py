@@ -136,6 +136,24 @@ def _check_fold_model(run_id: str, fold_dir: Path) -> None:
         pyfunc.predict(z[..., :-1])  # a feature missing
 
 
+def test_logging_to_a_fold_run_works_inside_a_callers_own_active_run(tmp_path):
+    """Training (and export) log the fold's model through MLflow's fluent API; called from a notebook inside the
+    caller's own ``mlflow.start_run()``, MLflow would refuse a second active run. The caller's run and tracking
+    URI are as they were afterwards."""
+    from lobnet.mlflow_model import in_run
+
+    mine, store = f"sqlite:///{tmp_path / 'mine.db'}", f"sqlite:///{tmp_path / 'store.db'}"
+    client = mlflow.tracking.MlflowClient(store)
+    fold = client.create_run(client.create_experiment("e")).info.run_id
+    mlflow.set_tracking_uri(mine)
+    with mlflow.start_run() as outer:
+        with in_run(store, fold):
+            mlflow.log_param("p", 1)
+        assert mlflow.active_run().info.run_id == outer.info.run_id and mlflow.get_tracking_uri() == mine
+    assert client.get_run(fold).data.params == {"p": "1"}
+    assert "mlflow.parentRunId" not in client.get_run(fold).data.tags
+
+
 def test_attention_models_log_attention_maps(tmp_path):
     from lobnet import train
 
