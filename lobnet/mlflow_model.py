@@ -41,8 +41,8 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
     apply to a window alone, and refuses."""
 
     def load_context(self, context) -> None:
-        from .dataset import ZScore
         from .export import load_model
+        from .normalization import ZScore
 
         self.model, self.card = load_model(context.artifacts["checkpoint"])
         z = self.card.get("zscore")
