@@ -26,42 +26,27 @@ Writes bench_gpu.json and bench_gpu.md to ``--out``. Needs a CUDA GPU; exits wit
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_inference import Plan, write_results  # noqa: E402 - the CPU benchmark beside this script
 
 ARCHS = ["lstm", "tcn", "transformer", "hybrid"]
 
 
-def pct(ns: np.ndarray) -> dict:
-    us = ns / 1e3
-    return {"p50_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max())}
-
-
 def timed(fn, iters: int, warm: int = 50) -> dict:
-    """Percentiles of ``iters`` calls after ``warm`` untimed ones, garbage collector frozen."""
-    for _ in range(warm):
-        fn()
-    clock, ns = time.perf_counter_ns, np.empty(iters, np.int64)
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        for i in range(iters):
-            t0 = clock()
-            fn()
-            ns[i] = clock() - t0
-    finally:
-        gc.enable()
-        gc.unfreeze()
-    return pct(ns)
+    """Percentiles of ``iters`` calls after ``warm`` untimed ones, garbage collector frozen: the CPU benchmark's
+    timing (:class:`bench_inference.Plan`) with one item in one round."""
+    r: dict = {}
+    plan = Plan(rounds=1)
+    plan.add(r, "t", fn, iters)
+    plan.run(warm)
+    return r["t"]
 
 
 class GraphCall:
@@ -224,11 +209,7 @@ def main() -> None:
         "onnxruntime": ort.__version__,
         "onnxruntime_providers": ort.get_available_providers(),
     }
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_gpu.json").write_text(json.dumps(res, indent=2))
-    (out / "bench_gpu.md").write_text(table(res))
-    print(table(res))
+    write_results(Path(a.out), "bench_gpu", res, table(res))
 
 
 def table(res: dict) -> str:

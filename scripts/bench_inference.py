@@ -338,11 +338,15 @@ def main() -> None:
         "torch": torch.__version__,
         "onnxruntime": __import__("onnxruntime").__version__,
     }
-    out = Path(a.out)
+    write_results(Path(a.out), "bench_inference", results, table(results))
+
+
+def write_results(out: Path, stem: str, results: dict, md: str) -> None:
+    """``stem.json`` and the readable table ``stem.md`` in ``out``, and the table printed."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_inference.json").write_text(json.dumps(results, indent=2))
-    (out / "bench_inference.md").write_text(table(results))
-    print(table(results))
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    (out / f"{stem}.md").write_text(md)
+    print(md)
 
 
 def table(res: dict) -> str:
