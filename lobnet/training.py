@@ -26,6 +26,7 @@ import polars as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from .backtest import Costs, backtest_forecasts
+from .data.schema import DEFAULT_TICK, PRICE_SCALE
 from .dataset import FoldData, LOBDataModule
 from .labels import LabelConfig
 from .losses import LobLoss, class_weights, default_cost
@@ -53,7 +54,8 @@ class TrainSettings:
     normalization: str = "train_zscore"
     trainer: dict = field(default_factory=dict)  # passed to lightning.Trainer (accelerator, devices, strategy, limits)
     backtest: dict | None = field(default_factory=dict)  # lobnet.backtest.Costs fields (conf/backtest); None: none
-    dollars_per_tick: float = 0.01  # the feature table's spread (ticks) in dollars, to rebuild the bid and ask
+    # the feature table's spread (ticks) in dollars, to rebuild the bid and ask: the feature spec's tick / price_scale
+    dollars_per_tick: float = DEFAULT_TICK / PRICE_SCALE
 
 
 @dataclass
