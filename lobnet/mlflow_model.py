@@ -23,6 +23,8 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 
+from .normalization import ZScore
+
 # what lobnet-train writes per fold, by the key the model's artifacts use (the checkpoint may be last.ckpt instead)
 ARTIFACTS = {
     "checkpoint": "best.ckpt",
@@ -35,18 +37,16 @@ NAME = "model"  # the artifact path of a fold's logged model: runs:/<fold run id
 
 class LobnetModel(mlflow.pyfunc.PythonModel):
     """``predict(windows)``: raw feature windows, float32 (N, W, F) (the logged signature), in the card's
-    ``feature_names`` order (NaN where a feature is undefined), normalised here with the training fold's z-score exactly as training
-    normalised them. Returns ``{"prob": (N, H, 3) class probabilities (down, flat, up), "position": (N, H)}``
+    ``feature_names`` order (NaN where a feature is undefined), normalised here with the training fold's z-score
+    exactly as training normalised them. Returns ``{"prob": (N, H, 3) class probabilities (down, flat, up), "position": (N, H)}``
     for the card's ``horizons``. A model trained with ``normalization=rolling_zscore`` has no fixed statistics to
     apply to a window alone, and refuses."""
 
     def load_context(self, context) -> None:
         from .export import load_model
-        from .normalization import ZScore
 
         self.model, self.card = load_model(context.artifacts["checkpoint"])
-        z = self.card.get("zscore")
-        self.zscore = None if z is None else ZScore(np.asarray(z["mean"], np.float32), np.asarray(z["std"], np.float32))
+        self.zscore = ZScore.from_card(self.card)
 
     def predict(self, context, model_input: np.ndarray, params=None) -> dict:
         import torch
@@ -59,7 +59,7 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
                 "(lobnet.export.load_model) instead"
             )
         x = np.asarray(model_input, dtype=np.float32)
-        if x.ndim != 3 or x.shape[2] != len(names) or x.shape[1] < 1:
+        if x.ndim != 3 or x.shape[2] != len(names):  # the signature says so too, where MLflow enforces it
             raise ValueError(
                 f"expected raw feature windows of shape (N, W, {len(names)}) in the order {names}, "
                 f"got {np.shape(model_input)}"
@@ -101,10 +101,9 @@ def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: P
         inputs=Schema([TensorSpec(f32, (-1, -1, n_features))]),  # raw feature windows of any count and length
         outputs=Schema([TensorSpec(f32, (-1, n_horizons, 3), "prob"), TensorSpec(f32, (-1, n_horizons), "position")]),
     )
-    example = None
-    if card.get("zscore") is not None:  # a real test window, un-normalised back to raw features
-        mean, std = (np.asarray(card["zscore"][k], np.float32) for k in ("mean", "std"))
-        example = np.load(ckpt_dir / ARTIFACTS["windows"])[:1] * std + mean
+    example, zscore = None, ZScore.from_card(card)
+    if zscore is not None:  # a real test window, un-normalised back to raw features
+        example = np.load(ckpt_dir / ARTIFACTS["windows"])[:1] * zscore.std + zscore.mean
     with in_run(tracking_uri, run_id):
         info = mlflow.pyfunc.log_model(
             name=NAME,

@@ -31,6 +31,13 @@ class ZScore:
         std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)  # constant columns pass through centred
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
+    @classmethod
+    def from_card(cls, card: dict) -> ZScore | None:
+        """The statistics a model card (``model.json``) stores, or None for a model trained with
+        ``normalization=rolling_zscore``, which has none."""
+        z = card.get("zscore")
+        return None if z is None else cls(np.asarray(z["mean"], np.float32), np.asarray(z["std"], np.float32))
+
     def apply(self, X: np.ndarray, inplace: bool = False) -> np.ndarray:
         """Normalised values (a copy, or X itself when ``inplace``); NaN (undefined values such as
         unoccupied-level gaps) becomes 0, the training mean."""

@@ -161,12 +161,12 @@ class _Replay:
         self.start = warmup(list(spec.groups))  # the model sees no warm-up row, as in training
         self.window = int(card["window"])
         self.names = card["feature_names"]
-        self.mean = np.asarray(card["zscore"]["mean"], np.float32)
-        self.std = np.asarray(card["zscore"]["std"], np.float32)
+        zscore = ZScore.from_card(card)
+        self.mean, self.std = zscore.mean, zscore.std
         batch = compute_features(events, params, list(spec.groups))
         self.X = feature_matrix(batch, self.names)
         with np.errstate(invalid="ignore"):
-            self.Xn = ZScore(self.mean, self.std).apply(self.X)  # exactly what training fed the model
+            self.Xn = zscore.apply(self.X)  # exactly what training fed the model
         labels = LabelConfig(**card["labels"])
         horizons = list(card["horizons"])
         k = int(card.get("primary_horizon") or horizons[len(horizons) // 2])

@@ -119,13 +119,14 @@ def _check_fold_model(run_id: str, fold_dir: Path) -> None:
     import torch
 
     from lobnet.export import load_model
+    from lobnet.normalization import ZScore
 
     assert len(mlflow.tracking.MlflowClient().get_run(run_id).outputs.model_outputs) == 1
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     model, card = load_model(fold_dir / "best.ckpt")
     z = np.load(fold_dir / "parity_windows.npy")
-    mean, std = (np.asarray(card["zscore"][k], np.float32) for k in ("mean", "std"))
-    out = pyfunc.predict(z * std + mean)
+    zscore = ZScore.from_card(card)
+    out = pyfunc.predict(z * zscore.std + zscore.mean)
     with torch.inference_mode():
         logits, position = model(torch.from_numpy(z))
     assert out["prob"].shape == (len(z), len(card["horizons"]), 3)
