@@ -23,9 +23,9 @@ sum of q (mid_fill - mid_decision). ``spread`` is what crossing cost against the
 sum of q (price - mid_fill), half the spread per share. ``fees`` are the fees. All in dollars.
 
 **Regime attribution** (:func:`regimes`): each event carries a label per regime kind (spread in ticks, hour of the
-day, volatility tercile; from the feature catalogue's definitions). An event-to-event mark-to-market term of the paper PnL goes to the label of the event
-that starts the interval, and a trade's costs to its decision event's label. So every column of the table sums
-to the total.
+day, volatility tercile; from the feature catalogue's definitions). An event-to-event mark-to-market term of the
+paper PnL goes to the label of the event that starts the interval, and a trade's costs to its decision event's
+label. So every column of the table sums to the total.
 
 Decisions use only what is known at event t: the target is the caller's forecast at t. Every fill lands at or
 after its decision and depends on the book only from the decision on (``tests/test_backtest.py`` changes the
