@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_inference import Plan, write_results  # noqa: E402 - the CPU benchmark beside this script
+from bench_inference import Plan, p50_p99, write_results  # noqa: E402 - the CPU benchmark beside this script
 
 ARCHS = ["lstm", "tcn", "transformer", "hybrid"]
 
@@ -225,13 +225,11 @@ def table(res: dict) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
 
-    def f(d):
-        return f"{d['p50_us']:.1f} / {d['p99_us']:.1f}" if d else "-"
-
     for name, r in res["archs"].items():
         lines.append(
-            f"| {name} | {f(r['cpu_onnx_step'])} | {f(r['cuda_step_eager'])} | {f(r['cuda_step_1'])} | "
-            f"{f(r.get('ort_cuda_step'))} | {r['parity_max_abs_diff']:.1e} |"
+            f"| {name} | {p50_p99(r['cpu_onnx_step'])} | {p50_p99(r['cuda_step_eager'])} | "
+            f"{p50_p99(r['cuda_step_1'])} | "
+            f"{p50_p99(r.get('ort_cuda_step'))} | {r['parity_max_abs_diff']:.1e} |"
         )
     for kind, label in (("step", "GPU step (graph)"), ("window", "GPU full window (graph)")):
         lines += [

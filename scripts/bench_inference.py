@@ -349,6 +349,11 @@ def write_results(out: Path, stem: str, results: dict, md: str) -> None:
     print(md)
 
 
+def p50_p99(d: dict | None) -> str:
+    """A timing's "p50 / p99" in µs for the tables, "-" where there is none."""
+    return f"{d['p50_us']:.1f} / {d['p99_us']:.1f}" if d else "-"
+
+
 def table(res: dict) -> str:
     s = res["settings"]
     lines = [
@@ -360,15 +365,13 @@ def table(res: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
-    def f(d):
-        return f"{d['p50_us']:.1f} / {d['p99_us']:.1f}" if d else "-"
-
     for name, r in res["archs"].items():
         ratio = f"{r['window_over_step']:.1f}x" if "window_over_step" in r else "- (full-window fallback)"
         kib = f"{r['step_weights_kb']:.0f}" if "step_weights_kb" in r else "-"
         lines.append(
-            f"| {name} | {r['n_params']:,} | {f(r['torch_window'])} | {f(r['onnx_window'])} | "
-            f"{f(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {kib} | {ratio} | {f(r['stream_e2e'])} |"
+            f"| {name} | {r['n_params']:,} | {p50_p99(r['torch_window'])} | {p50_p99(r['onnx_window'])} | "
+            f"{p50_p99(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {kib} | {ratio} | "
+            f"{p50_p99(r['stream_e2e'])} |"
         )
     batches = sorted({int(k.rsplit("_", 1)[1]) for r in res["archs"].values() for k in r if "window_batch" in k})
     if batches:
@@ -391,12 +394,13 @@ def table(res: dict) -> str:
         ]
         for spec, r in res["scan"].items():
             lines.append(
-                f"| {spec} | {r['n_params']:,} | {f(r['onnx_step'])} | {r['step_nodes']} | {r['step_weights_kb']:.0f} |"
+                f"| {spec} | {r['n_params']:,} | {p50_p99(r['onnx_step'])} | {r['step_nodes']} | "
+                f"{r['step_weights_kb']:.0f} |"
             )
     lines += ["", "| floor | p50 / p99 µs |", "|---|---:|"]
     for name, d in res["floor"].items():
         if isinstance(d, dict):
-            lines.append(f"| {name} | {f(d)} |")
+            lines.append(f"| {name} | {p50_p99(d)} |")
     lines += [
         "",
         f"One more node costs {res['floor']['per_node_us']:.2f} µs at p50 "
