@@ -51,6 +51,8 @@ def load_model(checkpoint: str | Path):
     from .models import build_model
 
     ckpt = Path(checkpoint)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint (a lobnet-train fold's best.ckpt or last.ckpt)")
     card_path = ckpt.parent / "model.json"
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} not found: export needs a checkpoint written by lobnet-train")

@@ -98,6 +98,12 @@ def test_export_cli_reports_a_missing_model_card(tmp_path):
     )
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "model.json" in r.stderr
     assert not (tmp_path / "o").exists()
+    # a checkpoint that is not there is named as such, not as a missing card beside it
+    from lobnet.export import export_checkpoint
+
+    with pytest.raises(FileNotFoundError, match=r"typo\.ckpt: no such checkpoint"):
+        export_checkpoint(tmp_path / "typo.ckpt", tmp_path / "o")
+    assert not (tmp_path / "o").exists()
 
 
 def test_lstm_models_export_with_a_dynamic_window_twice_in_one_process(tmp_path):
