@@ -114,16 +114,17 @@ def export_window(model: torch.nn.Module, n_features: int, path: str | Path, win
     return path
 
 
-def export_step(step, path: str | Path) -> Path:
+def export_step(step, path: str | Path, batch: int = 1) -> Path:
     """The streaming step graph of a :class:`~lobnet.models.streaming.StepModule`, written directly from its
-    weights (:mod:`lobnet.step_graph`): inputs ``x`` (1, F) normalised features and every state tensor by name;
-    outputs ``logits``, ``position`` and ``<name>_out`` per state. Its batch is 1 (one stream)."""
+    weights (:mod:`lobnet.step_graph`): inputs ``x`` (batch, F) normalised features and every state tensor by
+    name; outputs ``logits``, ``position`` and ``<name>_out`` per state. ``batch``: streams (symbols) stepped
+    together in one call, each with its own state; ``lobnet-export`` writes one stream's."""
     import onnx
 
     from .step_graph import step_graph
 
     path = Path(path)
-    onnx.save(step_graph(step), str(path))
+    onnx.save(step_graph(step, batch), str(path))
     return path
 
 
@@ -171,21 +172,27 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     return sess
 
 
-def _step_outputs(step_sess, sequence: np.ndarray, pos: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _step_outputs(step_sess, sequence: np.ndarray, pos=0.0) -> tuple[np.ndarray, np.ndarray]:
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
-    logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day."""
+    logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day. A graph for B
+    streams takes B sequences (B, T, F) and a position per stream, and returns (B, T, H, 3) and (B, T, H)."""
     from .models.streaming import carry, initial_value
 
     ins = step_sess.get_inputs()
-    state = [initial_value(i.name, i.shape) + (pos if i.name == "pos" else 0) for i in ins[1:]]
-    seq = np.ascontiguousarray(sequence, dtype=np.float32)
+    batch = ins[0].shape[0]
+    state = [initial_value(i.name, i.shape) for i in ins[1:]]
+    for i, s in zip(ins[1:], state, strict=True):
+        if i.name == "pos":
+            s += np.reshape(pos, (-1, 1))
+    seq = np.ascontiguousarray(sequence, dtype=np.float32).reshape(batch, -1, ins[0].shape[1])
     logits, positions = [], []
-    for t in range(len(seq)):
-        lo, po, *new = step_sess.run(None, dict(zip([i.name for i in ins], [seq[t : t + 1], *state], strict=True)))
+    for t in range(seq.shape[1]):
+        lo, po, *new = step_sess.run(None, dict(zip([i.name for i in ins], [seq[:, t], *state], strict=True)))
         state = [carry(n, i.shape[1:]) for n, i in zip(new, ins[1:], strict=True)]
-        logits.append(lo[0])
-        positions.append(po[0])
-    return np.stack(logits), np.stack(positions)
+        logits.append(lo)
+        positions.append(po)
+    logits, positions = np.stack(logits, 1), np.stack(positions, 1)
+    return (logits[0], positions[0]) if np.ndim(sequence) == 2 else (logits, positions)
 
 
 def step_parity(model, step_path: str | Path, window_path: str | Path, windows: np.ndarray) -> float:

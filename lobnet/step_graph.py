@@ -35,10 +35,11 @@ STEP_OPSET = 23  # Attention and RotaryEmbedding entered the standard domain at 
 
 
 class _Graph:
-    """A list of nodes and initializers under fresh names."""
+    """A list of nodes and initializers under fresh names, for ``batch`` streams."""
 
-    def __init__(self):
+    def __init__(self, batch: int = 1):
         self.nodes, self.inits, self._n = [], [], 0
+        self.batch = batch
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -74,7 +75,7 @@ class _Graph:
 
 
 def _heads(g: _Graph, h: str, heads) -> None:
-    g.reshape(g.linear(h, heads.cls), [1, heads.horizons, 3], "logits")
+    g.reshape(g.linear(h, heads.cls), [g.batch, heads.horizons, 3], "logits")
     g.op("Tanh", [g.linear(h, heads.pos)], ["position"])
 
 
@@ -88,14 +89,14 @@ def _lstm(g: _Graph, step, x: str) -> str:
     def gates(w: torch.Tensor) -> np.ndarray:
         return torch.cat([w.detach()[k * H : (k + 1) * H] for k in order]).numpy()
 
-    x = g.reshape(x, [1, 1, -1])  # (seq 1, batch 1, F)
+    x = g.reshape(x, [1, g.batch, -1])  # (seq 1, batch, F)
     for k in range(lstm.num_layers):
         W = g.const(gates(getattr(lstm, f"weight_ih_l{k}"))[None], "W")
         R = g.const(gates(getattr(lstm, f"weight_hh_l{k}"))[None], "R")
         B = np.concatenate([gates(getattr(lstm, f"bias_ih_l{k}")), gates(getattr(lstm, f"bias_hh_l{k}"))])[None]
         g.op("LSTM", [x, W, R, g.const(B, "B"), "", f"h{k}", f"c{k}"], ["", f"h{k}_out", f"c{k}_out"], hidden_size=H)
-        x = f"h{k}_out"  # (1, 1, H): this layer's output at the one event is the next layer's input
-    return g.reshape(x, [1, H])
+        x = f"h{k}_out"  # (1, batch, H): this layer's output at the one event is the next layer's input
+    return g.reshape(x, [g.batch, H])
 
 
 DENSE_ZEROS_KIB = 64  # a convolution reads its whole buffer while the zero weights that adds are at most this
@@ -119,7 +120,11 @@ def _tcn(g: _Graph, step, x: str) -> str:
         cols = h
         for conv, name in ((blk.conv1.conv, f"tcn{i}_in"), (blk.conv2.conv, f"tcn{i}_mid")):
             c_in, c_out, k, d = conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.dilation[0]
-            u = g.op("Concat", [name, cols], [f"{name}_out"], axis=1)  # (1, ((k - 1) d + 1) C_in), oldest first
+            # (batch, ((k - 1) d + 1) C_in), oldest first. One stream returns it as the state (the next input is
+            # its tail, bound in place); several return the tail itself, which is not contiguous across rows.
+            u = g.op("Concat", [name, cols], [f"{name}_out"] if g.batch == 1 else 1, axis=1)
+            if g.batch > 1:
+                g.op("Slice", [u, *(g.const([v], "i", np.int64) for v in (c_in, 2**62, 1))], [f"{name}_out"])
             w = conv.weight.detach().permute(0, 2, 1)  # (C_out, k, C_in): tap j reads column j d of the buffer
             if (k - 1) * (d - 1) * c_in * c_out * 4 <= DENSE_ZEROS_KIB * 1024:  # the zero columns' weights
                 dense = torch.zeros(c_out, (k - 1) * d + 1, c_in)
@@ -164,27 +169,37 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
         h = g.gemm(x, w, g.gemm(h, tf.inp.weight, tf.inp.bias + tf.dt.bias))
     else:
         h = g.linear(h, tf.inp)
+    B = g.batch
     # the event's position in the day: cos and sin in float64, as rotary_tables computes them
     freq = g.const(rotary_frequencies(hs).view(1, 1, -1), "freq", np.float64)
-    angle = g.op("Mul", ["pos", freq])  # (1, 1, hs / 2)
+    angle = g.op("Mul", ["pos" if B == 1 else g.reshape("pos", [B, 1, 1]), freq])  # (batch, 1, hs / 2)
     cos = g.op("Cast", [g.op("Cos", [angle])], to=TensorProto.FLOAT)
     sin = g.op("Cast", [g.op("Sin", [angle])], to=TensorProto.FLOAT)
     g.op("Add", ["pos", g.const([[1.0]], "one", np.float64)], ["pos_out"])
     span = att_step.span
-    # this event's slot, pos mod span: (1, 1) for the mask, and as ScatterND indices (1, nh, 1, 3) of rows
-    # (0, head, slot) for the caches
+    # each stream's slot, pos mod span: (batch, 1) for the mask, and as ScatterND indices (batch, nh, 1, 3) of
+    # rows (stream, head, slot) for the caches
     slot = g.op("Cast", [g.op("Mod", ["pos", g.const([[span]], "span", np.float64)], fmod=1)], to=TensorProto.INT64)
-    base = np.zeros((1, nh, 1, 3))
-    base[0, :, 0, 1] = np.arange(nh)
-    index = g.op("Add", [g.op("Mul", [slot, g.const([0, 0, 1], "e", np.int64)]), g.const(base, "heads", np.int64)])
+    base = np.zeros((B, nh, 1, 3))
+    base[:, :, 0, 0] = np.arange(B)[:, None]
+    base[:, :, 0, 1] = np.arange(nh)
+    index = g.op(
+        "Add",
+        [
+            g.op("Mul", [slot if B == 1 else g.reshape(slot, [B, 1, 1, 1]), g.const([0, 0, 1], "e", np.int64)]),
+            g.const(base, "heads", np.int64),
+        ],
+    )
     # the mask marks this event's slot written (0; -inf while a slot is empty)
-    mask = g.op("ScatterElements", ["attn_mask", slot, g.const([[0.0]], "zero")], ["attn_mask_out"], axis=1)
+    mask = g.op("ScatterElements", ["attn_mask", slot, g.const(np.zeros((B, 1)), "zero")], ["attn_mask_out"], axis=1)
+    if B > 1:  # (batch, span) -> (batch, 1, 1, span): per stream, broadcast over heads
+        mask = g.reshape(mask, [B, 1, 1, span])
     split_qk_v = g.const([2 * nh, nh], "split", np.int64)
     split_q_k = g.const([nh, nh], "split", np.int64)
     for i, blk in enumerate(tf.blocks):
         ln1, ln2, att = blk.ln1, blk.ln2, blk.attn
         a = g.op("LayerNormalization", [h, g.const(ln1.weight), g.const(ln1.bias)], epsilon=ln1.eps, axis=-1)
-        qkv = g.reshape(g.linear(a, att.qkv), [1, 3 * nh, 1, hs])  # (batch, heads, one event, head size)
+        qkv = g.reshape(g.linear(a, att.qkv), [B, 3 * nh, 1, hs])  # (batch, heads, one event, head size)
         qk, v = g.op("Split", [qkv, split_qk_v], 2, axis=1)
         qk = g.op("RotaryEmbedding", [qk, cos, sin])  # queries and keys: 2 nh heads
         q, k = g.op("Split", [qk, split_q_k], 2, axis=1)
@@ -193,7 +208,7 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
         keys = g.op("ScatterND", [f"k{i}", index, k], [f"k{i}_out"])
         vals = g.op("ScatterND", [f"v{i}", index, v], [f"v{i}_out"])
         y = g.op("Attention", [q, keys, vals, mask], scale=hs**-0.5)  # (1, nh, 1, hs)
-        h = g.op("Add", [h, g.linear(g.reshape(y, [1, d]), att.proj)])
+        h = g.op("Add", [h, g.linear(g.reshape(y, [B, d]), att.proj)])
         m = g.op("LayerNormalization", [h, g.const(ln2.weight), g.const(ln2.bias)], epsilon=ln2.eps, axis=-1)
         fc1, act, fc2 = blk.mlp[0], blk.mlp[1], blk.mlp[2]
         m = g.op("Gelu", [g.linear(m, fc1)], approximate=act.approximate)
@@ -202,12 +217,17 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
     return g.op("LayerNormalization", [h, g.const(ln.weight), g.const(ln.bias)], epsilon=ln.eps, axis=-1)
 
 
-def step_graph(step):
-    """The ONNX step graph (an ``onnx.ModelProto``) of a :class:`~lobnet.models.streaming.StepModule`."""
+def step_graph(step, batch: int = 1):
+    """The ONNX step graph (an ``onnx.ModelProto``) of a :class:`~lobnet.models.streaming.StepModule`, for
+    ``batch`` streams (symbols) stepped together, each with its own state: row b of every input and output is
+    stream b's (the LSTM's states are (1, batch, hidden), as the ``LSTM`` operator takes them, the same memory as
+    the step module's (batch, 1, hidden)). With one stream a TCN buffer comes out with the event appended (the
+    caller carries its tail, :func:`~lobnet.models.streaming.carry`); with several it comes out carried, the
+    shape it went in with, since the rows' tails are not one contiguous block."""
     import onnx
     from onnx import TensorProto, helper
 
-    g = _Graph()
+    g = _Graph(batch)
     if step.lstm is not None:
         h = _lstm(g, step, "x")
     else:
@@ -221,19 +241,25 @@ def step_graph(step):
     def t(name, shape, dtype=TensorProto.FLOAT):
         return helper.make_tensor_value_info(name, dtype, shape)
 
+    def declared(s: torch.Tensor) -> list[int]:
+        shape = list(s.shape)
+        return [shape[1], shape[0], *shape[2:]] if step.lstm is not None else shape
+
     names = [n for n, _ in step.state_shapes()]
-    initial = step.initial_state(1)
+    initial = step.initial_state(batch)
     with torch.no_grad():  # what the torch step returns defines the output shapes (buffers one entry longer)
-        new = step(torch.zeros(1, step.model.cfg.n_features), *initial)[2:]
+        new = step(torch.zeros(batch, step.model.cfg.n_features), *initial)[2:]
+    if batch > 1:
+        new = initial
     types = [helper.np_dtype_to_tensor_dtype(s.numpy().dtype) for s in initial]  # float32, pos float64
-    ins = [t(n, list(s.shape), dt) for n, s, dt in zip(names, initial, types, strict=True)]
-    outs = [t(f"{n}_out", list(s.shape), dt) for n, s, dt in zip(names, new, types, strict=True)]
+    ins = [t(n, declared(s), dt) for n, s, dt in zip(names, initial, types, strict=True)]
+    outs = [t(f"{n}_out", declared(s), dt) for n, s, dt in zip(names, new, types, strict=True)]
     H = step.model.heads.horizons
     graph = helper.make_graph(
         g.nodes,
         f"lobnet_{type(step.model).__name__}_step",
-        [t("x", [1, step.model.cfg.n_features]), *ins],
-        [t("logits", [1, H, 3]), t("position", [1, H]), *outs],
+        [t("x", [batch, step.model.cfg.n_features]), *ins],
+        [t("logits", [batch, H, 3]), t("position", [batch, H]), *outs],
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", STEP_OPSET)], producer_name="lobnet")

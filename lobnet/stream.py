@@ -249,7 +249,9 @@ class StepRunner:
     :attr:`position`. Two IOBindings alternate, so the state one call writes is the next call's input, with no
     copy and no allocation: a buffer the graph returns with the event appended (one entry longer than its input,
     :func:`~lobnet.models.streaming.carry`) is bound as the next input from its second entry on, and an attention
-    cache is one buffer bound as both input and output (:func:`_in_place_states`)."""
+    cache is one buffer bound as both input and output (:func:`_in_place_states`). A graph for B streams
+    (:func:`lobnet.export.export_step` with ``batch``) runs the same way, with row b of :attr:`x` and of the
+    outputs stream b's."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
         from .models.streaming import initial_value

@@ -1,7 +1,7 @@
 """Per-event inference latency of every architecture at its default size, all in one run on one thread.
 
     .venv/bin/python scripts/bench_inference.py [--window 100] [--iters 5000] [--events 50000] [--out bench_results]
-        [--scan ARCH:FIELD=VALUE[,FIELD=VALUE] ...] [--window-batches B,B,...]
+        [--scan ARCH:FIELD=VALUE[,FIELD=VALUE] ...] [--window-batches B,B,...] [--step-batches B,B,...]
 
 For each architecture (untrained weights: latency does not depend on them), timed one event at a time:
 
@@ -16,8 +16,9 @@ of one more node (a chain of ReLUs on that row, against the Identity),
 the per-event feature update alone (the Python form and the compiled form with the z-score, which the streamer
 runs), and the one-pass factors (EWMean, EWVar, EWRegression update). Each ``--scan`` adds the step of one
 architecture at another size (``tcn:channels=16``), to show what a step's width costs beside its nodes, and
-``--window-batches`` the full-window graph on B symbols' windows in one call (what batching across symbols buys
-against stepping each symbol as its event arrives). Every figure
+``--window-batches`` the full-window graph on B symbols' windows in one call, and ``--step-batches`` the step graph
+for B symbols stepped in one call (what batching across symbols buys against stepping each symbol as its event
+arrives). Every figure
 is a percentile over ``--iters`` calls after a warm-up, garbage collector frozen, all items timed interleaved in
 ``--rounds`` rounds (:class:`Plan`) so that they share the machine's noise. Writes bench_inference.json and
 bench_inference.md to ``--out``.
@@ -191,6 +192,13 @@ def main() -> None:
         metavar="B,B,...",
         help="also time the full-window graph on B symbols' windows in one call (e.g. 8,32): batching across symbols",
     )
+    ap.add_argument(
+        "--step-batches",
+        type=int_list,
+        default=[],
+        metavar="B,B,...",
+        help="also time the step graph for B symbols in one call (e.g. 2,8,64): an event of each, each its own state",
+    )
     ap.add_argument("--out", default="bench_results")
     a = ap.parse_args()
 
@@ -221,7 +229,7 @@ def main() -> None:
     mean, std = np.zeros(F, np.float32), np.ones(F, np.float32)
     results: dict = {"floor": {}, "archs": {}, "scan": {}}
     plan = Plan(a.rounds)
-    bplan = Plan(a.rounds)  # the batched windows, timed after the rest: a call on B windows evicts the caches
+    bplan = Plan(a.rounds)  # the batched calls, timed after the rest: a call on B windows evicts the caches
     floor_ = results["floor"]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -289,6 +297,10 @@ def main() -> None:
                 r["step_nodes"] = optimized_nodes(spath)
                 r["step_weights_kb"] = weights_kb(spath)
                 run, row = step, step.row
+                for b in a.step_batches:  # b symbols' events in one call, each symbol its own state
+                    batched = StepRunner(export_step(StepModule(model, span=W), tmp / f"{name}_step_{b}.onnx", b))
+                    batched.x[:] = rng.standard_normal(batched.x.shape)
+                    bplan.add(r, f"onnx_step_batch_{b}", batched, max(a.iters // b, 10 * a.rounds))
             else:
                 run, row = win, xw[0, -1]
             k = iter(range(10**9))
@@ -317,7 +329,7 @@ def main() -> None:
         print(f"timing {len(plan.items)} items in {a.rounds} interleaved rounds", flush=True)
         plan.run()
         if bplan.items:
-            print(f"timing {len(bplan.items)} batched-window items", flush=True)
+            print(f"timing {len(bplan.items)} batched items", flush=True)
             bplan.run(warm=3)
         fl = results["floor"]
         fl["per_node_us"] = (fl[f"onnx_relu_chain_{RELU_CHAIN}"]["p50_us"] - fl["onnx_identity_call"]["p50_us"]) / (
@@ -386,6 +398,20 @@ def table(res: dict) -> str:
             per = [r["onnx_window"]["p50_us"]] + [r[f"onnx_window_batch_{b}"]["p50_us"] / b for b in batches]
             step = f"{r['onnx_step']['p50_us']:.1f}" if "onnx_step" in r else "-"
             lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in per) + f" | {step} |")
+    batches = sorted({int(k.rsplit("_", 1)[1]) for r in res["archs"].values() for k in r if "step_batch" in k})
+    if batches:
+        lines += [
+            "",
+            "| step for B symbols in one call: µs per call (p50), per symbol in brackets | B = 1 | "
+            + " | ".join(f"B = {b}" for b in batches)
+            + " |",
+            "|---|---:|" + "---:|" * len(batches),
+        ]
+        for name, r in res["archs"].items():
+            if "onnx_step" in r:
+                calls = [(1, r["onnx_step"])] + [(b, r[f"onnx_step_batch_{b}"]) for b in batches]
+                cells = [f"{d['p50_us']:.0f} ({d['p50_us'] / b:.2f})" for b, d in calls]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if res.get("scan"):
         lines += [
             "",
