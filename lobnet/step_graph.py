@@ -207,7 +207,7 @@ def _attention(g: _Graph, step, h: str, x: str) -> str:
         # to one buffer, and copies the cache otherwise
         keys = g.op("ScatterND", [f"k{i}", index, k], [f"k{i}_out"])
         vals = g.op("ScatterND", [f"v{i}", index, v], [f"v{i}_out"])
-        y = g.op("Attention", [q, keys, vals, mask], scale=hs**-0.5)  # (1, nh, 1, hs)
+        y = g.op("Attention", [q, keys, vals, mask], scale=hs**-0.5)  # (batch, nh, 1, hs)
         h = g.op("Add", [h, g.linear(g.reshape(y, [B, d]), att.proj)])
         m = g.op("LayerNormalization", [h, g.const(ln2.weight), g.const(ln2.bias)], epsilon=ln2.eps, axis=-1)
         fc1, act, fc2 = blk.mlp[0], blk.mlp[1], blk.mlp[2]
@@ -227,6 +227,8 @@ def step_graph(step, batch: int = 1):
     import onnx
     from onnx import TensorProto, helper
 
+    if batch < 1:
+        raise ValueError(f"a step graph steps at least one stream, not batch={batch}")
     g = _Graph(batch)
     if step.lstm is not None:
         h = _lstm(g, step, "x")

@@ -298,11 +298,19 @@ class StepRunner:
             raise ValueError(f"state of shape {shape} is not a contiguous tail of its output {out.shape}")
         return view
 
-    def reset(self) -> None:
-        """The initial state (a new day)."""
+    def reset(self, streams=None) -> None:
+        """The initial state (a new day): of every stream, or of ``streams`` (indices into the batch) only, when a
+        graph for several symbols carries on with the others. A state's row b is stream b's whatever its declared
+        shape (the LSTM's (1, B, hidden) is laid out as (B, 1, hidden)), so rows are taken from the flat
+        (B, -1) form."""
+        if streams is None:
+            for n, a in self.init.items():
+                self.views[n][0][:] = a
+            self.flip = 0
+            return
+        batch = self.x.shape[0]
         for n, a in self.init.items():
-            self.views[n][0][:] = a
-        self.flip = 0
+            self.views[n][self.flip].reshape(batch, -1)[streams] = a.reshape(batch, -1)[streams]
 
     def __call__(self) -> None:
         self._run(self._bound[self.flip], None)

@@ -167,8 +167,8 @@ def test_step_runner_equals_the_graph_fed_state_by_state(tmp_path, name, kw):
 def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, kw):
     """A graph for B streams (symbols stepped together in one call) gives every stream exactly what the one-stream
     graph gives it alone: three streams with their own features and (with attention) their own positions in the
-    day, over 3 W events, so the caches wrap at different events; and the same through the streamer's StepRunner,
-    whose bindings carry every state between calls."""
+    day, over 3 W events, so the caches wrap at different events. Through the streamer's StepRunner too, where a
+    stream starting a new day (``reset(streams)``) starts afresh while the others carry on."""
     import numpy as np
 
     from lobnet.export import _step_outputs, export_step, session
@@ -179,19 +179,27 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
     step = StepModule(model, span=W)
     one = session(export_step(step, tmp_path / "one.onnx"))
     path = export_step(step, tmp_path / "three.onnx", batch=3)
-    z = torch.randn(3, 3 * W, F).numpy()
+    T = 3 * W
+    z = torch.randn(3, T, F).numpy()
     starts = np.array([0.0, 5.0, 2e7]) if step.attn is not None else np.zeros(3)
     logits, positions = _step_outputs(session(path), z, starts)
     for b in range(3):
         ref_logits, ref_pos = _step_outputs(one, z[b], starts[b])
         assert np.abs(logits[b] - ref_logits).max() <= 1e-6 and np.abs(positions[b] - ref_pos).max() <= 1e-6, b
     runner = StepRunner(path)
-    for s in runner.init:
-        if s == "pos":
-            runner.views[s][0][:] = starts[:, None]
+    new_day = {5: [1], 11: [0, 2]}  # event -> the streams whose day starts there
     got = []
-    for t in range(3 * W):
+    for t in range(T):
+        if t in new_day:
+            runner.reset(new_day[t])
         runner.x[:] = z[:, t]
         runner()
         got.append(runner.logits.copy())
-    assert np.array_equal(np.stack(got, 1), logits)
+    got = np.stack(got, 1)
+    for b, first in ((0, 11), (1, 5), (2, 11)):
+        ref = _step_outputs(one, z[b, first:])[0]
+        assert np.abs(got[b, first:] - ref).max() <= 1e-6, b
+    fed = _step_outputs(session(path), z[:, :5])[0]  # every stream from the day's start, state by state
+    assert np.array_equal(got[:, :5], fed)
+    with pytest.raises(ValueError, match="at least one stream"):
+        export_step(step, tmp_path / "none.onnx", batch=0)
