@@ -366,6 +366,17 @@ def p50_p99(d: dict | None) -> str:
     return f"{d['p50_us']:.1f} / {d['p99_us']:.1f}" if d else "-"
 
 
+def _batch_sizes(res: dict, kind: str) -> list[int]:
+    """The B of every ``onnx_<kind>_batch_<B>`` figure of the run (``kind``: window or step)."""
+    return sorted({int(k.rsplit("_", 1)[1]) for r in res["archs"].values() for k in r if f"{kind}_batch_" in k})
+
+
+def _batch_header(title: str, batches: list[int], last: str = "") -> list[str]:
+    """A blank line and the head of a table with a column for B = 1 and each of ``batches`` (and ``last``)."""
+    cols = ["B = 1", *(f"B = {b}" for b in batches), *([last] if last else [])]
+    return ["", f"| {title} | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+
+
 def table(res: dict) -> str:
     s = res["settings"]
     lines = [
@@ -385,28 +396,16 @@ def table(res: dict) -> str:
             f"{p50_p99(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {kib} | {ratio} | "
             f"{p50_p99(r['stream_e2e'])} |"
         )
-    batches = sorted({int(k.rsplit("_", 1)[1]) for r in res["archs"].values() for k in r if "window_batch" in k})
-    if batches:
-        lines += [
-            "",
-            "| full window on B symbols at once: µs per symbol (p50 / B) | B = 1 | "
-            + " | ".join(f"B = {b}" for b in batches)
-            + " | ONNX step, one symbol |",
-            "|---|---:|" + "---:|" * len(batches) + "---:|",
-        ]
+    if batches := _batch_sizes(res, "window"):
+        lines += _batch_header(
+            "full window on B symbols at once: µs per symbol (p50 / B)", batches, "ONNX step, one symbol"
+        )
         for name, r in res["archs"].items():
             per = [r["onnx_window"]["p50_us"]] + [r[f"onnx_window_batch_{b}"]["p50_us"] / b for b in batches]
             step = f"{r['onnx_step']['p50_us']:.1f}" if "onnx_step" in r else "-"
             lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in per) + f" | {step} |")
-    batches = sorted({int(k.rsplit("_", 1)[1]) for r in res["archs"].values() for k in r if "step_batch" in k})
-    if batches:
-        lines += [
-            "",
-            "| step for B symbols in one call: µs per call (p50), per symbol in brackets | B = 1 | "
-            + " | ".join(f"B = {b}" for b in batches)
-            + " |",
-            "|---|---:|" + "---:|" * len(batches),
-        ]
+    if batches := _batch_sizes(res, "step"):
+        lines += _batch_header("step for B symbols in one call: µs per call (p50), per symbol in brackets", batches)
         for name, r in res["archs"].items():
             if "onnx_step" in r:
                 calls = [(1, r["onnx_step"])] + [(b, r[f"onnx_step_batch_{b}"]) for b in batches]
