@@ -5,7 +5,7 @@ The full-window graph ``model.onnx`` (B, W, F) is ``torch.onnx.export(dynamo=Tru
 dynamic batch and window dimensions, which every lobnet architecture allows. The step graph ``model_step.onnx``
 (:mod:`lobnet.models.streaming`) takes one event's normalised features and the state, and returns the outputs and
 the new state; it is written directly from the weights at opset :data:`lobnet.step_graph.STEP_OPSET`
-(:mod:`lobnet.step_graph` says why), with a batch of 1 (one stream).
+(:mod:`lobnet.step_graph` says why), with a batch of 1 (one stream; :func:`export_step` writes one for several).
 
 The export fails loudly, writing nothing, unless:
 
