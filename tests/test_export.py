@@ -40,13 +40,16 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
     from lobnet.export import export_checkpoint
 
     ckpt = train_real(tmp_path, name)
-    rep = export_checkpoint(ckpt, tmp_path / "export")
+    rep = export_checkpoint(ckpt, tmp_path / "export", step_batches=(3,))
     assert rep["max_abs_diff_window"] <= 1e-5 and rep["mlflow_run_id"]
     if name == "deeplob":  # the documented full-window fallback
         assert rep["step"] == "window_fallback" and not (tmp_path / "export" / "model_step.onnx").exists()
     else:
         assert rep["step"] == "model_step.onnx" and rep["max_abs_diff_step"] <= 1e-5
         assert rep["max_abs_diff_step_sequence"] <= 1e-5
+        # the step for 3 symbols per call, each stream held to the one-stream step on real events
+        assert rep["step_batches"]["3"]["max_abs_diff"] <= 1e-5
+        assert (tmp_path / "export" / "model_step_b3.onnx").exists()
         assert set(STEP.get(name, ["tcn0_in", "k0", "attn_mask"])) <= set(rep["step_state"])
         step = ort.InferenceSession(str(tmp_path / "export" / "model_step.onnx"), providers=["CPUExecutionProvider"])
         names = [i.name for i in step.get_inputs()]
@@ -58,7 +61,8 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
         logits, pos = sess.run(None, {"x": np.zeros((batch, window, len(card["feature_names"])), np.float32)})
         assert logits.shape == (batch, 2, 3) and pos.shape == (batch, 2)
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert "export/export.json" in {a.path for a in client.list_artifacts(rep["mlflow_run_id"], "export")}
+    exported = {a.path for a in client.list_artifacts(rep["mlflow_run_id"], "export")}
+    assert "export/export.json" in exported and ("export/model_step_b3.onnx" in exported) == (name != "deeplob")
     logged = client.get_run(rep["mlflow_run_id"]).outputs.model_outputs  # MLflow 3: LoggedModels
     # the fold's model (lobnet-train), onnx_model, and onnx_step_model where there is one
     assert len(logged) == (2 if name == "deeplob" else 3)

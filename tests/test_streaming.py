@@ -203,3 +203,18 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
     assert np.array_equal(got[:, :5], fed)
     with pytest.raises(ValueError, match="at least one stream"):
         export_step(step, tmp_path / "none.onnx", batch=0)
+
+
+def test_the_export_check_of_a_several_streams_graph_catches_another_model(tmp_path):
+    """:func:`lobnet.export.batch_parity`, which lobnet-export runs on every ``step_batches`` graph: zero against
+    the same model's one-stream graph, large against another model's."""
+    from lobnet.export import batch_parity, export_step
+
+    torch.manual_seed(8)
+    one = export_step(StepModule(build_model("transformer", n_features=F, n_horizons=2)), tmp_path / "one.onnx")
+    seq = torch.randn(2 * W, F).numpy()
+    other = export_step(StepModule(build_model("transformer", n_features=F, n_horizons=2)), tmp_path / "b.onnx", 4)
+    assert batch_parity(one, other, seq) > 1e-3  # another model's weights (a fresh draw)
+    torch.manual_seed(8)
+    model = build_model("transformer", n_features=F, n_horizons=2)
+    assert batch_parity(one, export_step(StepModule(model), tmp_path / "b4.onnx", 4), seq) <= 1e-6
