@@ -14,7 +14,10 @@ of ``scripts/bench_inference.py`` (level 10, the default groups and the book):
   the device and updated in place by the graph);
 * ``cuda_window_B``: the full-window model on B device-resident windows, the window's shift by the new event
   inside the graph (the live form of the full window: a ring of the last W events per symbol);
-* ``ort_cuda_step``: ONNX Runtime's CUDA execution provider on the step graph, where this onnxruntime has one.
+* ``ort_cuda_step``: ONNX Runtime's CUDA execution provider on the step graph, where this onnxruntime has one;
+* ``cpu_onnx_step_B`` (and ``ort_cuda_step_B`` with that provider): the ONNX step graph for B symbols
+  (:func:`lobnet.export.export_step` with ``batch``) through ``StepRunner``, on one CPU thread of this machine:
+  what batching buys the CPU, against what it buys the GPU, in the same run.
 
 Every GPU figure is host clock around everything a live loop waits for: the B feature rows copied from pinned
 host memory to the device, the graph replayed, logits and positions copied back, the stream synchronised. TF32 is
@@ -181,6 +184,15 @@ def main() -> None:
                     logits.cpu(), pos.cpu()
 
             r["cuda_step_eager"] = timed(eager, max(a.iters // 4, 200))
+            engines = [("cpu_onnx_step", None)]  # the ONNX step for B symbols: this machine's CPU, the CUDA provider
+            if cuda_ep:
+                engines.append(("ort_cuda_step", ["CUDAExecutionProvider", "CPUExecutionProvider"]))
+            for b in (b for b in batches if b > 1):
+                bpath = export_step(step_cpu, Path(tmp) / f"{name}_step_{b}.onnx", b)
+                for key, providers in engines:
+                    brun = StepRunner(bpath, providers)
+                    brun.x[:] = X[np.arange(b) % len(X)]
+                    r[f"{key}_{b}"] = timed(brun, max(a.iters // b, 20), warm=5)
             model_dev = model.to(dev)
             for b in batches:
                 body, _ = step_body(torch, step, b, dev)
@@ -231,6 +243,20 @@ def table(res: dict) -> str:
             f"{p50_p99(r['cuda_step_1'])} | "
             f"{p50_p99(r.get('ort_cuda_step'))} | {r['parity_max_abs_diff']:.1e} |"
         )
+    multi = [b for b in bs if b > 1]
+    if multi:
+        lines += [
+            "",
+            "| ONNX step for B symbols: µs per call (p50) and per symbol | "
+            + " | ".join(f"B = {b}" for b in multi)
+            + " |",
+            "|---|" + "---:|" * len(multi),
+        ]
+        for name, r in res["archs"].items():
+            for key, label in (("cpu_onnx_step", "CPU, 1 thread"), ("ort_cuda_step", "ORT CUDA")):
+                if f"{key}_{multi[0]}" in r:
+                    cells = [f"{r[f'{key}_{b}']['p50_us']:.0f} ({r[f'{key}_{b}']['p50_us'] / b:.2f})" for b in multi]
+                    lines.append(f"| {name}, {label} | " + " | ".join(cells) + " |")
     for kind, label in (("step", "GPU step (graph)"), ("window", "GPU full window (graph)")):
         lines += [
             "",
