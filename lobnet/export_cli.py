@@ -26,7 +26,10 @@ def _main(cfg: DictConfig) -> None:
             diff = d["max_abs_diff"]
             print(f"wrote {cfg.output_dir}/{d['file']} ({b} symbols per call); max |{b} streams - one| {diff:.2e}")
     else:
-        print("no step graph for this model: lobnet-stream runs it through the full-window fallback")
+        print(
+            "no step graph for this model: lobnet-stream runs it through the full-window fallback"
+            + ("; step_batches does not apply (model.onnx takes any batch)" if cfg.step_batches else "")
+        )
 
 
 def main() -> None:

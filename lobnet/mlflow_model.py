@@ -38,9 +38,9 @@ NAME = "model"  # the artifact path of a fold's logged model: runs:/<fold run id
 class LobnetModel(mlflow.pyfunc.PythonModel):
     """``predict(windows)``: raw feature windows, float32 (N, W, F) (the logged signature), in the card's
     ``feature_names`` order (NaN where a feature is undefined), normalised here with the training fold's z-score
-    exactly as training normalised them. Returns ``{"prob": (N, H, 3) class probabilities (down, flat, up), "position": (N, H)}``
-    for the card's ``horizons``. A model trained with ``normalization=rolling_zscore`` has no fixed statistics to
-    apply to a window alone, and refuses."""
+    exactly as training normalised them. Returns ``{"prob": (N, H, 3) class probabilities (down, flat, up),
+    "position": (N, H)}`` for the card's ``horizons``. A model trained with ``normalization=rolling_zscore`` has
+    no fixed statistics to apply to a window alone, and refuses."""
 
     def load_context(self, context) -> None:
         from .export import load_model

@@ -125,8 +125,9 @@ def _tcn(g: _Graph, step, x: str) -> str:
             # (batch, ((k - 1) d + 1) C_in), oldest first. One stream returns it as the state (the next input is
             # its tail, bound in place); several return the tail itself, which is not contiguous across rows.
             u = g.op("Concat", [name, cols], [f"{name}_out"] if g.batch == 1 else 1, axis=1)
-            if g.batch > 1:
-                g.op("Slice", [u, *(g.const([v], "i", np.int64) for v in (c_in, 2**62, 1))], [f"{name}_out"])
+            if g.batch > 1:  # columns c_in onwards of axis 1: drop the oldest input
+                bounds = [g.const([v], hint, np.int64) for v, hint in ((c_in, "start"), (2**62, "end"), (1, "axis"))]
+                g.op("Slice", [u, *bounds], [f"{name}_out"])
             w = conv.weight.detach().permute(0, 2, 1)  # (C_out, k, C_in): tap j reads column j d of the buffer
             if (k - 1) * (d - 1) * c_in * c_out * 4 <= DENSE_ZEROS_KIB * 1024:  # the zero columns' weights
                 dense = torch.zeros(c_out, (k - 1) * d + 1, c_in)
@@ -251,10 +252,10 @@ def step_graph(step, batch: int = 1):
 
     names = [n for n, _ in step.state_shapes()]
     initial = step.initial_state(batch)
-    with torch.no_grad():  # what the torch step returns defines the output shapes (buffers one entry longer)
-        new = step(torch.zeros(batch, step.model.cfg.n_features), *initial)[2:]
-    if batch > 1:
-        new = initial
+    new = initial  # several streams: every state comes out with the shape it went in with
+    if batch == 1:  # one stream: what the torch step returns defines the output shapes (buffers one entry longer)
+        with torch.no_grad():
+            new = step(torch.zeros(1, step.model.cfg.n_features), *initial)[2:]
     types = [helper.np_dtype_to_tensor_dtype(s.numpy().dtype) for s in initial]  # float32, pos float64
     ins = [t(n, declared(s), dt) for n, s, dt in zip(names, initial, types, strict=True)]
     outs = [t(f"{n}_out", declared(s), dt) for n, s, dt in zip(names, new, types, strict=True)]
