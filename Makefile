@@ -27,7 +27,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lobnet tests scripts
+	$(VENV)/bin/ruff check lobnet tests scripts experiments
+	$(VENV)/bin/ruff format --check lobnet tests scripts experiments
 
 bench: $(STAMP)
 	$(PY) scripts/bench_data.py

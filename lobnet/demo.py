@@ -1,8 +1,8 @@
 """``lobnet-demo``: the main job on the built-in synthetic day: generate and strictly validate the day, prepare
 features, labels and walk-forward folds, train the LSTM, TCN, Transformer and hybrid briefly (experiment=demo),
-print the comparison table, export every model to ONNX and replay the last ``stream_events`` events of the day (after the first fold's
-training and validation blocks)
-through each (lobnet-stream), printing the latency tables. Everything lands under ``output_dir``."""
+print the comparison table, export every model to ONNX and replay the last ``stream_events`` events of the day
+(after the first fold's training and validation blocks) through each (lobnet-stream), printing the latency tables.
+Everything lands under ``output_dir``."""
 
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ class Fold:
 
         lt, lv, ls = (f" {x}" if x else "" for x in self.labels)
         return (
-            f"fold {self.index}: train{lt} {rng(self.train)}, purged {self.purged_train:,}, embargoed {self.embargoed:,}"
+            f"fold {self.index}: train{lt} {rng(self.train)}, purged {self.purged_train:,}, "
+            f"embargoed {self.embargoed:,}"
             f" | val{lv} {rng(self.val)}, purged {self.purged_val:,} | test{ls} {rng(self.test)}"
         )
 

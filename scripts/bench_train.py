@@ -153,7 +153,8 @@ def main() -> None:
     lines = [
         f"Median samples/s over {a.batches - a.warmup} steady batches (batch 256, W = 100), 2 torch threads.",
         "",
-        "| model | parameters | plain PyTorch (samples/s) | Lightning (samples/s) | Lightning overhead | peak RSS torch / Lightning (MB) |",
+        "| model | parameters | plain PyTorch (samples/s) | Lightning (samples/s) | Lightning overhead "
+        "| peak RSS torch / Lightning (MB) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     by = {(r["model"], r["loop"]): r for r in rows}

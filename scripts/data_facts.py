@@ -110,7 +110,8 @@ def main() -> None:
     ]
     for k, v in facts["amzn_factor_baselines_fold0"].items():
         md.append(
-            f"| | {k} | {v['majority']['macro_f1']:.3f} | {v['ew_ofi_sign']['macro_f1']:.3f} | {v['ew_regression']['macro_f1']:.3f} |"
+            f"| | {k} | {v['majority']['macro_f1']:.3f} | {v['ew_ofi_sign']['macro_f1']:.3f} "
+            f"| {v['ew_regression']['macro_f1']:.3f} |"
         )
     (out / "data_facts.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

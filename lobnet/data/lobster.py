@@ -341,8 +341,10 @@ def check_consistency(msg: pl.DataFrame, book: pl.DataFrame, levels: int, name: 
         t, s, p, d = int(typ[i]), int(size[i]), int(price[i]), int(direction[i])
         side = "bid" if d == 1 else "ask"
         reason = {
-            1: f"{names[t]} of {s} at {p} on the {side} side does not change that price's visible size by {'+' if t == 1 else '-'}{s}",
-            2: f"{names[t]} on the {side} side changed the {'ask' if d == 1 else 'bid'} side of the book, or a level beyond the visible depth",
+            1: f"{names[t]} of {s} at {p} on the {side} side does not change that price's visible size by "
+            f"{'+' if t == 1 else '-'}{s}",
+            2: f"{names[t]} on the {side} side changed the {'ask' if d == 1 else 'bid'} side of the book, "
+            "or a level beyond the visible depth",
             3: f"{names[t]} changed the visible book",
         }[int(why[i])]
         raise BookConsistencyError(name, i + 2, reason)

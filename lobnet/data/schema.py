@@ -11,8 +11,11 @@ Columns (in this order):
 | ``order_id`` | Int64 | order reference (0 when the source has none) |
 | ``size`` | Int64 | shares of the event |
 | ``price`` | Int64 | price of the event in source ticks (dollars x 10000) |
-| ``direction`` | Int8 | LOBSTER convention: side of the *resting limit order* (1 buy, -1 sell); for executions the aggressor is the opposite side; 0 for quote updates |
-| ``ask_px_m, ask_sz_m, bid_px_m, bid_sz_m`` | Int64 | book after the event, level m = 1..L; an unoccupied level has a **null** price and size 0 |
+| ``direction`` | Int8 | side of the *resting limit order*, LOBSTER's convention (below) |
+| ``ask_px_m, ask_sz_m, bid_px_m, bid_sz_m`` | Int64 | book after the event, level m = 1..L (below) |
+
+``direction`` is 1 for a buy limit order and -1 for a sell one; for an execution the aggressor is the opposite
+side; 0 for quote updates. In the book an unoccupied level has a **null** price and size 0.
 
 Prices stay integers in the source's units (dollars x 10000, ``price_scale``) until a feature needs floats.
 LOBSTER's dummy prices for unoccupied levels (+-9999999999) are turned into nulls by the reader, so they can
