@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cli import CONF_DIR, reports_errors
+from .cli import console as cli_console
 from .online.factors import calibrate, periods
 from .pipeline import load_events
 
@@ -91,7 +92,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 def print_result(r: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or cli_console()
     t = Table(
         title=f"{r['factor']} on {', '.join(r['data']['symbols'])}: alpha_opt {r['alpha_opt']:.4f} "
         f"(window ~{r['effective_window']})"

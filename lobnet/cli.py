@@ -11,6 +11,20 @@ from .data.errors import LobDataError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 EXIT_BAD_INPUT = 2
+LOG_WIDTH = 160  # columns of the tables printed when output goes to a file or a pipe
+
+
+def console():
+    """The console the entry points print their tables on. On a terminal, Rich's own (the terminal's width).
+    Written to a file or a pipe (``make demo > log``, CI), Rich would assume 80 columns and wrap every cell of a
+    wide table over several lines; there the width is ``LOG_WIDTH`` unless ``COLUMNS`` says otherwise."""
+    import os
+
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=LOG_WIDTH)
 
 
 def reports_errors(fn):

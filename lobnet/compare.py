@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cli import CONF_DIR, reports_errors
+from .cli import console as cli_console
 
 
 def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | None) -> pl.DataFrame:
@@ -56,6 +57,7 @@ def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int
 
 
 def summarise(runs: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
+    """Mean and std of every metric per (model, loss, horizon), best first by the first metric."""
     cols = [*metrics, "majority_f1", "majority_accuracy"]
     return (
         runs.group_by(["model", "loss", "horizon"], maintain_order=True)
@@ -65,7 +67,7 @@ def summarise(runs: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
             *[pl.col(c).mean().alias(c) for c in cols],
             *[pl.col(c).std(ddof=0).alias(f"{c}_std") for c in cols],
         )
-        .sort("macro_f1", descending=True)
+        .sort(metrics[0], descending=True)
     )
 
 
@@ -80,7 +82,12 @@ def markdown(summary: pl.DataFrame, metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Path) -> list[str]:
+# metric_by_model.png's panels, those of them the comparison holds: classification, the per-sample trading
+# proxy, and the backtest's net (the trading figure to believe, README "Metrics").
+PLOTTED = ("macro_f1", "net_sharpe", "bt_net")
+
+
+def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Path, metrics: list[str]) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,8 +95,9 @@ def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Pat
     import mlflow
 
     labels = [f"{m}\n{lo}" for m, lo in zip(summary["model"], summary["loss"], strict=True)]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, metric in zip(axes, ("macro_f1", "net_sharpe"), strict=True):
+    panels = [m for m in PLOTTED if m in metrics] or metrics[:1]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], panels, strict=True):
         ax.bar(labels, summary[metric].to_numpy(), yerr=summary[f"{metric}_std"].to_numpy(), capsize=4)
         if metric == "macro_f1":
             ax.plot(labels, summary["majority_f1"].to_numpy(), "k_", ms=30, label="majority floor")
@@ -127,34 +135,44 @@ def run(cfg: DictConfig) -> pl.DataFrame:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     metrics = list(cfg.metrics)
+    if not metrics:
+        raise ValueError("compare: metrics is empty; name at least one test metric (the first orders the table)")
     runs = collect(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, metrics, cfg.horizon)
     summary = summarise(runs, metrics)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(markdown(summary, metrics) + "\n")
     summary.write_csv(out / "comparison.csv")
-    plots(summary, runs, cfg.mlflow.tracking_uri, out)
+    plots(summary, runs, cfg.mlflow.tracking_uri, out, metrics)
     return summary
 
 
+# The console table's columns: (heading, summary column, format, with its std). comparison.md holds every metric.
+CONSOLE_COLUMNS = (
+    ("macro-F1", "macro_f1", ".3f", True),
+    ("majority F1", "majority_f1", ".3f", False),
+    ("accuracy", "accuracy", ".3f", True),
+    ("MCC", "mcc", ".3f", False),
+    ("net Sharpe/day", "net_sharpe", ".2f", True),
+    ("turnover", "turnover", ".3f", False),
+    ("backtest net $/fold", "bt_net", ",.2f", True),
+)
+
+
 def print_table(summary: pl.DataFrame, console: Console | None = None) -> None:
+    """The headline metrics on the console: those of ``CONSOLE_COLUMNS`` that the comparison holds (``metrics``
+    in the config may leave some out). The backtest's net is shown beside the per-sample ``net_sharpe`` proxy,
+    as the two can disagree in sign (README, "Metrics")."""
+    shown = [c for c in CONSOLE_COLUMNS if c[1] in summary.columns]
     t = Table(title="test metrics, mean ± std over folds and seeds")
-    for c in ("model", "loss", "h", "n", "macro-F1", "majority F1", "accuracy", "MCC", "net Sharpe/day", "turnover"):
+    for c in ("model", "loss", "h", "n", *(c[0] for c in shown)):
         t.add_column(c, justify="left" if c in ("model", "loss") else "right")
     for r in summary.iter_rows(named=True):
-        t.add_row(
-            r["model"],
-            r["loss"],
-            str(r["horizon"]),
-            str(r["folds_x_seeds"]),
-            f"{r['macro_f1']:.3f} ± {r['macro_f1_std']:.3f}",
-            f"{r['majority_f1']:.3f}",
-            f"{r['accuracy']:.3f} ± {r['accuracy_std']:.3f}",
-            f"{r['mcc']:.3f}",
-            f"{r['net_sharpe']:.2f} ± {r['net_sharpe_std']:.2f}",
-            f"{r['turnover']:.3f}",
-        )
-    (console or Console()).print(t)
+        cells = [
+            f"{r[col]:{fmt}} ± {r[f'{col}_std']:{fmt}}" if std else f"{r[col]:{fmt}}" for _, col, fmt, std in shown
+        ]
+        t.add_row(r["model"], r["loss"], str(r["horizon"]), str(r["folds_x_seeds"]), *cells)
+    (console or cli_console()).print(t)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")

@@ -11,17 +11,17 @@ from pathlib import Path
 import hydra
 from hydra import compose
 from omegaconf import DictConfig
-from rich.console import Console
 
 from . import compare, train
 from .cli import CONF_DIR, reports_errors
+from .cli import console as cli_console
 from .prepare import print_summary, run
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
 @reports_errors
 def _main(cfg: DictConfig) -> None:
-    console = Console()
+    console = cli_console()
     out = Path(cfg.output_dir)
     console.rule("lobnet demo 1/4: synthetic day -> features, labels, walk-forward folds")
     summary = run(cfg)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cli import CONF_DIR, reports_errors
+from .cli import console as cli_console
 from .pipeline import prepare
 
 
@@ -30,7 +31,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 def print_summary(summary: dict, output_dir: str, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or cli_console()
     cached = " (reused: inputs and config unchanged)" if summary.get("cached") else ""
     console.print(
         f"prepared {summary['n_events']:,} events of {', '.join(summary['symbols'])} on {len(summary['days'])} day(s), "

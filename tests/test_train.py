@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import polars as pl
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -227,6 +228,39 @@ def test_multirun_sweep_then_compare(tmp_path):
     md = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| lstm | ce | 10 | 1 |" in md and "majority F1" in md
     assert (tmp_path / "cmp" / "comparison.csv").exists() and (tmp_path / "cmp" / "pr_curves.png").stat().st_size > 5000
+    # the console table, printed to a pipe: the backtest's net beside the Sharpe proxy, one line per model (a pipe
+    # would otherwise get Rich's 80 columns and every cell wrapped)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    cli = [
+        str(Path(sys.executable).parent / "lobnet-compare"),
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+    r = subprocess.run(
+        [*cli, "mlflow.experiment_name=t", f"output_dir={tmp_path / 'cmp'}"], capture_output=True, text=True, env=env
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "backtest net $/fold" in r.stdout and "net Sharpe/day" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("│ lstm "))
+    bt = table.filter(pl.col("model") == "lstm").row(0, named=True)
+    assert f"{bt['bt_net']:,.2f} ± {bt['bt_net_std']:,.2f}" in row
+    # any list of metrics: the first orders the table, the console and the plot show what the list holds
+    r = subprocess.run(
+        [*cli, "mlflow.experiment_name=t", f"output_dir={tmp_path / 'cmp2'}", "metrics=[accuracy]"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (
+        "accuracy" in r.stdout and "macro-F1" not in r.stdout and (tmp_path / "cmp2" / "metric_by_model.png").exists()
+    )
+    r = subprocess.run(
+        [*cli, "mlflow.experiment_name=t", f"output_dir={tmp_path / 'cmp3'}", "metrics=[]"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 2 and "metrics is empty" in r.stderr and not (tmp_path / "cmp3").exists()
 
 
 @pytest.mark.slow
