@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -18,8 +19,6 @@ def console():
     """The console the entry points print their tables on. On a terminal, Rich's own (the terminal's width).
     Written to a file or a pipe (``make demo > log``, CI), Rich would assume 80 columns and wrap every cell of a
     wide table over several lines; there the width is ``LOG_WIDTH`` unless ``COLUMNS`` says otherwise."""
-    import os
-
     from rich.console import Console
 
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):

@@ -126,9 +126,8 @@ def test_lstm_models_export_with_a_dynamic_window_twice_in_one_process(tmp_path)
         assert dims[0].dim_param and dims[1].dim_param
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Specified provider:UserWarning"
-)  # ONNX Runtime's own warning, which we turn into an error
+# ONNX Runtime's own warning, which the session turns into an error
+@pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")
 def test_a_session_refuses_a_provider_it_would_silently_replace_with_the_cpu(tmp_path):
     """ONNX Runtime only warns when a requested execution provider is absent and runs on the CPU instead; the
     streamer's sessions raise, naming the model and the provider, so that no CPU figure is reported as CUDA's."""
