@@ -8,8 +8,6 @@ lobnet-calibrate factor=pairs data=quotes data.path=../shared/data/quotes output
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import hydra
@@ -21,6 +19,7 @@ from rich.table import Table
 
 from .cli import CONF_DIR, reports_errors
 from .cli import console as cli_console
+from .io import OutputDir
 from .online.factors import calibrate, periods
 from .pipeline import load_events
 
@@ -68,6 +67,11 @@ def plot(problem, result: dict, period: np.ndarray, out: Path) -> list[str]:
 
 
 def run(cfg: DictConfig) -> dict:
+    with OutputDir(cfg.output_dir, "calibrate", [cfg.data.get("path"), cfg.cache_dir]) as od:
+        return _calibrate(cfg, od.tmp)
+
+
+def _calibrate(cfg: DictConfig, out: Path) -> dict:
     events, meta = load_events(OmegaConf.to_container(cfg.data, resolve=True), cfg.cache_dir)
     factor = instantiate(cfg.factor)
     problem = factor.problem(events)
@@ -81,13 +85,8 @@ def run(cfg: DictConfig) -> dict:
         "days": sorted(str(d) for d in events["date"].unique().to_list()),
     }
     result["config"] = OmegaConf.to_container(cfg.factor, resolve=True)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     result["plots"] = plot(problem, result, period, out)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".calibration.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(tmp, out / "calibration.json")
+    (out / "calibration.json").write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -20,6 +20,8 @@ from rich.table import Table
 
 from .cli import CONF_DIR, reports_errors
 from .cli import console as cli_console
+from .io import OutputDir
+from .tracking import existing_store
 
 
 def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | None) -> pl.DataFrame:
@@ -107,15 +109,13 @@ def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Pat
     fig.savefig(out / "metric_by_model.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.tracking.MlflowClient(tracking_uri)  # the given store only: no process-wide URI is set
     for r in summary.iter_rows(named=True):
         first = (
             runs.filter((pl.col("model") == r["model"]) & (pl.col("loss") == r["loss"])).sort("fold").row(0, named=True)
         )
         with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=first["run"], artifact_path="pr_curves.json", dst_path=tmp
-            )
+            path = client.download_artifacts(first["run"], "pr_curves.json", tmp)
             curves = json.loads(Path(path).read_text())
         c = curves.get(str(r["horizon"]), {}).get("up")
         if c:
@@ -137,13 +137,14 @@ def run(cfg: DictConfig) -> pl.DataFrame:
     metrics = list(cfg.metrics)
     if not metrics:
         raise ValueError("compare: metrics is empty; name at least one test metric (the first orders the table)")
-    runs = collect(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, metrics, cfg.horizon)
-    summary = summarise(runs, metrics)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text(markdown(summary, metrics) + "\n")
-    summary.write_csv(out / "comparison.csv")
-    plots(summary, runs, cfg.mlflow.tracking_uri, out, metrics)
+    store = existing_store(cfg.mlflow.tracking_uri)
+    db = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else None
+    with OutputDir(cfg.output_dir, "compare", inputs=[db]) as od:
+        runs = collect(store, cfg.mlflow.experiment_name, metrics, cfg.horizon)
+        summary = summarise(runs, metrics)
+        (od.tmp / "comparison.md").write_text(markdown(summary, metrics) + "\n")
+        summary.write_csv(od.tmp / "comparison.csv")
+        plots(summary, runs, store, od.tmp, metrics)
     return summary
 
 

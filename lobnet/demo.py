@@ -6,6 +6,7 @@ Everything lands under ``output_dir``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import hydra
@@ -15,21 +16,27 @@ from omegaconf import DictConfig
 from . import compare, train
 from .cli import CONF_DIR, reports_errors
 from .cli import console as cli_console
+from .io import claim
 from .prepare import print_summary, run
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
 @reports_errors
 def _main(cfg: DictConfig) -> None:
+    with claim(cfg.output_dir, "demo", inputs=[cfg.cache_dir]) as out:
+        _demo(cfg, out)
+
+
+def _demo(cfg: DictConfig, out: Path) -> None:
     console = cli_console()
-    out = Path(cfg.output_dir)
+    prepared = out / "prepared"
     console.rule("lobnet demo 1/4: synthetic day -> features, labels, walk-forward folds")
-    summary = run(cfg)
-    print_summary(summary, cfg.output_dir, console)
+    summary = run(cfg, output_dir=prepared)
+    print_summary(summary, str(prepared), console)
     db = f"sqlite:///{(out / 'mlflow.db').resolve()}"
     common = [
         f"output_dir={out / 'train'}",
-        f"prepared_dir={cfg.output_dir}",
+        f"prepared_dir={prepared}",
         f"cache_dir={cfg.cache_dir}",
         f"data.events={cfg.data.events}",
         f"mlflow.tracking_uri={db}",
@@ -56,7 +63,7 @@ def _main(cfg: DictConfig) -> None:
 
     for name in cfg.models:
         ckpt = sorted((out / "train").glob("run-*/fold_0/best.ckpt"), key=lambda p: p.stat().st_mtime)
-        ckpt = [c for c in ckpt if f'"model": "{name}"' in (c.parent / "model.json").read_text()]
+        ckpt = [c for c in ckpt if json.loads((c.parent / "model.json").read_text()).get("model") == name]
         if not ckpt:
             continue
         rep = export_checkpoint(ckpt[-1], out / "export" / name)
@@ -76,6 +83,7 @@ def _main(cfg: DictConfig) -> None:
                     f"stream.offset={-cfg.stream_events}",  # the day's last events: out of sample for fold 0
                     f"mlflow.tracking_uri={db}",
                     "mlflow.experiment_name=demo-stream",
+                    f"mlflow.artifact_location={(out / 'mlartifacts').resolve()}",
                 ],
             )
         )

@@ -31,12 +31,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .data.errors import LobDataError
+from .io import OutputDir, check_output_dir
 
 OPSET = 18
 TOLERANCE = 1e-5
@@ -46,8 +49,44 @@ class ExportError(RuntimeError):
     """The exported graph is not the model: wrong dimensions, or outputs beyond the tolerance."""
 
 
+def torch_file(path: str | Path):
+    """A file lobnet wrote with ``torch.save`` (a checkpoint, ``weights.pt``), loaded with ``weights_only=True``:
+    tensors and plain data only, so a file whose pickle carries code (a ``__reduce__`` payload) is refused
+    instead of run. Anything unreadable (empty, truncated, random bytes, refused) is a :class:`LobDataError`
+    naming the file."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... depending on the damage
+        text = str(e)
+        if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):  # a pickled object: code would run
+            why = (
+                "refused: it holds Python objects beyond tensors and plain data, which loading would execute "
+                f"(it names {found[1]})"
+            )
+        elif path.stat().st_size == 0:
+            why = "the file is empty"
+        else:
+            found = re.search(r"Unsupported operand \d+", text)
+            first = found[0] if found else (text.strip().splitlines() or [type(e).__name__])[0]
+            why = f"not a readable checkpoint (damaged, truncated or not a torch file: {first[:160]})"
+        raise LobDataError(path, None, why) from None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A lobnet-train checkpoint's contents (:func:`torch_file`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (a lobnet-train fold's best.ckpt or last.ckpt)")
+    ckpt = torch_file(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise LobDataError(path, None, "not a lobnet-train checkpoint (no state_dict)")
+    return ckpt
+
+
 def load_model(checkpoint: str | Path):
-    """The model of a lobnet-train checkpoint, from the ``model.json`` written beside it."""
+    """The model of a lobnet-train checkpoint, from the model card ``model.json`` written beside it."""
+    from .card import read_card
     from .models import build_model
 
     ckpt = Path(checkpoint)
@@ -56,11 +95,17 @@ def load_model(checkpoint: str | Path):
     card_path = ckpt.parent / "model.json"
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} not found: export needs a checkpoint written by lobnet-train")
-    card = json.loads(card_path.read_text())
-    cfg = dict(card["config"])
-    model = build_model(card["model"], **cfg)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    card = read_card(card_path)
+    try:
+        model = build_model(card["model"], **card["config"])
+    except (TypeError, ValueError) as e:
+        raise LobDataError(card_path, None, f"the card's model does not build: {e}") from None
+    state = load_checkpoint(ckpt)["state_dict"]
+    try:
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:300]  # one line: torch lists every mismatching tensor on its own
+        raise LobDataError(ckpt, None, f"its weights do not fit the model card {card_path}: {detail}") from None
     return model.eval(), card
 
 
@@ -160,7 +205,12 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     providers = list(providers or ["CPUExecutionProvider"])
-    sess = ort.InferenceSession(str(path), so, providers=providers)
+    if not Path(path).is_file():
+        raise LobDataError(path, None, "no such ONNX model")
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, ... on a damaged or foreign file
+        raise LobDataError(path, None, f"not a loadable ONNX model ({str(e).strip()[:300]})") from None
     # ONNX Runtime falls back to the CPU with only a warning when a provider is not built in or fails to load
     # (onnxruntime without -gpu, a missing CUDA library); a figure labelled CUDA must not come from the CPU.
     if missing := [p for p in providers if p not in sess.get_providers()]:
@@ -262,7 +312,12 @@ def resolve_checkpoint(ref: str | Path, tracking_uri: str | None, into: Path) ->
         if not run_id:
             raise ValueError(f"{ref}: a run URI needs a run id (runs:/<run_id>)")
         ref = f"runs:/{run_id}/{path or NAME}"
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(into), tracking_uri=tracking_uri))
+    from .tracking import tracking_uri as using
+
+    with using(tracking_uri):  # MLflow 3 resolves runs:/ through the process-wide URI alone
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(into), tracking_uri=tracking_uri)
+        )
     ckpts = sorted((local / "artifacts").glob("*.ckpt"))
     if not (local / "MLmodel").exists() or len(ckpts) != 1:
         raise FileNotFoundError(f"{ref}: not a lobnet-train fold model (no MLmodel with one .ckpt among its artifacts)")
@@ -282,6 +337,8 @@ def export_checkpoint(
     (:func:`batch_parity`)."""
     import tempfile
 
+    inputs = [] if str(checkpoint).startswith(("runs:/", "models:/")) else _inputs(Path(checkpoint))
+    check_output_dir(output_dir, "export", inputs)  # before any download: a refused directory fails fast
     with tempfile.TemporaryDirectory() as dl:
         ckpt, run_id = resolve_checkpoint(checkpoint, tracking_uri, Path(dl))
         report = _export(ckpt, Path(output_dir), tolerance, tuple(step_batches))
@@ -300,10 +357,8 @@ def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[i
             f"{checkpoint}: trained with normalization=rolling_zscore; the streaming graphs need the training "
             "fold's z-score (normalization=train_zscore)"
         )
-    tmp = out.parent / f".{out.name}.export-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with OutputDir(out, "export", inputs=_inputs(Path(checkpoint))) as od:
+        tmp = od.tmp
         onnx_path = export_window(model, len(card["feature_names"]), tmp / "model.onnx", card["window"])
         windows = np.load(Path(checkpoint).parent / "parity_windows.npy")
         diff = window_parity(model, onnx_path, windows)
@@ -344,13 +399,14 @@ def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[i
         torch.save(model.state_dict(), tmp / "weights.pt")  # the streamer's batch reference runs the torch model
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         (tmp / "export.json").write_text(json.dumps(report, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
+
+
+def _inputs(checkpoint: Path) -> list[Path]:
+    """What an export reads: the checkpoint and the files beside it (an output may sit beside them, not on them)."""
+    from .mlflow_model import ARTIFACTS
+
+    return [checkpoint, *(checkpoint.parent / name for name in ARTIFACTS.values())]
 
 
 def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, uri: str | None) -> str | None:

@@ -1,8 +1,12 @@
 """MLflow's "models from code" entry for a fold's logged model (:func:`lobnet.mlflow_model.log_fold_model`).
 
-MLflow copies this file into the model and runs it when the model is loaded; it names the model class of the
-installed lobnet. Logging the model this way, rather than as a pickled object, keeps code out of the artifact
-store: what loads is the lobnet that is installed where the model is loaded. lobnet's own code never imports it.
+MLflow copies this file into the model's artifacts and **executes that copy** when the model is loaded
+(``mlflow.pyfunc.load_model``): that is how models from code work. The copy lobnet writes only imports the
+installed lobnet's :class:`~lobnet.mlflow_model.LobnetModel`, and no model object is pickled; but whoever can
+write to the artifact store can replace the file, and loading the model then runs their code. So loading a fold's
+model from a shared tracking server means trusting everyone with write access to its artifacts, as with any
+MLflow pyfunc model. The checkpoint itself is never trusted: it is loaded with ``weights_only=True``
+(:func:`lobnet.export.torch_file`). lobnet's own code never imports this module.
 """
 
 import mlflow

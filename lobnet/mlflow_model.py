@@ -9,7 +9,9 @@ The model's artifacts are the files ``lobnet-train`` writes beside the checkpoin
 checkpoint, the model card ``model.json`` and the parity rows, unchanged, so that export reads them from a
 download exactly as it reads them from the training folder. Its code is lobnet's: loading it needs lobnet
 installed (the model records lobnet's version in its metadata; :mod:`lobnet.mlflow_entry` is the code MLflow
-logs, which names :class:`LobnetModel`). Its requirements are lobnet's declared dependencies, written out so that
+logs, which names :class:`LobnetModel`, and which MLflow *executes* from the artifact store on every load: see
+that module for what a user must trust). The checkpoint is loaded with ``weights_only=True``, so a checkpoint
+carrying code is refused rather than run. Its requirements are lobnet's declared dependencies, written out so that
 MLflow does not infer them by loading the model in a subprocess.
 """
 
@@ -76,13 +78,10 @@ def in_run(tracking_uri: str, run_id: str):
     """MLflow's fluent API (which ``log_model`` uses) pointed at an existing run of ``tracking_uri``, and back at
     the caller's tracking URI and active run afterwards (training called inside a caller's own ``start_run``
     resumes the fold's run on top of it, where MLflow would otherwise refuse a second active run)."""
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            yield
-    finally:
-        mlflow.set_tracking_uri(before)
+    from .tracking import tracking_uri as using
+
+    with using(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        yield
 
 
 def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: Path) -> str:

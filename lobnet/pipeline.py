@@ -9,9 +9,7 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,9 @@ from . import __version__
 from .data.quotes import locked_crossed_counts
 from .data.schema import day_groups, n_levels
 from .features import FeatureSpec, compute_features, feature_names, warmup
+from .io import OutputDir, clean_stale, temp_path
 from .labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
-from .splits import walk_forward
+from .splits import require_samples, walk_forward
 
 CACHE_VERSION = 1  # bump when the events schema or the prepared layout changes
 
@@ -86,9 +85,14 @@ def load_events(data: dict, cache_dir: str | Path | None) -> tuple[pl.DataFrame,
     events = _call(target, kwargs)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}.tmp")
-        events.write_parquet(tmp)
-        os.replace(tmp, cached)
+        clean_stale(cached.parent)  # what killed runs left half-written
+        tmp = temp_path(cached)
+        try:
+            events.write_parquet(tmp)
+            os.replace(tmp, cached)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return events, meta
 
 
@@ -103,20 +107,31 @@ def prepare(
 ) -> dict:
     """Read, validate, compute features and targets, and write them as Parquet partitioned by symbol and day
     under ``output_dir`` with ``summary.json``. Nothing is written unless everything succeeds: the output is
-    built in a temporary folder and renamed into place. Returns the summary."""
+    built in a temporary folder and renamed into place, and only over a folder that lobnet-prepare wrote
+    (:class:`lobnet.io.OutputDir`: never the input's folder or a user's). Returns the summary."""
     t0 = time.perf_counter()
-    out = Path(output_dir)
-    events, meta = load_events(data, cache_dir)
-    key = content_key(meta["events_key"], features, labels, split, window)
-    old = out / "summary.json"
-    if old.exists():
-        try:
-            summary = json.loads(old.read_text())
-            if summary.get("cache_key") == key and all((out / p).exists() for p in summary.get("partitions", [])):
-                summary["cached"] = True
-                return summary
-        except (json.JSONDecodeError, OSError):
-            pass
+    with OutputDir(output_dir, "prepare", inputs=[data.get("path"), cache_dir]) as od:
+        events, meta = load_events(data, cache_dir)
+        key = content_key(meta["events_key"], features, labels, split, window)
+        if (summary := _up_to_date(od.path, key)) is not None:
+            od.keep()
+            return summary
+        return _write_prepared(od.tmp, events, meta, key, features, labels, split, window, t0)
+
+
+def _up_to_date(out: Path, key: str) -> dict | None:
+    """The summary of the table already in ``out`` when it was prepared from the same inputs and config."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("cache_key") == key and all((out / p).exists() for p in summary.get("partitions", [])):
+        summary["cached"] = True
+        return summary
+    return None
+
+
+def _write_prepared(tmp: Path, events, meta, key, features, labels, split, window, t0) -> dict:
     levels = n_levels(events)
     params = features.params(levels)
     names = feature_names(params, list(features.groups))
@@ -125,13 +140,17 @@ def prepare(
         how="horizontal",
     )
     groups = day_groups(frame)
-    folds = walk_forward(
-        [(s, e) for _, _, s, e in groups],
-        window=window,
-        max_horizon=max(labels.horizons),
-        warmup=warmup(list(features.groups)),
-        day_names=[f"{s} {d}" for s, d, _, _ in groups],
-        **split,
+    folds = require_samples(
+        walk_forward(
+            [(s, e) for _, _, s, e in groups],
+            window=window,
+            max_horizon=max(labels.horizons),
+            warmup=warmup(list(features.groups)),
+            day_names=[f"{s} {d}" for s, d, _, _ in groups],
+            **split,
+        ),
+        window,
+        max(labels.horizons),
     )
     # label classes with thresholds fitted on the first fold's training samples (the dataset refits per fold)
     alphas, ys, _ = labels_for_fold(frame, folds[0].train, labels)
@@ -141,57 +160,44 @@ def prepare(
     samples = np.concatenate([folds[0].train, folds[0].val, folds[0].test])
     seconds = time.perf_counter() - t0
 
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        partitions = []
-        for sym, date, s, e in groups:
-            rel = f"symbol={sym}/date={date}/part-0.parquet"
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            frame.slice(s, e - s).write_parquet(tmp / rel)
-            partitions.append(rel)
-        summary = {
-            "source": meta["reader"].rsplit(".", 1)[-1].replace("read_", "").replace("load_day", "synthetic"),
-            "reader": meta["reader"],
-            "reader_args": meta["args"],
-            "files": meta["files"],
-            "symbols": sorted({g[0] for g in groups}),
-            "days": sorted({str(g[1]) for g in groups}),
-            "levels": levels,
-            "n_events": frame.height,
-            "n_features": len(names),
-            "feature_names": names,
-            "feature_groups": list(features.groups),
-            "warmup_events": warmup(list(features.groups)),
-            "horizons": list(labels.horizons),
-            "label_method": labels.method,
-            "label_targets": [labels.target(k) for k in labels.horizons],
-            "alpha_mode": labels.alpha_mode,
-            "alphas_fold0": dict(zip(map(str, labels.horizons), alphas, strict=True)),
-            "label_counts": {str(k): class_counts(y[samples]) for k, y in zip(labels.horizons, ys, strict=True)},
-            "label_classes": list(CLASS_NAMES),
-            "window": window,
-            "folds": [f.describe() for f in folds],
-            "seconds": round(seconds, 3),
-            "events_per_s": round(frame.height / seconds, 1),
-            "events_cached": meta["events_cached"],
-            "cached": False,
-            "cache_key": key,
-            "partitions": partitions,
-        }
-        if levels == 1:
-            summary["locked_crossed"] = locked_crossed_counts(events)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        if out.exists():
-            stale = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, stale)
-            os.replace(tmp, out)
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    partitions = []
+    for sym, date, s, e in groups:
+        rel = f"symbol={sym}/date={date}/part-0.parquet"
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        frame.slice(s, e - s).write_parquet(tmp / rel)
+        partitions.append(rel)
+    summary = {
+        "source": meta["reader"].rsplit(".", 1)[-1].replace("read_", "").replace("load_day", "synthetic"),
+        "reader": meta["reader"],
+        "reader_args": meta["args"],
+        "files": meta["files"],
+        "symbols": sorted({g[0] for g in groups}),
+        "days": sorted({str(g[1]) for g in groups}),
+        "levels": levels,
+        "n_events": frame.height,
+        "n_features": len(names),
+        "feature_names": names,
+        "feature_groups": list(features.groups),
+        "warmup_events": warmup(list(features.groups)),
+        "horizons": list(labels.horizons),
+        "label_method": labels.method,
+        "label_targets": [labels.target(k) for k in labels.horizons],
+        "alpha_mode": labels.alpha_mode,
+        "alphas_fold0": dict(zip(map(str, labels.horizons), alphas, strict=True)),
+        "label_counts": {str(k): class_counts(y[samples]) for k, y in zip(labels.horizons, ys, strict=True)},
+        "label_classes": list(CLASS_NAMES),
+        "window": window,
+        "folds": [f.describe() for f in folds],
+        "seconds": round(seconds, 3),
+        "events_per_s": round(frame.height / seconds, 1),
+        "events_cached": meta["events_cached"],
+        "cached": False,
+        "cache_key": key,
+        "partitions": partitions,
+    }
+    if levels == 1:
+        summary["locked_crossed"] = locked_crossed_counts(events)
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 

@@ -7,6 +7,8 @@ lobnet-prepare data=synthetic output_dir=DIR
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -18,14 +20,15 @@ from .cli import console as cli_console
 from .pipeline import prepare
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
+    """Prepare as ``cfg`` says, into ``output_dir`` when given (the demo's own sub-folder), else cfg's."""
     return prepare(
         data=OmegaConf.to_container(cfg.data, resolve=True),
         features=instantiate(cfg.features, _convert_="all"),
         labels=instantiate(cfg.labels, _convert_="all"),
         split=OmegaConf.to_container(cfg.split, resolve=True),
         window=int(cfg.window),
-        output_dir=cfg.output_dir,
+        output_dir=output_dir or cfg.output_dir,
         cache_dir=cfg.cache_dir,
     )
 

@@ -95,6 +95,8 @@ def walk_forward(
     time order (:func:`lobnet.data.schema.day_groups`)."""
     if scheme not in ("rolling", "anchored"):
         raise ValueError(f"split scheme must be rolling or anchored, not {scheme!r}")
+    if int(window) < 1:
+        raise ValueError(f"window must be at least 1 event, not {window}")
     per_day = sample_rows(day_bounds, window, max_horizon, warmup)
     if unit == "auto":
         unit = "days" if len(per_day) >= train_days + 2 else "blocks"
@@ -140,4 +142,17 @@ def walk_forward(
         )
         if max_folds is not None and len(folds) >= max_folds:
             break
+    return folds
+
+
+def require_samples(folds: list[Fold], window: int, max_horizon: int) -> list[Fold]:
+    """``folds``, or a ValueError naming the first whose train, validation or test block is empty (after purging
+    and embargo), which no model can be fitted or scored on: the window and horizon are too long for the data."""
+    for f in folds:
+        if not (f.train.size and f.val.size and f.test.size):
+            raise ValueError(
+                f"fold {f.index} has an empty train, validation or test block ({f.describe()}): the window "
+                f"({window}) and the longest horizon ({max_horizon}) leave too few samples; shorten them, or cut "
+                "fewer and longer blocks"
+            )
     return folds

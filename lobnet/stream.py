@@ -46,9 +46,10 @@ import numpy as np
 import polars as pl
 
 from .backtest import BACKTEST_METRICS, Costs, backtest, positions_from_classes, regimes, summary_table
+from .card import STREAMING, read_card
 from .data.schema import day_slices, n_levels
 from .dataset import ZScore, feature_matrix
-from .export import session
+from .export import session, torch_file
 from .features import FeatureSpec, compute_features, warmup
 from .features.incremental import IncrementalFeatures
 from .labels import FLAT, LabelConfig, classify, compute_targets
@@ -100,28 +101,30 @@ class ModelDir:
         for name in ("model.json", "export.json", "model.onnx", "weights.pt"):
             if not (p / name).exists():
                 raise ModelDirError(f"{p / name}: missing; the model directory is incomplete (re-run lobnet-export)")
+        card = read_card(p / "model.json", STREAMING)
         try:
-            card = json.loads((p / "model.json").read_text())
             export = json.loads((p / "export.json").read_text())
-        except json.JSONDecodeError as e:
-            raise ModelDirError(f"{p}: unreadable JSON: {e}") from e
-        for key in ("model", "config", "feature_names", "zscore", "window", "horizons", "alphas", "features", "labels"):
-            if card.get(key) is None:
-                raise ModelDirError(f"{p / 'model.json'}: no {key!r}; re-train and re-export with this lobnet")
+        except ValueError as e:
+            raise ModelDirError(f"{p / 'export.json'}: unreadable JSON: {e}") from e
         step = None
         if export.get("step") == "model_step.onnx":
             step = p / "model_step.onnx"
             if not step.exists():
                 raise ModelDirError(f"{step}: missing, but export.json lists it")
+        for graph in (p / "model.onnx", step):  # a damaged graph is named now, not after the data is read
+            if graph is not None:
+                session(graph)
         return cls(p, card, export, step)
 
     def torch_model(self):
-        import torch
-
         from .models import build_model
 
         model = build_model(self.card["model"], **self.card["config"])
-        model.load_state_dict(torch.load(self.path / "weights.pt", map_location="cpu", weights_only=True))
+        try:
+            model.load_state_dict(torch_file(self.path / "weights.pt"))
+        except (RuntimeError, TypeError, AttributeError) as e:
+            detail = " ".join(str(e).split())[:300]
+            raise ModelDirError(f"{self.path / 'weights.pt'}: its weights do not fit model.json: {detail}") from e
         return model.eval()
 
 
@@ -609,37 +612,43 @@ def histogram(result: dict, path: Path) -> Path:
     return _save(plt, fig, ax, path)
 
 
-def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: str = "lobnet-stream") -> dict:
-    """stream.json, stream.md and latency.png in ``out`` (written to a temporary folder, then moved), and an
-    MLflow run when ``tracking_uri`` is set."""
-    import shutil
-
-    tmp = out.parent / f".{out.name}.stream-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        histogram(result, tmp / "latency.png")
-        equity_plot(result, tmp / "equity.png")
-        clean = {
-            **result,
-            "engines": {k: {a: b for a, b in v.items() if a[0] != "_"} for k, v in result["engines"].items()},
-        }
+def write(
+    result: dict,
+    tmp: Path,
+    tracking_uri: str | None = None,
+    experiment: str = "lobnet-stream",
+    artifact_location: str | None = None,
+) -> dict:
+    """stream.json, stream.md, latency.png and equity.png in ``tmp`` (the temporary folder of the command's
+    :class:`lobnet.io.OutputDir`, which replaces the output directory whole once everything is written), and an
+    MLflow run when ``tracking_uri`` is set, its artifacts in the experiment's ``artifact_location``
+    (:func:`lobnet.tracking.experiment_id`)."""
+    histogram(result, tmp / "latency.png")
+    equity_plot(result, tmp / "equity.png")
+    clean = {
+        **result,
+        "engines": {k: {a: b for a, b in v.items() if a[0] != "_"} for k, v in result["engines"].items()},
+    }
+    (tmp / "stream.json").write_text(json.dumps(clean, indent=2))
+    (tmp / "stream.md").write_text(table(result))
+    if tracking_uri:
+        clean["mlflow_run_id"] = _log_run(clean, tmp, tracking_uri, experiment, artifact_location)
         (tmp / "stream.json").write_text(json.dumps(clean, indent=2))
-        (tmp / "stream.md").write_text(table(result))
-        out.mkdir(parents=True, exist_ok=True)
-        for f in tmp.iterdir():
-            f.replace(out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if tracking_uri:  # the client API: no process-wide active run or experiment left behind
-        from mlflow.entities import Metric, Param
-        from mlflow.tracking import MlflowClient
+    return clean
 
-        client = MlflowClient(tracking_uri)
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-        run = client.create_run(exp_id, run_name=f"stream {clean['model']}")
-        rid = run.info.run_id
+
+def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artifact_location: str | None) -> str:
+    """One MLflow run of the replay, through the client API (no process-wide active run or experiment left
+    behind); FAILED if logging it fails."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from .tracking import experiment_id, failed_on_error
+
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment_id(client, experiment, artifact_location), run_name=f"stream {clean['model']}")
+    rid = run.info.run_id
+    with failed_on_error(client, rid):
         params = {"model": clean["model"], "model_dir": clean["model_dir"], "events": clean["events"]}
         params.update({"window": clean["window"], **clean["settings"]})
         metrics = {"parity_ok": float(clean["parity_ok"])}
@@ -656,10 +665,6 @@ def write(result: dict, out: Path, tracking_uri: str | None = None, experiment: 
             params=[Param(k, str(v)) for k, v in params.items()],
         )
         for f in ("stream.json", "stream.md", "latency.png", "equity.png"):
-            client.log_artifact(rid, str(out / f))
-        client.set_terminated(rid)
-        clean["mlflow_run_id"] = rid
-        part = out / ".stream.json.tmp"
-        part.write_text(json.dumps(clean, indent=2))
-        part.replace(out / "stream.json")
-    return clean
+            client.log_artifact(rid, str(files / f))
+    client.set_terminated(rid)
+    return rid

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from .cli import CONF_DIR, reports_errors
+from .io import OutputDir
 from .pipeline import load_events
 from .stream import ModelDir, StreamSettings, stream, table, write
 
 
 def run(cfg: DictConfig) -> dict:
     md = ModelDir.load(cfg.model_dir)  # before reading any data: a bad directory fails fast
-    events, _ = load_events(OmegaConf.to_container(cfg.data, resolve=True), cfg.cache_dir)
-    settings = StreamSettings(**OmegaConf.to_container(cfg.stream, resolve=True))
-    result = stream(md, events, settings)
-    clean = write(result, Path(cfg.output_dir), cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    with OutputDir(cfg.output_dir, "stream", [cfg.model_dir, cfg.data.get("path"), cfg.cache_dir]) as od:
+        events, _ = load_events(OmegaConf.to_container(cfg.data, resolve=True), cfg.cache_dir)
+        settings = StreamSettings(**OmegaConf.to_container(cfg.stream, resolve=True))
+        result = stream(md, events, settings)
+        m = cfg.mlflow
+        clean = write(result, od.tmp, m.tracking_uri, m.experiment_name, m.get("artifact_location"))
     return {**clean, "table": table(result)}
 
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .cli import CONF_DIR, reports_errors
 from .data.schema import day_groups
 from .features import warmup
+from .io import claim
 from .pipeline import load_prepared, prepare
 from .splits import walk_forward
 from .training import MlflowSettings, TrainSettings, flatten, train_walk_forward
@@ -43,6 +44,9 @@ def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):
 
 
 def run(cfg: DictConfig) -> dict:
+    # the training folder first: the prepared table goes inside it by default (prepared_dir)
+    with claim(cfg.output_dir, "train", inputs=[cfg.data.get("path"), cfg.cache_dir], lock=False):
+        pass
     labels = instantiate(cfg.labels, _convert_="all")
     features = instantiate(cfg.features, _convert_="all")
     summary = prepare(

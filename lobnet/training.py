@@ -10,6 +10,7 @@ per-epoch reseeding of shuffling and dropout it ends with the same metrics as an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,12 +29,14 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from .backtest import Costs, backtest_forecasts
 from .data.schema import DEFAULT_TICK, PRICE_SCALE
 from .dataset import FoldData, LOBDataModule
+from .io import claim, locked, write_json
 from .labels import LabelConfig
 from .losses import LobLoss, class_weights, default_cost
 from .metrics import forecast_positions
 from .models import LOBModel
 from .module import LOBModule
 from .splits import Fold
+from .tracking import experiment_id, failed_on_error
 
 PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe", "bt_net")
 
@@ -99,13 +102,6 @@ class LineLog(Callback):
         print(f"fold {self.fold} epoch {trainer.current_epoch}: " + " ".join(parts), flush=True)
 
 
-def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, default=str)
-    os.replace(tmp, path)
-
-
 class Tracker:
     """MLflow bookkeeping for one invocation (rank zero only; other ranks get no-ops)."""
 
@@ -119,19 +115,13 @@ class Tracker:
 
         self.mlflow = mlflow
         self.client = MlflowClient(settings.tracking_uri)
-        exp = self.client.get_experiment_by_name(settings.experiment_name)
-        if exp is None:
-            loc = settings.artifact_location
-            if loc and "://" not in loc:
-                loc = Path(loc).resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(settings.experiment_name, artifact_location=loc)
-        else:
-            self.experiment_id = exp.experiment_id
+        self.experiment_id = experiment_id(self.client, settings.experiment_name, settings.artifact_location)
 
     def parent(self, name: str, params: dict, tags: dict) -> str | None:
         if not self.active:
             return None
-        if self.state.get("parent_run_id"):
+        if self.state.get("parent_run_id"):  # resumed: running again (it may have ended FAILED or KILLED)
+            self.client.update_run(self.state["parent_run_id"], status="RUNNING")
             return self.state["parent_run_id"]
         run = self.client.create_run(self.experiment_id, run_name=name, tags={"lobnet.kind": "parent", **tags})
         from mlflow.entities import Param
@@ -142,6 +132,10 @@ class Tracker:
         self.state["parent_run_id"] = run.info.run_id
         self.state["tracking_uri"] = self.settings.tracking_uri
         return run.info.run_id
+
+    def guard(self, *run_ids: str | None):
+        """Mark ``run_ids`` FAILED (KILLED on an interrupt) if the block raises (:func:`failed_on_error`)."""
+        return failed_on_error(self.client, *run_ids) if self.active else contextlib.nullcontext()
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         """Finite values as one timestamped step-0 point each, in batches MLflow accepts."""
@@ -160,6 +154,7 @@ class Tracker:
         key = str(fold)
         folds = self.state.setdefault("folds", {})
         if folds.get(key, {}).get("run_id"):
+            self.client.update_run(folds[key]["run_id"], status="RUNNING")
             return folds[key]["run_id"]
         run = self.client.create_run(
             self.experiment_id,
@@ -205,67 +200,74 @@ def train_walk_forward(
     if not progress:
         quiet_lightning()
     key = run_key(params)
-    run_dir = Path(output_dir) / f"run-{key}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state_path = run_dir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    rank0 = is_rank_zero()
-    tracker = Tracker(mlflow_settings, state, rank0)
-    name = tags.get("lobnet.model", "model")
-    tracker.parent(
-        f"{name} {settings.loss}",
-        {**params, "data.fingerprint": tags.get("lobnet.data"), "git.commit": git_commit()},
-        tags,
-    )
-    if rank0:
-        _write_json(state_path, state)
-    k_primary = (
-        settings.primary_horizon
-        if settings.primary_horizon in labels.horizons
-        else labels.horizons[len(labels.horizons) // 2]
-    )
-    fold_metrics = []
-    for fold in folds:
-        fstate = state.setdefault("folds", {}).setdefault(str(fold.index), {})
-        if fstate.get("done"):
-            fold_metrics.append(fstate["test"])
-            continue
-        child_id = tracker.child(fold.index, name, tags)
-        if rank0:
-            _write_json(state_path, state)
-        metrics = _fit_fold(
-            frame,
-            feature_names,
-            fold,
-            labels,
-            window,
-            make_model,
-            settings,
-            run_dir,
-            child_id,
-            mlflow_settings,
-            events_per_day,
-            progress,
-            tracker,
-            {**(card or {}), "primary_horizon": k_primary},
+    with contextlib.ExitStack() as stack:
+        run_dir = stack.enter_context(claim(output_dir, "train", lock=False)) / f"run-{key}"
+        run_dir.mkdir(exist_ok=True)
+        if is_rank_zero():  # one invocation of a config at a time (other configs may share output_dir); DDP's
+            stack.enter_context(locked(run_dir))  # other ranks are this invocation, launched while rank 0 holds it
+        # Every MLflow run opened below ends FAILED (KILLED on an interrupt) when anything raises; a fold's run is
+        # FINISHED only once its test metrics, artifacts and model are logged, and the parent's once every fold is.
+        state_path = run_dir / "state.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        rank0 = is_rank_zero()
+        tracker = Tracker(mlflow_settings, state, rank0)
+        name = tags.get("lobnet.model", "model")
+        tracker.parent(
+            f"{name} {settings.loss}",
+            {**params, "data.fingerprint": tags.get("lobnet.data"), "git.commit": git_commit()},
+            tags,
         )
-        fstate.update(done=True, test=metrics)
-        fold_metrics.append(metrics)
         if rank0:
-            _write_json(state_path, state)
-    summary = {}
-    for m in fold_metrics[0]:
-        vals = np.array([fm[m] for fm in fold_metrics], dtype=float)
-        summary[f"test/{m}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-        summary[f"test/{m}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else float("nan")
-    for m in PRIMARY:  # the headline keys at the primary horizon (bt_net: when the fold was backtested)
-        if f"test/{m}_h{k_primary}" in summary:
-            summary[f"test/{m}"] = summary[f"test/{m}_h{k_primary}"]
-            summary[f"test/{m}_std"] = summary[f"test/{m}_h{k_primary}_std"]
-    if tracker.active:
-        tracker.log_metrics(state["parent_run_id"], summary)
-        tracker.client.set_tag(state["parent_run_id"], "lobnet.primary_horizon", str(k_primary))
-        tracker.client.set_terminated(state["parent_run_id"])
+            write_json(state_path, state)
+        k_primary = (
+            settings.primary_horizon
+            if settings.primary_horizon in labels.horizons
+            else labels.horizons[len(labels.horizons) // 2]
+        )
+        with tracker.guard(state.get("parent_run_id")):
+            fold_metrics = []
+            for fold in folds:
+                fstate = state.setdefault("folds", {}).setdefault(str(fold.index), {})
+                if fstate.get("done"):
+                    fold_metrics.append(fstate["test"])
+                    continue
+                child_id = tracker.child(fold.index, name, tags)
+                if rank0:
+                    write_json(state_path, state)
+                with tracker.guard(child_id):
+                    metrics = _fit_fold(
+                        frame,
+                        feature_names,
+                        fold,
+                        labels,
+                        window,
+                        make_model,
+                        settings,
+                        run_dir,
+                        child_id,
+                        mlflow_settings,
+                        events_per_day,
+                        progress,
+                        tracker,
+                        {**(card or {}), "primary_horizon": k_primary},
+                    )
+                fstate.update(done=True, test=metrics)
+                fold_metrics.append(metrics)
+                if rank0:
+                    write_json(state_path, state)
+            summary = {}
+            for m in fold_metrics[0]:
+                vals = np.array([fm[m] for fm in fold_metrics], dtype=float)
+                summary[f"test/{m}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+                summary[f"test/{m}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else float("nan")
+            for m in PRIMARY:  # the headline keys at the primary horizon (bt_net: when the fold was backtested)
+                if f"test/{m}_h{k_primary}" in summary:
+                    summary[f"test/{m}"] = summary[f"test/{m}_h{k_primary}"]
+                    summary[f"test/{m}_std"] = summary[f"test/{m}_h{k_primary}_std"]
+            if tracker.active:
+                tracker.log_metrics(state["parent_run_id"], summary)
+                tracker.client.set_tag(state["parent_run_id"], "lobnet.primary_horizon", str(k_primary))
+                tracker.client.set_terminated(state["parent_run_id"])
     return {
         "folds": fold_metrics,
         "summary": summary,
@@ -291,8 +293,6 @@ def _fit_fold(
     tracker,
     card,
 ) -> dict:
-    from lightning.pytorch.loggers import MLFlowLogger
-
     L.seed_everything(settings.seed + fold.index, workers=True, verbose=False)
     data = FoldData.build(frame, feature_names, fold, labels, window, normalization=settings.normalization)
     if len(data.train) == 0 or len(data.val) == 0 or len(data.test) == 0:
@@ -328,11 +328,7 @@ def _fit_fold(
         callbacks.append(RichProgressBar())
     else:
         callbacks.append(LineLog(fold.index))
-    logger = (
-        MLFlowLogger(experiment_name=mls.experiment_name, tracking_uri=mls.tracking_uri, run_id=child_id)
-        if child_id
-        else False
-    )
+    logger = fold_logger(mls, child_id) if child_id else False
     trainer = L.Trainer(
         max_epochs=settings.max_epochs,
         logger=logger,
@@ -346,11 +342,14 @@ def _fit_fold(
         **settings.trainer,
     )
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None)
+    if last.exists():
+        check_resume_state(last, run_dir)
+    # weights_only: a checkpoint is loaded as tensors and plain data, never as code (lobnet.export.torch_file)
+    trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     best = checkpoint.best_model_path or str(last)
     if is_rank_zero():
         _write_model_card(ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels)})
-    trainer.test(module, dm, ckpt_path=best, verbose=False)
+    trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)
     result = module.results["test"]
     metrics = {k: float(v) for k, v in result["metrics"].items()}
     bt = fold_backtest(frame, data.test.samples.numpy(), result, labels.horizons, settings)
@@ -367,6 +366,37 @@ def _fit_fold(
         log_fold_model(tracker.settings.tracking_uri, child_id, ckpt_dir, Path(best))  # runs:/<id>/model
         tracker.client.set_terminated(child_id)
     return metrics
+
+
+def check_resume_state(last: Path, run_dir: Path) -> None:
+    """Refuse to resume from a ``last.ckpt`` that does not load (a kill while it was written, a damaged disk),
+    saying how to start afresh, rather than failing inside Lightning."""
+    from .data.errors import LobDataError
+    from .export import load_checkpoint
+
+    try:
+        load_checkpoint(last)
+    except LobDataError as e:
+        raise LobDataError(
+            last,
+            None,
+            f"the resume state is damaged ({e.reason}); to start this fold afresh delete {last.parent}, or the "
+            f"whole run {run_dir}, and run the same command again",
+        ) from None
+
+
+def fold_logger(mls: MlflowSettings, run_id: str):
+    """Lightning's MLflow logger on the fold's run, except that it leaves the run RUNNING when fit or test ends
+    well (Lightning's would mark it FINISHED before the test metrics and the model are logged); the training
+    loop marks it FINISHED once they are, and a failure still marks it FAILED."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class FoldLogger(MLFlowLogger):
+        def finalize(self, status: str = "success") -> None:
+            if status not in ("success", "finished"):
+                super().finalize(status)
+
+    return FoldLogger(experiment_name=mls.experiment_name, tracking_uri=mls.tracking_uri, run_id=run_id)
 
 
 def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: TrainSettings) -> dict[str, float]:
@@ -402,7 +432,7 @@ def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: i
         "zscore": None if data.zscore is None else {"mean": data.zscore.mean.tolist(), "std": data.zscore.std.tolist()},
         **extra,
     }
-    _write_json(ckpt_dir / "model.json", card)
+    write_json(ckpt_dir / "model.json", card)
     idx = np.linspace(0, len(data.test) - 1, min(32, len(data.test))).astype(int)
     np.save(ckpt_dir / "parity_windows.npy", np.stack([data.test[int(i)][0].numpy() for i in idx]))
     t0 = int(data.test.samples[0]) - window + 1  # the first test window's rows and the 2 W rows after them

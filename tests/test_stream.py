@@ -29,6 +29,7 @@ def _stream(tmp_path, model_dir, *extra):
                 f"cache_dir={tmp_path.parent / 'cache'}",
                 f"output_dir={tmp_path / 'stream'}",
                 f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                f"mlflow.artifact_location={tmp_path / 'art'}",
                 "stream.events=3000",
                 "stream.calibration_events=1000",
                 "stream.parity_events=600",
@@ -80,6 +81,12 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
             assert sum(row["net"] for row in rows.values()) == pytest.approx(bt["net"], abs=1e-6), e
     saved = json.loads((tmp_path / "stream" / "stream.json").read_text())
     assert saved["engines"].keys() == engines.keys() and saved["mlflow_run_id"]
+    import mlflow
+
+    run = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(saved["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith((tmp_path / "art").as_uri()), run.info.artifact_uri  # not ./mlruns
+    assert (tmp_path / "stream" / ".lobnet-output.json").exists()
     assert saved["engines"]["ew_ofi"]["backtest"]["trades"] == engines["ew_ofi"]["backtest"]["trades"]
     assert (tmp_path / "stream" / "latency.png").stat().st_size > 0
     assert (tmp_path / "stream" / "equity.png").stat().st_size > 0
@@ -102,6 +109,7 @@ def test_stream_rejects_a_model_directory_with_a_missing_file(tmp_path, exported
 
 
 def test_stream_rejects_a_feature_list_that_differs_from_the_data(tmp_path, exported):
+    from lobnet.data import LobDataError
     from lobnet.stream import ModelDirError
 
     bad = tmp_path / "bad"
@@ -109,9 +117,16 @@ def test_stream_rejects_a_feature_list_that_differs_from_the_data(tmp_path, expo
     card = json.loads((bad / "model.json").read_text())
     card["features"]["groups"] = [g for g in card["features"]["groups"] if g != "spread"]
     (bad / "model.json").write_text(json.dumps(card))
-    with pytest.raises(ModelDirError, match="feature list differs"):
+    # refused where the card is read (lobnet.card.read_card), before any data
+    with pytest.raises(LobDataError, match="feature list differs"):
         _stream(tmp_path, bad)
+    # a card consistent in itself (a 10-level model) given the 5-level day: refused by the replay
+    from lobnet.card import spec_feature_names
+
+    card = json.loads((exported("lstm") / "model.json").read_text())
     card["features"]["levels"] = 10
+    card["feature_names"] = spec_feature_names(card["features"], bad / "model.json")
+    card["config"]["n_features"] = len(card["feature_names"])
     (bad / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelDirError, match="10 book levels"):
         _stream(tmp_path, bad)

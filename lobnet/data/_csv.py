@@ -30,7 +30,10 @@ def diagnose(source: Source, name: str, columns: dict[str, pl.DataType]) -> None
                 dtype = columns[col]
                 try:
                     if dtype.is_integer():
-                        int(value)
+                        if not -(2**63) <= int(value) < 2**63:
+                            raise ParseError(
+                                name, lineno, f"column '{col}': {value} is beyond the 64-bit integer range"
+                            )
                     elif dtype.is_numeric():
                         float(value)
                 except ValueError:

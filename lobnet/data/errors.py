@@ -69,3 +69,8 @@ class BookConsistencyError(LobDataError):
 
 class SchemaError(LobDataError):
     """A required column is missing, or a configuration does not fit the input."""
+
+
+class OutputDirError(LobDataError):
+    """An output directory lobnet must not write: one it did not create, one that holds or lies inside the
+    command's own inputs, one under a regular file, or one that another lobnet command is writing now."""

@@ -35,6 +35,8 @@ from .schema import (
     LOBSTER_DUMMY_BID,
     LOBSTER_TYPES,
     MAX_LEVELS,
+    check_finite,
+    check_magnitudes,
     conform,
     level_columns,
 )
@@ -240,6 +242,7 @@ def _first(mask: np.ndarray) -> int | None:
 
 def _validate_messages(msg: pl.DataFrame, name: str) -> None:
     t = msg["time_s"].to_numpy()
+    check_finite(t, name, "time")
     typ = msg["type"].to_numpy()
     if (i := _first(~np.isin(typ, list(LOBSTER_TYPES)))) is not None:
         raise EventTypeError(name, i + 1, f"unknown event type {typ[i]} (LOBSTER types are 1..7)")
@@ -256,6 +259,7 @@ def _validate_messages(msg: pl.DataFrame, name: str) -> None:
     d = msg["direction"].to_numpy()
     if (i := _first(~np.isin(d, [1, -1]))) is not None:
         raise SchemaError(name, i + 1, f"direction {d[i]} (must be 1 or -1)")
+    check_magnitudes(msg, name, sizes=["size"], prices=["price"])
 
 
 def _validate_book(book: pl.DataFrame, levels: int, name: str) -> None:
@@ -269,11 +273,33 @@ def _validate_book(book: pl.DataFrame, levels: int, name: str) -> None:
                 raise NegativeValueError(name, i + 1, f"negative price {px[i]} in {side}_px_{m}")
             if (i := _first((px == dummy) & (sz != 0))) is not None:
                 raise SchemaError(name, i + 1, f"unoccupied {side} level {m} has size {sz[i]} (must be 0)")
+    check_magnitudes(
+        book,
+        name,
+        sizes=[c for c in book.columns if "_sz_" in c],
+        prices=[c for c in book.columns if "_px_" in c],
+        allow=(LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID),
+    )
     ask = book["ask_px_1"].to_numpy()
     bid = book["bid_px_1"].to_numpy()
     both = (ask != LOBSTER_DUMMY_ASK) & (bid != LOBSTER_DUMMY_BID)
     if (i := _first(both & (ask <= bid))) is not None:
         raise CrossedBookError(name, i + 1, f"best ask {ask[i]} <= best bid {bid[i]} (crossed or locked book)")
+    # levels are occupied price levels in order: asks rise and bids fall with depth, and once a level is
+    # unoccupied every deeper one is (a dummy or a price in the wrong column would give garbage gaps)
+    for side, dummy, worse in (("ask", LOBSTER_DUMMY_ASK, np.greater), ("bid", LOBSTER_DUMMY_BID, np.less)):
+        for m in range(2, levels + 1):
+            prev, cur = book[f"{side}_px_{m - 1}"].to_numpy(), book[f"{side}_px_{m}"].to_numpy()
+            hole = (prev == dummy) & (cur != dummy)
+            if (i := _first(hole)) is not None:
+                raise SchemaError(name, i + 1, f"{side} level {m} is occupied ({cur[i]}) but level {m - 1} is not")
+            if (i := _first((prev != dummy) & (cur != dummy) & ~worse(cur, prev))) is not None:
+                raise SchemaError(
+                    name,
+                    i + 1,
+                    f"{side}_px_{m} {cur[i]} is not {'above' if side == 'ask' else 'below'} "
+                    f"{side}_px_{m - 1} {prev[i]}: levels out of order",
+                )
 
 
 def _size_at(px: np.ndarray, sz: np.ndarray, price: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import polars as pl
 
 from ._csv import read_numeric_csv
 from .errors import ArchiveError, LobDataError, NegativeValueError, SchemaError, TimeOrderError
-from .schema import EventType, conform
+from .schema import EventType, check_finite, check_magnitudes, conform
 
 QUOTE_COLUMNS: dict[str, pl.DataType] = {
     "time_ms": pl.Float64(),
@@ -134,6 +134,7 @@ except ImportError:  # pragma: no cover
 
 
 def _check_times(t: np.ndarray, name: str) -> None:
+    check_finite(t, name, "time")
     back = np.flatnonzero(np.diff(t) < 0)
     if back.size:
         i = int(back[0])
@@ -258,6 +259,7 @@ def _read_algoseek_day(
     q = read_numeric_csv(data, name, QUOTE_COLUMNS)
     _check_times(q["time_ms"].to_numpy(), name)
     _check_nonneg(q, ["bid_px", "bid_sz", "ask_px", "ask_sz"], name)
+    check_magnitudes(q, name, sizes=["bid_sz", "ask_sz"], prices=["bid_px", "ask_px"])
     q = q.filter(pl.col("suspicious") == 0).with_columns(
         (pl.col("time_ms") * NS_PER_MS).round().cast(pl.Int64).alias("time")
     )
@@ -275,6 +277,10 @@ def _read_algoseek_day(
         t = read_numeric_csv(tdata, tname, TRADE_COLUMNS)
         _check_times(t["time_ms"].to_numpy(), tname)
         _check_nonneg(t, ["price", "size"], tname)
+        check_magnitudes(t, tname, sizes=["size"], prices=["price"])
+        zero = np.flatnonzero((t["price"].to_numpy() == 0) & (t["suspicious"].to_numpy() == 0))
+        if zero.size:  # a trade at no price is no trade: it would be classified and traded against the book
+            raise SchemaError(tname, int(zero[0]) + 1, "trade at price 0")
         t = t.filter(pl.col("suspicious") == 0).with_columns(
             (pl.col("time_ms") * NS_PER_MS).round().cast(pl.Int64).alias("time")
         )
@@ -343,6 +349,7 @@ def _read_generic(
             ).alias("time_ns"),
         )
     elif time_unit in TIME_UNITS:
+        check_finite(raw[cmap["time"]].cast(pl.Float64, strict=False).to_numpy(), name, cmap["time"], first_row=2)
         raw = raw.with_columns((t.cast(pl.Float64) * TIME_UNITS[time_unit]).round().cast(pl.Int64).alias("time_ns"))
         if "date" in columns:
             raw = raw.with_columns(pl.col(columns["date"]).cast(pl.Utf8).str.to_date().alias("date"))
@@ -352,6 +359,11 @@ def _read_generic(
             raise SchemaError(name, None, "times are after midnight: give date= or map a date column")
     else:
         raise SchemaError(name, None, f"unknown time_unit {time_unit!r} (s, ms, us, ns, datetime)")
+    scaled = raw.select(
+        *[(pl.col(cmap[f]).cast(pl.Float64) * mult).fill_nan(0).fill_null(0).alias(f) for f in ("bid_px", "ask_px")],
+        *[pl.col(cmap[f]).cast(pl.Float64).fill_nan(0).fill_null(0).alias(f) for f in ("bid_sz", "ask_sz")],
+    )
+    check_magnitudes(scaled, name, sizes=["bid_sz", "ask_sz"], prices=["bid_px", "ask_px"], first_row=2)
     px = {f: (pl.col(cmap[f]).cast(pl.Float64) * mult).round().cast(pl.Int64) for f in ("bid_px", "ask_px")}
     ev = raw.select(
         pl.col("date"),

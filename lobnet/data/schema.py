@@ -33,6 +33,12 @@ DEFAULT_TICK = 100  # one cent in source units: US equities above $1
 LOBSTER_DUMMY_ASK = 9_999_999_999
 LOBSTER_DUMMY_BID = -9_999_999_999
 MAX_LEVELS = 50
+# The largest size and price (source units) a reader accepts. Features sum sizes and prices over up to 2 x 50
+# levels and difference them between events; within these bounds every such sum fits int64 and is exact in
+# float64 (< 2^53), far above any real order (a billion shares; $10 M a share). Beyond them lies a corrupt
+# field, which would otherwise wrap around (a depth of -9.2e18) without a word.
+MAX_SIZE = 10**9
+MAX_PRICE = 10**11
 
 
 class EventType(IntEnum):
@@ -50,6 +56,41 @@ LOBSTER_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7})
 KNOWN_TYPES = frozenset(int(t) for t in EventType)
 
 EVENT_COLUMNS = ["symbol", "date", "time", "type", "order_id", "size", "price", "direction"]
+
+
+def check_finite(values, name: str, column: str, first_row: int = 1) -> None:
+    """Refuse a NaN or infinite value (a CSV may spell them ``nan``, ``inf``): ``first_row`` is the file line of
+    element 0."""
+    import numpy as np
+
+    from .errors import ParseError
+
+    bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=float)))
+    if bad.size:
+        i = int(bad[0])
+        raise ParseError(name, i + first_row, f"column '{column}': {values[i]} is not a finite number")
+
+
+def check_magnitudes(df: pl.DataFrame, name: str, sizes=(), prices=(), first_row: int = 1, allow=()) -> None:
+    """Refuse sizes above :data:`MAX_SIZE` and prices whose magnitude exceeds :data:`MAX_PRICE` (``allow``:
+    sentinel values that are not prices, LOBSTER's dummies)."""
+    import numpy as np
+
+    from .errors import SchemaError
+
+    for cols, limit, what in ((sizes, MAX_SIZE, "size"), (prices, MAX_PRICE, "price")):
+        for c in cols:
+            v = df[c].to_numpy()
+            bad = np.abs(v) > limit
+            if allow:
+                bad &= ~np.isin(v, list(allow))
+            if (idx := np.flatnonzero(bad)).size:
+                i = int(idx[0])
+                raise SchemaError(
+                    name,
+                    i + first_row,
+                    f"column '{c}': {what} {v[i]} is beyond what the features can sum ({limit:.0e})",
+                )
 
 
 def level_columns(levels: int) -> list[str]:

@@ -1,6 +1,8 @@
 """lobnet's models, one file each (a config dataclass and an nn.Module): LSTM, TCN, Transformer, hybrid
 TCN -> Transformer, and DeepLOB. All map (B, W, F) to per-horizon logits (B, H, 3) and positions (B, H)."""
 
+import dataclasses
+
 from .base import LOBModel
 from .deeplob import DeepLOBConfig, DeepLOBModel
 from .hybrid import HybridConfig, HybridModel
@@ -22,6 +24,9 @@ def build_model(name: str, **kwargs) -> LOBModel:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {list(MODELS)}")
     cfg_cls, model_cls = MODELS[name]
+    known = {f.name for f in dataclasses.fields(cfg_cls)}
+    if unknown := sorted(set(kwargs) - known):
+        raise ValueError(f"model {name!r} has no field {', '.join(unknown)}; its fields: {', '.join(sorted(known))}")
     return model_cls(cfg_cls(**kwargs))
 
 
