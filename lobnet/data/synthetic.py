@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .errors import LobDataError
 from .schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID
 
 OPEN_S, CLOSE_S = 34_200, 57_600
@@ -325,6 +326,13 @@ def ensure_day(cfg: SyntheticConfig, out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from ..cli import reports_errors
+
+    reports_errors(_main)(argv)
+
+
+def _main(argv: list[str] | None) -> None:
+    """``lobnet-synthetic``: writes only the day's two files (each atomically), never replacing a folder."""
     ap = argparse.ArgumentParser(description="Write a synthetic LOBSTER-format day (message + orderbook pair).")
     ap.add_argument("--levels", type=int, default=SyntheticConfig.levels)
     ap.add_argument("--events", type=int, default=SyntheticConfig.events)
@@ -335,7 +343,10 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     dt.date.fromisoformat(a.date)
     cfg = SyntheticConfig(levels=a.levels, events=a.events, seed=a.seed, symbol=a.symbol, date=a.date)
-    path = write_day(cfg, a.out)
+    try:
+        path = write_day(cfg, a.out)
+    except OSError as e:  # --out under a regular file, or not writable
+        raise LobDataError(a.out, None, f"cannot write the day there ({e.strerror or e})") from None
     print(f"wrote {path} and its orderbook ({a.events} events, {a.levels} levels, seed {a.seed})")
 
 
