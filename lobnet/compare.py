@@ -21,7 +21,7 @@ from rich.table import Table
 from .cli import CONF_DIR, reports_errors
 from .cli import console as cli_console
 from .io import OutputDir
-from .tracking import existing_store
+from .tracking import PARENT, Tag, existing_store
 
 
 def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | None) -> pl.DataFrame:
@@ -33,20 +33,20 @@ def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int
     if exp is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
     parents = client.search_runs(
-        [exp.experiment_id], "tags.`lobnet.kind` = 'parent' and attributes.status = 'FINISHED'"
+        [exp.experiment_id], f"tags.`{Tag.KIND}` = '{PARENT}' and attributes.status = 'FINISHED'"
     )
     rows = []
     for p in parents:
-        k = horizon or int(p.data.tags.get("lobnet.primary_horizon", 0))
-        children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{p.info.run_id}'")
+        k = horizon or int(p.data.tags.get(Tag.PRIMARY_HORIZON, 0))
+        children = client.search_runs([exp.experiment_id], f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'")
         for c in children:
             m = c.data.metrics
             row = {
-                "model": p.data.tags.get("lobnet.model", "?"),
-                "loss": p.data.tags.get("lobnet.loss", "?"),
+                "model": p.data.tags.get(Tag.MODEL, "?"),
+                "loss": p.data.tags.get(Tag.LOSS, "?"),
                 "parent": p.info.run_id,
                 "run": c.info.run_id,
-                "fold": int(c.data.tags.get("lobnet.fold", -1)),
+                "fold": int(c.data.tags.get(Tag.FOLD, -1)),
                 "seed": p.data.params.get("seed", "0"),
                 "horizon": k,
             }

@@ -6,7 +6,6 @@ Everything lands under ``output_dir``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hydra
@@ -14,6 +13,7 @@ from hydra import compose
 from omegaconf import DictConfig
 
 from . import compare, train
+from .card import BEST, CARD, read_card
 from .cli import CONF_DIR, reports_errors
 from .cli import console as cli_console
 from .io import claim
@@ -62,8 +62,8 @@ def _demo(cfg: DictConfig, out: Path) -> None:
     from .export import export_checkpoint
 
     for name in cfg.models:
-        ckpt = sorted((out / "train").glob("run-*/fold_0/best.ckpt"), key=lambda p: p.stat().st_mtime)
-        ckpt = [c for c in ckpt if json.loads((c.parent / "model.json").read_text()).get("model") == name]
+        ckpt = sorted((out / "train").glob(f"run-*/fold_0/{BEST}"), key=lambda p: p.stat().st_mtime)
+        ckpt = [c for c in ckpt if read_card(c.parent / CARD)["model"] == name]
         if not ckpt:
             continue
         rep = export_checkpoint(ckpt[-1], out / "export" / name)

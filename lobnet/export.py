@@ -31,13 +31,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .card import CARD, FOLD_FILES, PARITY_SEQUENCE, PARITY_WINDOWS, WEIGHTS, load_model
 from .data.errors import LobDataError
 from .io import OutputDir, check_output_dir
 
@@ -47,66 +47,6 @@ TOLERANCE = 1e-5
 
 class ExportError(RuntimeError):
     """The exported graph is not the model: wrong dimensions, or outputs beyond the tolerance."""
-
-
-def torch_file(path: str | Path):
-    """A file lobnet wrote with ``torch.save`` (a checkpoint, ``weights.pt``), loaded with ``weights_only=True``:
-    tensors and plain data only, so a file whose pickle carries code (a ``__reduce__`` payload) is refused
-    instead of run. Anything unreadable (empty, truncated, random bytes, refused) is a :class:`LobDataError`
-    naming the file."""
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... depending on the damage
-        text = str(e)
-        if found := re.search(r"Unsupported global: GLOBAL (\S+)", text):  # a pickled object: code would run
-            why = (
-                "refused: it holds Python objects beyond tensors and plain data, which loading would execute "
-                f"(it names {found[1]})"
-            )
-        elif path.stat().st_size == 0:
-            why = "the file is empty"
-        else:
-            found = re.search(r"Unsupported operand \d+", text)
-            first = found[0] if found else (text.strip().splitlines() or [type(e).__name__])[0]
-            why = f"not a readable checkpoint (damaged, truncated or not a torch file: {first[:160]})"
-        raise LobDataError(path, None, why) from None
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A lobnet-train checkpoint's contents (:func:`torch_file`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (a lobnet-train fold's best.ckpt or last.ckpt)")
-    ckpt = torch_file(path)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise LobDataError(path, None, "not a lobnet-train checkpoint (no state_dict)")
-    return ckpt
-
-
-def load_model(checkpoint: str | Path):
-    """The model of a lobnet-train checkpoint, from the model card ``model.json`` written beside it."""
-    from .card import read_card
-    from .models import build_model
-
-    ckpt = Path(checkpoint)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint (a lobnet-train fold's best.ckpt or last.ckpt)")
-    card_path = ckpt.parent / "model.json"
-    if not card_path.exists():
-        raise FileNotFoundError(f"{card_path} not found: export needs a checkpoint written by lobnet-train")
-    card = read_card(card_path)
-    try:
-        model = build_model(card["model"], **card["config"])
-    except (TypeError, ValueError) as e:
-        raise LobDataError(card_path, None, f"the card's model does not build: {e}") from None
-    state = load_checkpoint(ckpt)["state_dict"]
-    try:
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    except RuntimeError as e:
-        detail = " ".join(str(e).split())[:300]  # one line: torch lists every mismatching tensor on its own
-        raise LobDataError(ckpt, None, f"its weights do not fit the model card {card_path}: {detail}") from None
-    return model.eval(), card
 
 
 @contextlib.contextmanager
@@ -222,7 +162,7 @@ def session(path: str | Path, providers: list[str] | None = None, threads: int =
     return sess
 
 
-def _step_outputs(step_sess, sequence: np.ndarray, pos=0.0) -> tuple[np.ndarray, np.ndarray]:
+def step_outputs(step_sess, sequence: np.ndarray, pos=0.0) -> tuple[np.ndarray, np.ndarray]:
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
     logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day. A graph for B
     streams takes B sequences (B, T, F) and a position per stream, and returns (B, T, H, 3) and (B, T, H)."""
@@ -254,11 +194,11 @@ def batch_parity(step_path: str | Path, batch_path: str | Path, sequence: np.nda
     B = batch_sess.get_inputs()[0].shape[0]
     streams = np.stack([np.roll(sequence, -b, axis=0) for b in range(B)])
     starts = 13.0 * np.arange(B)
-    logits, positions = _step_outputs(batch_sess, streams, starts)
+    logits, positions = step_outputs(batch_sess, streams, starts)
     one = session(step_path)
     worst = 0.0
     for b in sorted({0, min(1, B - 1), B // 2, B - 1}):
-        ref_logits, ref_pos = _step_outputs(one, streams[b], starts[b])
+        ref_logits, ref_pos = step_outputs(one, streams[b], starts[b])
         worst = max(worst, float(np.abs(logits[b] - ref_logits).max()), float(np.abs(positions[b] - ref_pos).max()))
     return worst
 
@@ -270,7 +210,7 @@ def step_parity(model, step_path: str | Path, window_path: str | Path, windows: 
     step_sess, win_sess = session(step_path), session(window_path)
     worst = 0.0
     for seq in (windows[0], windows[-1]):
-        logits, positions = _step_outputs(step_sess, seq)
+        logits, positions = step_outputs(step_sess, seq)
         for t in range(len(seq)):
             prefix = np.ascontiguousarray(seq[None, : t + 1], dtype=np.float32)
             if t + 1 >= 8:
@@ -289,7 +229,7 @@ def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: 
     run over the whole stretch as one sequence (:func:`~lobnet.models.streaming.sequence_outputs`)."""
     from .models.streaming import sequence_outputs
 
-    logits, positions = _step_outputs(session(step_path), sequence)
+    logits, positions = step_outputs(session(step_path), sequence)
     ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), window))
     return max(float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
 
@@ -352,6 +292,7 @@ def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[i
     from .step_graph import STEP_OPSET
 
     model, card = load_model(checkpoint)
+    fold = Path(checkpoint).parent
     if card.get("zscore") is None:
         raise ExportError(
             f"{checkpoint}: trained with normalization=rolling_zscore; the streaming graphs need the training "
@@ -360,7 +301,7 @@ def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[i
     with OutputDir(out, "export", inputs=_inputs(Path(checkpoint))) as od:
         tmp = od.tmp
         onnx_path = export_window(model, len(card["feature_names"]), tmp / "model.onnx", card["window"])
-        windows = np.load(Path(checkpoint).parent / "parity_windows.npy")
+        windows = np.load(fold / PARITY_WINDOWS)
         diff = window_parity(model, onnx_path, windows)
         report = {
             "checkpoint": str(checkpoint),
@@ -379,7 +320,7 @@ def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[i
             report["step_opset"] = STEP_OPSET
             report["step_state"] = {n: list(shape) for n, shape in step.state_shapes()}
             report["max_abs_diff_step"] = step_parity(model, step_path, onnx_path, windows)
-            seq_path = Path(checkpoint).parent / "parity_sequence.npy"
+            seq_path = fold / PARITY_SEQUENCE
             sequence = np.load(seq_path) if seq_path.exists() else None  # 3 W consecutive test rows
             if sequence is not None:
                 report["max_abs_diff_step_sequence"] = sequence_parity(model, step_path, sequence, card["window"])
@@ -396,17 +337,15 @@ def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[i
                     raise ExportError(f"the step graph for {b} streams differs from one stream's by {diff:.3g}")
         else:
             report["step"] = "window_fallback"  # DeepLOB, absolute-position Transformers: see models/streaming.py
-        torch.save(model.state_dict(), tmp / "weights.pt")  # the streamer's batch reference runs the torch model
-        (tmp / "model.json").write_text(json.dumps(card, indent=2))
+        torch.save(model.state_dict(), tmp / WEIGHTS)  # the streamer's batch reference runs the torch model
+        (tmp / CARD).write_text(json.dumps(card, indent=2))
         (tmp / "export.json").write_text(json.dumps(report, indent=2))
     return report
 
 
 def _inputs(checkpoint: Path) -> list[Path]:
     """What an export reads: the checkpoint and the files beside it (an output may sit beside them, not on them)."""
-    from .mlflow_model import ARTIFACTS
-
-    return [checkpoint, *(checkpoint.parent / name for name in ARTIFACTS.values())]
+    return [checkpoint, *(checkpoint.parent / name for name in FOLD_FILES.values())]
 
 
 def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, uri: str | None) -> str | None:

@@ -90,18 +90,26 @@ def clean_stale(folder: str | Path, name: str | None = None) -> list[Path]:
     return removed
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    """Write a file atomically: a temporary sibling, then a rename (a reader sees the whole file or none)."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """``with atomic_file(path) as tmp:`` write ``tmp``; on success it is renamed to ``path`` (a reader sees the
+    whole file or none, and concurrent writers of the same content are harmless), on any exception removed."""
     path = Path(path)
     tmp = temp_path(path)
     try:
-        tmp.write_text(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_json(path: str | Path, obj) -> Path:

@@ -6,7 +6,7 @@ installed lobnet's :class:`~lobnet.mlflow_model.LobnetModel`, and no model objec
 write to the artifact store can replace the file, and loading the model then runs their code. So loading a fold's
 model from a shared tracking server means trusting everyone with write access to its artifacts, as with any
 MLflow pyfunc model. The checkpoint itself is never trusted: it is loaded with ``weights_only=True``
-(:func:`lobnet.export.torch_file`). lobnet's own code never imports this module.
+(:func:`lobnet.card.torch_file`). lobnet's own code never imports this module.
 """
 
 import mlflow

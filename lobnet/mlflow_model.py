@@ -5,7 +5,7 @@ fold is a *logged model* of its run: it can be registered in the Model Registry,
 (``runs:/<fold run id>/model``, ``models:/<model id>``, ``models:/<name>/<version>``, ``models:/<name>@<alias>``)
 for ``lobnet-export``, and loaded with ``mlflow.pyfunc.load_model`` to forecast from raw feature windows.
 
-The model's artifacts are the files ``lobnet-train`` writes beside the checkpoint (:data:`ARTIFACTS`): the
+The model's artifacts are the files ``lobnet-train`` writes beside the checkpoint (:data:`lobnet.card.FOLD_FILES`): the
 checkpoint, the model card ``model.json`` and the parity rows, unchanged, so that export reads them from a
 download exactly as it reads them from the training folder. Its code is lobnet's: loading it needs lobnet
 installed (the model records lobnet's version in its metadata; :mod:`lobnet.mlflow_entry` is the code MLflow
@@ -25,15 +25,9 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 
+from .card import FOLD_FILES
 from .normalization import ZScore
 
-# what lobnet-train writes per fold, by the key the model's artifacts use (the checkpoint may be last.ckpt instead)
-ARTIFACTS = {
-    "checkpoint": "best.ckpt",
-    "card": "model.json",
-    "windows": "parity_windows.npy",
-    "sequence": "parity_sequence.npy",
-}
 NAME = "model"  # the artifact path of a fold's logged model: runs:/<fold run id>/model
 
 
@@ -45,7 +39,7 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
     no fixed statistics to apply to a window alone, and refuses."""
 
     def load_context(self, context) -> None:
-        from .export import load_model
+        from .card import load_model
 
         self.model, self.card = load_model(context.artifacts["checkpoint"])
         self.zscore = ZScore.from_card(self.card)
@@ -58,7 +52,7 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
             raise ValueError(
                 "this model was trained with normalization=rolling_zscore, which needs the day's history before "
                 "each window: normalise with lobnet.dataset.rolling_zscore and call the torch model "
-                "(lobnet.export.load_model) instead"
+                "(lobnet.card.load_model) instead"
             )
         x = np.asarray(model_input, dtype=np.float32)
         if x.ndim != 3 or x.shape[2] != len(names):  # the signature says so too, where MLflow enforces it
@@ -92,9 +86,9 @@ def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: P
 
     from . import __version__
 
-    files = {key: str(ckpt_dir / name) for key, name in ARTIFACTS.items()}
+    files = {key: str(ckpt_dir / name) for key, name in FOLD_FILES.items()}
     files["checkpoint"] = str(checkpoint)
-    card = json.loads((ckpt_dir / ARTIFACTS["card"]).read_text())
+    card = json.loads((ckpt_dir / FOLD_FILES["card"]).read_text())
     f32, n_features, n_horizons = np.dtype(np.float32), len(card["feature_names"]), len(card["horizons"])
     signature = ModelSignature(
         inputs=Schema([TensorSpec(f32, (-1, -1, n_features))]),  # raw feature windows of any count and length
@@ -102,7 +96,7 @@ def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: P
     )
     example, zscore = None, ZScore.from_card(card)
     if zscore is not None:  # a real test window, un-normalised back to raw features
-        example = np.load(ckpt_dir / ARTIFACTS["windows"])[:1] * zscore.std + zscore.mean
+        example = np.load(ckpt_dir / FOLD_FILES["windows"])[:1] * zscore.std + zscore.mean
     with in_run(tracking_uri, run_id):
         info = mlflow.pyfunc.log_model(
             name=NAME,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from . import __version__
 from .data.quotes import locked_crossed_counts
 from .data.schema import day_groups, n_levels
 from .features import FeatureSpec, compute_features, feature_names, warmup
-from .io import OutputDir, clean_stale, temp_path
+from .io import OutputDir, atomic_file, clean_stale
 from .labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
 from .splits import require_samples, walk_forward
 
@@ -86,13 +85,8 @@ def load_events(data: dict, cache_dir: str | Path | None) -> tuple[pl.DataFrame,
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         clean_stale(cached.parent)  # what killed runs left half-written
-        tmp = temp_path(cached)
-        try:
+        with atomic_file(cached) as tmp:
             events.write_parquet(tmp)
-            os.replace(tmp, cached)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     return events, meta
 
 

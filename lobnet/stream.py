@@ -46,14 +46,14 @@ import numpy as np
 import polars as pl
 
 from .backtest import BACKTEST_METRICS, Costs, backtest, positions_from_classes, regimes, summary_table
-from .card import STREAMING, read_card
+from .card import CARD, STREAMING, WEIGHTS, build_model, load_weights, primary_horizon, read_card, torch_file
 from .data.schema import day_slices, n_levels
 from .dataset import ZScore, feature_matrix
-from .export import session, torch_file
+from .export import session
 from .features import FeatureSpec, compute_features, warmup
 from .features.incremental import IncrementalFeatures
-from .labels import FLAT, LabelConfig, classify, compute_targets
-from .online.baselines import score
+from .labels import LabelConfig, classify, compute_targets
+from .online.baselines import band_class, flat_band, score
 from .online.estimators import EWMean, EWRegression, ew_mean
 
 PCTS = {"p50_us": 50, "p90_us": 90, "p99_us": 99, "p999_us": 99.9}
@@ -98,10 +98,10 @@ class ModelDir:
         p = Path(path)
         if not p.is_dir():
             raise ModelDirError(f"{p}: no such model directory (write one with lobnet-export)")
-        for name in ("model.json", "export.json", "model.onnx", "weights.pt"):
+        for name in (CARD, "export.json", "model.onnx", WEIGHTS):
             if not (p / name).exists():
                 raise ModelDirError(f"{p / name}: missing; the model directory is incomplete (re-run lobnet-export)")
-        card = read_card(p / "model.json", STREAMING)
+        card = read_card(p / CARD, STREAMING)
         try:
             export = json.loads((p / "export.json").read_text())
         except ValueError as e:
@@ -117,15 +117,8 @@ class ModelDir:
         return cls(p, card, export, step)
 
     def torch_model(self):
-        from .models import build_model
-
-        model = build_model(self.card["model"], **self.card["config"])
-        try:
-            model.load_state_dict(torch_file(self.path / "weights.pt"))
-        except (RuntimeError, TypeError, AttributeError) as e:
-            detail = " ".join(str(e).split())[:300]
-            raise ModelDirError(f"{self.path / 'weights.pt'}: its weights do not fit model.json: {detail}") from e
-        return model.eval()
+        card_path, weights = self.path / CARD, self.path / WEIGHTS
+        return load_weights(build_model(self.card, card_path), torch_file(weights), weights, card_path)
 
 
 def _percentiles(ns: np.ndarray) -> dict:
@@ -136,7 +129,7 @@ def _percentiles(ns: np.ndarray) -> dict:
     return out
 
 
-class _Replay:
+class Replay:
     """One day's inputs, batch features, labels and the model's view of them."""
 
     def __init__(self, md: ModelDir, events: pl.DataFrame, s: StreamSettings):
@@ -172,7 +165,7 @@ class _Replay:
             self.Xn = zscore.apply(self.X)  # exactly what training fed the model
         labels = LabelConfig(**card["labels"])
         horizons = list(card["horizons"])
-        k = int(card.get("primary_horizon") or horizons[len(horizons) // 2])
+        k = primary_horizon(horizons, card.get("primary_horizon"))
         self.k = k
         self.hi = horizons.index(k)
         self.alpha = float(card["alphas"][self.hi])
@@ -193,7 +186,7 @@ class _Replay:
         self.calib = np.arange(self.start, max(self.start, c0 - k + 1))
 
 
-def _timed_replay(r: _Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _timed_replay(r: Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Replay the day: the compiled feature update of every event (raw features into ``r.f``, z-scored into
     ``z``, float32), then ``infer(i)`` from the model's first event on, each timed; the collector frozen and
     disabled meanwhile. Returns (feature ns, inference ns)."""
@@ -320,7 +313,7 @@ class StepRunner:
         self.flip ^= 1
 
 
-def run_step(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_step(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The step engine: (feature ns, inference ns, logits (n, H, 3), NaN before the model's first event)."""
     step = StepRunner(md.step, s.providers, s.threads)
     out = np.full((r.n, *step.logits.shape[1:]), np.nan, np.float32)
@@ -333,7 +326,7 @@ def run_step(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, n
     return (*_timed_replay(r, infer, step.row), out)
 
 
-def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_window(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The full-window engine: the normalised row into a ring buffer, ``model.onnx`` on the last W rows (on the
     rows so far while fewer than W, from 8)."""
     sess = session(md.path / "model.onnx", s.providers, s.threads)
@@ -367,7 +360,7 @@ def run_window(md: ModelDir, r: _Replay, s: StreamSettings) -> tuple[np.ndarray,
     return (*_timed_replay(r, infer, z), out)
 
 
-def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A one-pass factor predictor: classes (n,), -1 where it has no forecast yet."""
     if "ofi_1" not in r.names:
         raise ModelDirError("the factor engines read the 'ofi' feature group, which this model does not use")
@@ -379,8 +372,7 @@ def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, n
     x[:start] = 0.0
     sig = ew_mean(x, s.alpha_ofi)
     cal = r.calib[r.y[r.calib] >= 0]
-    flat_share = float(np.mean(r.y[cal] == FLAT)) if cal.size else 0.0
-    band = float(np.quantile(np.abs(sig[cal]), flat_share)) if cal.size and flat_share > 0 else 0.0
+    band = flat_band(sig[cal], r.y[cal])
     pred = np.full(n, -1, dtype=np.int64)
     past = np.zeros(k)  # the EW OFI of the last k events: the regressor of each target when it is realised
     e, reg = EWMean(s.alpha_ofi), EWRegression(s.alpha_rls)
@@ -391,7 +383,7 @@ def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, n
         v = f[j]
         m = e.update(v if v == v else 0.0)
         if kind == "ew_ofi":
-            pred[i] = 2 if m > band else (0 if m < -band else 1)
+            pred[i] = band_class(m, band)
             return
         slot = i % k
         if i - k >= start:  # the target of event i - k is realised now
@@ -406,7 +398,7 @@ def run_factors(r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, n
     return (*_timed_replay(r, infer, np.zeros(len(r.names), np.float32)), pred)
 
 
-def reference(md: ModelDir, r: _Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """The batch pipeline's logits at the first ``parity_events`` model events: (event rows, logits (P, H, 3))."""
     import torch
 
@@ -427,7 +419,7 @@ def reference(md: ModelDir, r: _Replay, s: StreamSettings, kind: str) -> tuple[n
         return rows, out
 
 
-def _day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
+def replay_day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
     days = day_slices(events)
     if not 0 <= s.day < len(days):
         raise ValueError(f"day={s.day}: the data has {len(days)} symbol-days")
@@ -439,8 +431,8 @@ def _day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
 
 
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
-    day = _day(events, s)
-    r = _Replay(md, day, s)
+    day = replay_day(events, s)
+    r = Replay(md, day, s)
     H = r.hi
     result = {
         "model": md.card["model"],

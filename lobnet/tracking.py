@@ -12,6 +12,24 @@ from pathlib import Path
 from .data.errors import LobDataError
 
 
+class Tag:
+    """The tags lobnet-train sets on its MLflow runs, which lobnet-compare and users filter on (a tag name with a
+    dot needs backticks in ``search_runs``: ``tags.`lobnet.kind` = 'parent'``)."""
+
+    KIND = "lobnet.kind"  # "parent" (one per invocation) or "fold" (a child run per fold)
+    FOLD = "lobnet.fold"  # the fold's index
+    MODEL = "lobnet.model"  # the architecture's config name
+    LOSS = "lobnet.loss"  # ce | sharpe | ce_sharpe
+    DATA = "lobnet.data"  # the prepared data's content key
+    SOURCE = "lobnet.source"  # lobster | quotes | synthetic
+    SYMBOLS = "lobnet.symbols"  # comma-separated
+    PRIMARY_HORIZON = "lobnet.primary_horizon"  # the horizon of the parent's headline metrics
+    PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: the fold's parent run
+
+
+PARENT, FOLD = "parent", "fold"  # the values of Tag.KIND
+
+
 def experiment_id(client, name: str, artifact_location: str | None = None) -> str:
     """The id of experiment ``name``, created when missing with ``artifact_location`` (a folder, made absolute, or
     a URI). Without one, MLflow would put a database store's artifacts under ``./mlruns`` of whatever directory

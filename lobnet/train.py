@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli import CONF_DIR, reports_errors
 from .data.schema import day_groups
-from .features import warmup
+from .features import book_columns, warmup
 from .io import claim
 from .pipeline import load_prepared, prepare
 from .splits import walk_forward
+from .tracking import Tag
 from .training import MlflowSettings, TrainSettings, flatten, train_walk_forward
 
 
@@ -32,14 +33,7 @@ def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):
     if name in ("transformer", "hybrid") and "log_dt" in feature_names:
         extra["dt_index"] = feature_names.index("log_dt")
     if name == "deeplob":
-        book = [
-            i
-            for i, n in enumerate(feature_names)
-            if n.split("_")[0] in ("ask", "bid") and n.split("_")[1] in ("dist", "sz")
-        ]
-        if len(book) != 4 * levels:
-            raise ValueError("model=deeplob reads the order book: add the 'book' feature group (features=with_book)")
-        extra.update(levels=levels, book_columns=book)
+        extra.update(levels=levels, book_columns=book_columns(feature_names, levels))
     return lambda n_features, n_horizons: build(n_features=n_features, n_horizons=n_horizons, **extra)
 
 
@@ -92,11 +86,11 @@ def run(cfg: DictConfig) -> dict:
         params.pop(k)
     progress = sys.stdout.isatty() if cfg.progress == "auto" else bool(cfg.progress)
     tags = {
-        "lobnet.model": cfg.model.name,
-        "lobnet.loss": cfg.loss.kind,
-        "lobnet.data": summary["cache_key"],
-        "lobnet.source": summary["source"],
-        "lobnet.symbols": ",".join(summary["symbols"]),
+        Tag.MODEL: cfg.model.name,
+        Tag.LOSS: cfg.loss.kind,
+        Tag.DATA: summary["cache_key"],
+        Tag.SOURCE: summary["source"],
+        Tag.SYMBOLS: ",".join(summary["symbols"]),
     }
     events_per_day = summary["n_events"] / max(len(summary["days"]) * len(summary["symbols"]), 1)
     result = train_walk_forward(

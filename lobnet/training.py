@@ -27,6 +27,7 @@ import polars as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from .backtest import Costs, backtest_forecasts
+from .card import BEST, LAST, primary_horizon, write_fold
 from .data.schema import DEFAULT_TICK, PRICE_SCALE
 from .dataset import FoldData, LOBDataModule
 from .io import claim, locked, write_json
@@ -36,7 +37,7 @@ from .metrics import forecast_positions
 from .models import LOBModel
 from .module import LOBModule
 from .splits import Fold
-from .tracking import experiment_id, failed_on_error
+from .tracking import FOLD, PARENT, Tag, experiment_id, failed_on_error
 
 PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe", "bt_net")
 
@@ -123,7 +124,7 @@ class Tracker:
         if self.state.get("parent_run_id"):  # resumed: running again (it may have ended FAILED or KILLED)
             self.client.update_run(self.state["parent_run_id"], status="RUNNING")
             return self.state["parent_run_id"]
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={"lobnet.kind": "parent", **tags})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={Tag.KIND: PARENT, **tags})
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
@@ -159,7 +160,7 @@ class Tracker:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{name} fold {fold}",
-            tags={"mlflow.parentRunId": self.state["parent_run_id"], "lobnet.kind": "fold", "lobnet.fold": key, **tags},
+            tags={Tag.PARENT_RUN: self.state["parent_run_id"], Tag.KIND: FOLD, Tag.FOLD: key, **tags},
         )
         folds.setdefault(key, {})["run_id"] = run.info.run_id
         return run.info.run_id
@@ -211,19 +212,15 @@ def train_walk_forward(
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
         rank0 = is_rank_zero()
         tracker = Tracker(mlflow_settings, state, rank0)
-        name = tags.get("lobnet.model", "model")
+        name = tags.get(Tag.MODEL, "model")
         tracker.parent(
             f"{name} {settings.loss}",
-            {**params, "data.fingerprint": tags.get("lobnet.data"), "git.commit": git_commit()},
+            {**params, "data.fingerprint": tags.get(Tag.DATA), "git.commit": git_commit()},
             tags,
         )
         if rank0:
             write_json(state_path, state)
-        k_primary = (
-            settings.primary_horizon
-            if settings.primary_horizon in labels.horizons
-            else labels.horizons[len(labels.horizons) // 2]
-        )
+        k_primary = primary_horizon(labels.horizons, settings.primary_horizon)
         with tracker.guard(state.get("parent_run_id")):
             fold_metrics = []
             for fold in folds:
@@ -266,7 +263,7 @@ def train_walk_forward(
                     summary[f"test/{m}_std"] = summary[f"test/{m}_h{k_primary}_std"]
             if tracker.active:
                 tracker.log_metrics(state["parent_run_id"], summary)
-                tracker.client.set_tag(state["parent_run_id"], "lobnet.primary_horizon", str(k_primary))
+                tracker.client.set_tag(state["parent_run_id"], Tag.PRIMARY_HORIZON, str(k_primary))
                 tracker.client.set_terminated(state["parent_run_id"])
     return {
         "folds": fold_metrics,
@@ -319,7 +316,12 @@ def _fit_fold(
     # saved at the end of the training epoch (after its validation): a checkpoint written at validation end
     # counts as mid-epoch, and resuming from it would train that epoch a second time
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_last=True, save_on_train_epoch_end=True
+        dirpath=ckpt_dir,
+        filename=Path(BEST).stem,
+        monitor="val/loss",
+        mode="min",
+        save_last=True,
+        save_on_train_epoch_end=True,
     )
     callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=settings.patience)]
     if progress:
@@ -341,10 +343,10 @@ def _fit_fold(
         log_every_n_steps=1,  # metrics are logged per epoch anyway; this only silences a warning
         **settings.trainer,
     )
-    last = ckpt_dir / "last.ckpt"
+    last = ckpt_dir / LAST
     if last.exists():
         check_resume_state(last, run_dir)
-    # weights_only: a checkpoint is loaded as tensors and plain data, never as code (lobnet.export.torch_file)
+    # weights_only: a checkpoint is loaded as tensors and plain data, never as code (lobnet.card.torch_file)
     trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     best = checkpoint.best_model_path or str(last)
     if is_rank_zero():
@@ -371,8 +373,8 @@ def _fit_fold(
 def check_resume_state(last: Path, run_dir: Path) -> None:
     """Refuse to resume from a ``last.ckpt`` that does not load (a kill while it was written, a damaged disk),
     saying how to start afresh, rather than failing inside Lightning."""
+    from .card import load_checkpoint
     from .data.errors import LobDataError
-    from .export import load_checkpoint
 
     try:
         load_checkpoint(last)
@@ -416,9 +418,9 @@ def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: Tra
 
 
 def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: int, extra: dict) -> None:
-    """What export and streaming need to rebuild the model and feed it: its architecture and config, the feature
-    list and spec, the training fold's normalisation, label rule and thresholds, the horizons, the window; a few
-    real test windows, and a stretch of consecutive test rows, for parity checks."""
+    """What export and streaming need to rebuild the model and feed it (:mod:`lobnet.card`): its architecture
+    and config, the feature list and spec, the training fold's normalisation, label rule and thresholds, the
+    horizons, the window; a few real test windows, and a stretch of consecutive test rows, for parity checks."""
     from .models import MODELS
 
     name = next(k for k, (_, cls) in MODELS.items() if isinstance(model, cls))
@@ -432,11 +434,14 @@ def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: i
         "zscore": None if data.zscore is None else {"mean": data.zscore.mean.tolist(), "std": data.zscore.std.tolist()},
         **extra,
     }
-    write_json(ckpt_dir / "model.json", card)
     idx = np.linspace(0, len(data.test) - 1, min(32, len(data.test))).astype(int)
-    np.save(ckpt_dir / "parity_windows.npy", np.stack([data.test[int(i)][0].numpy() for i in idx]))
     t0 = int(data.test.samples[0]) - window + 1  # the first test window's rows and the 2 W rows after them
-    np.save(ckpt_dir / "parity_sequence.npy", data.test.X[t0 : t0 + 3 * window].numpy())
+    write_fold(
+        ckpt_dir,
+        card,
+        windows=np.stack([data.test[int(i)][0].numpy() for i in idx]),
+        sequence=data.test.X[t0 : t0 + 3 * window].numpy(),
+    )
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -139,10 +139,10 @@ def test_factor_engines_use_no_label_realised_after_the_forecast(exported, amzn5
     import numpy as np
 
     from lobnet.labels import FLAT, UP
-    from lobnet.stream import ModelDir, StreamSettings, _day, _Replay, run_factors
+    from lobnet.stream import ModelDir, Replay, StreamSettings, replay_day, run_factors
 
     s = StreamSettings(events=3000, calibration_events=1000)
-    r = _Replay(ModelDir.load(exported("lstm")), _day(amzn5, s), s)
+    r = Replay(ModelDir.load(exported("lstm")), replay_day(amzn5, s), s)
     c0, k = int(np.flatnonzero(r.scored)[0]), r.k
     ofi = run_factors(r, s, "ew_ofi")[2]
     cut = c0 + 500  # the regression may use target[t] from event t + k on

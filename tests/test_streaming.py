@@ -103,7 +103,7 @@ def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
     (and, with attention, from a position deep into a day), against the model over the whole sequence."""
     import numpy as np
 
-    from lobnet.export import _step_outputs, export_step, session
+    from lobnet.export import export_step, session, step_outputs
 
     torch.manual_seed(4)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
@@ -113,7 +113,7 @@ def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
     z = torch.randn(1, 3 * W, F)
     ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, z, W))
     for start in (0.0, 2e7) if step.attn is not None else (0.0,):
-        logits, positions = _step_outputs(sess, z[0].numpy(), start)
+        logits, positions = step_outputs(sess, z[0].numpy(), start)
         assert np.abs(logits - ref_logits).max() <= 1e-5 and np.abs(positions - ref_pos).max() <= 1e-5, start
 
 
@@ -124,7 +124,7 @@ def test_tcn_step_graph_with_taps_gathered_or_read_whole(tmp_path, monkeypatch, 
     import numpy as np
 
     from lobnet import step_graph
-    from lobnet.export import _step_outputs, export_step, session
+    from lobnet.export import export_step, session, step_outputs
 
     monkeypatch.setattr(step_graph, "DENSE_ZEROS_KIB", dense_kib)
     torch.manual_seed(6)
@@ -134,7 +134,7 @@ def test_tcn_step_graph_with_taps_gathered_or_read_whole(tmp_path, monkeypatch, 
     assert ops.count("Gather") == (0 if dense_kib else 4)  # both convolutions of the blocks with dilation 2 and 4
     z = torch.randn(1, 2 * W, F)
     ref_logits = sequence_outputs(model, z, W)[0][0].numpy()
-    assert np.abs(_step_outputs(session(path), z[0].numpy())[0] - ref_logits).max() <= 1e-5
+    assert np.abs(step_outputs(session(path), z[0].numpy())[0] - ref_logits).max() <= 1e-5
 
 
 @pytest.mark.parametrize("name,kw", CASES)
@@ -144,14 +144,14 @@ def test_step_runner_equals_the_graph_fed_state_by_state(tmp_path, name, kw):
     exactly what the graph returns when every state is passed as a separate array."""
     import numpy as np
 
-    from lobnet.export import _step_outputs, export_step, session
+    from lobnet.export import export_step, session, step_outputs
     from lobnet.stream import StepRunner
 
     torch.manual_seed(5)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
     path = export_step(StepModule(model, span=W), tmp_path / "step.onnx")
     z = torch.randn(3 * W, F).numpy()
-    ref = _step_outputs(session(path), z)[0]
+    ref = step_outputs(session(path), z)[0]
     runner = StepRunner(path)
     for _ in range(2):
         got = []
@@ -171,7 +171,7 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
     stream starting a new day (``reset(streams)``) starts afresh while the others carry on."""
     import numpy as np
 
-    from lobnet.export import _step_outputs, export_step, session
+    from lobnet.export import export_step, session, step_outputs
     from lobnet.stream import StepRunner
 
     torch.manual_seed(7)
@@ -182,9 +182,9 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
     T = 3 * W
     z = torch.randn(3, T, F).numpy()
     starts = np.array([0.0, 5.0, 2e7]) if step.attn is not None else np.zeros(3)
-    logits, positions = _step_outputs(session(path), z, starts)
+    logits, positions = step_outputs(session(path), z, starts)
     for b in range(3):
-        ref_logits, ref_pos = _step_outputs(one, z[b], starts[b])
+        ref_logits, ref_pos = step_outputs(one, z[b], starts[b])
         assert np.abs(logits[b] - ref_logits).max() <= 1e-6 and np.abs(positions[b] - ref_pos).max() <= 1e-6, b
     runner = StepRunner(path)
     new_day = {5: [1], 11: [0, 2]}  # event -> the streams whose day starts there
@@ -197,9 +197,9 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
         got.append(runner.logits.copy())
     got = np.stack(got, 1)
     for b, first in ((0, 11), (1, 5), (2, 11)):
-        ref = _step_outputs(one, z[b, first:])[0]
+        ref = step_outputs(one, z[b, first:])[0]
         assert np.abs(got[b, first:] - ref).max() <= 1e-6, b
-    fed = _step_outputs(session(path), z[:, :5])[0]  # every stream from the day's start, state by state
+    fed = step_outputs(session(path), z[:, :5])[0]  # every stream from the day's start, state by state
     assert np.array_equal(got[:, :5], fed)
     with pytest.raises(ValueError, match="at least one stream"):
         export_step(step, tmp_path / "none.onnx", batch=0)

@@ -119,7 +119,7 @@ def _check_fold_model(run_id: str, fold_dir: Path) -> None:
     import numpy as np
     import torch
 
-    from lobnet.export import load_model
+    from lobnet.card import load_model
     from lobnet.normalization import ZScore
 
     assert len(mlflow.tracking.MlflowClient().get_run(run_id).outputs.model_outputs) == 1

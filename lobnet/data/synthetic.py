@@ -30,9 +30,7 @@ import argparse
 import bisect
 import datetime as dt
 import math
-import os
 import random
-import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..io import atomic_file
 from .errors import LobDataError
 from .schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID
 
@@ -273,18 +272,9 @@ def lobster_names(cfg: SyntheticConfig) -> tuple[str, str]:
     return f"{base}_message_{cfg.levels}.csv", f"{base}_orderbook_{cfg.levels}.csv"
 
 
-def _write_atomic(df: pl.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+def _write_csv(df: pl.DataFrame, path: Path) -> None:
+    with atomic_file(path) as tmp:
         df.write_csv(tmp, include_header=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a data file should read like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_day(cfg: SyntheticConfig, out_dir: str | Path) -> Path:
@@ -308,8 +298,8 @@ def write_day(cfg: SyntheticConfig, out_dir: str | Path) -> Path:
         }
     )
     book = pl.DataFrame(obs, schema=[f"c{i}" for i in range(obs.shape[1])], orient="row")
-    _write_atomic(book, out / ob_name)  # orderbook first: a message file never exists without its partner
-    _write_atomic(msg, out / msg_name)
+    _write_csv(book, out / ob_name)  # orderbook first: a message file never exists without its partner
+    _write_csv(msg, out / msg_name)
     return out / msg_name
 
 

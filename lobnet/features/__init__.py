@@ -5,9 +5,19 @@ from .catalogue import (
     DEFAULT_GROUPS,
     FeatureParams,
     FeatureSpec,
+    book_columns,
     compute_features,
     feature_names,
     warmup,
 )
 
-__all__ = ["CATALOGUE", "DEFAULT_GROUPS", "FeatureParams", "FeatureSpec", "compute_features", "feature_names", "warmup"]
+__all__ = [
+    "CATALOGUE",
+    "DEFAULT_GROUPS",
+    "FeatureParams",
+    "FeatureSpec",
+    "book_columns",
+    "compute_features",
+    "feature_names",
+    "warmup",
+]

@@ -274,6 +274,18 @@ def feature_names(params: FeatureParams, groups: list[str] | None = None) -> lis
     return [c for g in (groups or DEFAULT_GROUPS) for c in CATALOGUE[g].columns(params)]
 
 
+def book_columns(names: list[str], levels: int) -> list[int]:
+    """Where the ``book`` group's 4L columns (LOBSTER's order: ask distance, ask size, bid distance, bid size per
+    level) stand in the feature list ``names``: DeepLOB's input. A ValueError when the list lacks them."""
+    wanted = CATALOGUE["book"].columns(FeatureParams(levels=levels))
+    if missing := [c for c in wanted if c not in names]:
+        raise ValueError(
+            f"model=deeplob reads the order book, and the features lack {missing[:4]}: add the 'book' feature "
+            "group (features=with_book)"
+        )
+    return [names.index(c) for c in wanted]
+
+
 def warmup(groups: list[str] | None = None) -> int:
     """Events at the start of each day for which some feature is null by definition."""
     return max(CATALOGUE[g].warmup for g in (groups or DEFAULT_GROUPS))

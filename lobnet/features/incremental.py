@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..io import atomic_file
 from .catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams, define
 
 NAN = float("nan")
@@ -198,9 +199,8 @@ def _compile(source: str):
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"lobnet_features_{key}.py"
         if not path.exists():
-            tmp = d / f".{path.name}.{os.getpid()}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, path)  # atomic: concurrent compilers see a whole file or none
+            with atomic_file(path) as tmp:  # concurrent compilers see a whole file or none
+                tmp.write_text(text)
     except OSError:  # an unwritable cache: compile without it
         path = Path(tempfile.mkdtemp(prefix="lobnet-jit-")) / f"lobnet_features_{key}.py"
         path.write_text(text)

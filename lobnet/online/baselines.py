@@ -30,11 +30,22 @@ def ew_ofi(frame: pl.DataFrame, alpha: float, column: str = "ofi_1") -> np.ndarr
     return out
 
 
+def flat_band(signal: np.ndarray, labels: np.ndarray) -> float:
+    """The half-width of the flat band of a signed signal: the quantile of |signal| that makes the forecast flat
+    as often as ``labels`` (the training or calibration labels at the same rows) are. 0 without labels."""
+    flat_share = float(np.mean(labels == FLAT)) if labels.size else 0.0
+    return float(np.quantile(np.abs(signal), flat_share)) if flat_share > 0 and signal.size else 0.0
+
+
+def band_class(value: float, band: float) -> int:
+    """UP above the band, DOWN below minus the band, FLAT inside it (one event, the streamer's form)."""
+    return UP if value > band else (DOWN if value < -band else FLAT)
+
+
 def ofi_sign_forecast(frame: pl.DataFrame, alpha: float, train: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
     """Classes from the sign of the EW mean of OFI; the flat band matches the training labels' flat share."""
     sig = ew_ofi(frame, alpha)
-    flat_share = float(np.mean(train_labels == FLAT)) if train_labels.size else 0.0
-    band = float(np.quantile(np.abs(sig[train]), flat_share)) if flat_share > 0 and train.size else 0.0
+    band = flat_band(sig[train], train_labels)
     return np.where(sig > band, UP, np.where(sig < -band, DOWN, FLAT))
 
 
