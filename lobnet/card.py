@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.errors import LobDataError
+from lobnet.data.errors import LobDataError
 
 # the files of a trained fold (lobnet-train writes them side by side; a fold's MLflow model holds the same)
 CARD = "model.json"
@@ -71,7 +71,7 @@ def primary_horizon(horizons, wanted: int | None = None) -> int:
 
 def write_fold(ckpt_dir: Path, card: dict, windows: np.ndarray, sequence: np.ndarray) -> None:
     """A trained fold's card and parity rows beside its checkpoints (:data:`FOLD_FILES`)."""
-    from .io import write_json
+    from lobnet.io import write_json
 
     write_json(ckpt_dir / CARD, card)
     np.save(ckpt_dir / PARITY_WINDOWS, windows)
@@ -80,7 +80,7 @@ def write_fold(ckpt_dir: Path, card: dict, windows: np.ndarray, sequence: np.nda
 
 def build_model(card: dict, path: Path):
     """The card's architecture, untrained."""
-    from .models import build_model as build
+    from lobnet.models import build_model as build
 
     try:
         return build(card["model"], **card["config"])
@@ -100,7 +100,7 @@ def load_weights(model, state: dict, path: Path, card_path: Path):
 
 def spec_feature_names(features: dict, path: Path) -> list[str]:
     """The feature list that the card's feature spec (``features``: the spec's fields and ``levels``) computes."""
-    from .features import FeatureSpec, feature_names
+    from lobnet.features import FeatureSpec, feature_names
 
     try:
         spec = FeatureSpec(**{k: v for k, v in features.items() if k != "levels"})

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .data.errors import OutputDirError
+from lobnet.data.errors import OutputDirError
 
 MARKER = ".lobnet-output.json"  # {"command": ..., "lobnet_version": ..., "written": ...}
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
@@ -126,7 +126,7 @@ def owner(path: str | Path) -> str | None:
 
 
 def _write_marker(path: Path, command: str) -> None:
-    from . import __version__
+    from lobnet import __version__
 
     write_json(path / MARKER, {"command": command, "lobnet_version": __version__, "written": time.time()})
 

@@ -31,7 +31,7 @@ from lobnet.data.lobster import MESSAGE_COLUMNS  # noqa: E402
 from lobnet.data.schema import level_columns  # noqa: E402
 from lobnet.data.synthetic import SyntheticConfig, ensure_day  # noqa: E402
 from lobnet.features import FeatureParams, compute_features  # noqa: E402
-from lobnet.labels import LabelConfig, compute_targets  # noqa: E402
+from lobnet.prep.labels import LabelConfig, compute_targets  # noqa: E402
 
 HORIZONS = (10, 50, 100)
 

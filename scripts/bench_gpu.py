@@ -6,7 +6,7 @@ symbols' events into one GPU call beats stepping each on the CPU. All figures of
 For each architecture at its default size (untrained weights: latency does not depend on them), with the features
 of ``scripts/bench_inference.py`` (level 10, the default groups and the book):
 
-* ``cpu_onnx_step``: the streamer's :class:`~lobnet.stream.StepRunner` on one CPU thread, one symbol: the
+* ``cpu_onnx_step``: the streamer's :class:`~lobnet.live.replay.StepRunner` on one CPU thread, one symbol: the
   reference, measured on this machine's CPU in this run;
 * ``cuda_step_eager``: the torch :class:`~lobnet.models.streaming.StepModule` on the GPU for one symbol, each
   layer a separate kernel launch: what launch overhead costs;
@@ -16,7 +16,7 @@ of ``scripts/bench_inference.py`` (level 10, the default groups and the book):
   inside the graph (the live form of the full window: a ring of the last W events per symbol);
 * ``ort_cuda_step``: ONNX Runtime's CUDA execution provider on the step graph, where this onnxruntime has one;
 * ``cpu_onnx_step_B`` (and ``ort_cuda_step_B`` with that provider): the ONNX step graph for B symbols
-  (:func:`lobnet.export.export_step` with ``batch``) through ``StepRunner``, on one CPU thread of this machine:
+  (:func:`lobnet.live.export.export_step` with ``batch``) through ``StepRunner``, on one CPU thread of this machine:
   what batching buys the CPU, against what it buys the GPU, in the same run.
 
 Every GPU figure is host clock around everything a live loop waits for: the B feature rows copied from pinned
@@ -125,12 +125,12 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False)")
     from lobnet.data.synthetic import load_day
-    from lobnet.export import export_step
     from lobnet.features import DEFAULT_GROUPS, FeatureParams, feature_names
     from lobnet.features.incremental import IncrementalFeatures
+    from lobnet.live.export import export_step
+    from lobnet.live.replay import StepRunner
     from lobnet.models import build_model
     from lobnet.models.streaming import StepModule, sequence_outputs
-    from lobnet.stream import StepRunner
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -33,12 +33,12 @@ def worker(model_name: str, mode: str, batches: int, warmup: int) -> dict:
     sys.path.insert(0, str(REPO))
     from lobnet.data.schema import day_groups
     from lobnet.data.synthetic import load_day
-    from lobnet.dataset import FoldData, LOBDataModule
     from lobnet.features import DEFAULT_GROUPS, FeatureParams, compute_features, feature_names
-    from lobnet.labels import LabelConfig, compute_targets
-    from lobnet.losses import LobLoss
     from lobnet.models import build_model
-    from lobnet.splits import walk_forward
+    from lobnet.prep.labels import LabelConfig, compute_targets
+    from lobnet.prep.splits import walk_forward
+    from lobnet.prep.windows import FoldData, LOBDataModule
+    from lobnet.train.losses import LobLoss
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -77,8 +77,8 @@ def worker(model_name: str, mode: str, batches: int, warmup: int) -> dict:
         import lightning.pytorch as L
         from lightning.pytorch.callbacks import Callback
 
-        from lobnet.module import LOBModule
-        from lobnet.training import quiet_lightning
+        from lobnet.train.loop import quiet_lightning
+        from lobnet.train.module import LOBModule
 
         quiet_lightning()
 

@@ -24,9 +24,9 @@ from lobnet.data._csv import read_numeric_csv  # noqa: E402
 from lobnet.data.quotes import QUOTE_COLUMNS, TRADE_COLUMNS, consolidate_nbbo  # noqa: E402
 from lobnet.data.synthetic import load_day  # noqa: E402
 from lobnet.features import FeatureParams, compute_features  # noqa: E402
-from lobnet.labels import LabelConfig, compute_targets, labels_for_fold  # noqa: E402
 from lobnet.online.baselines import baseline_scores  # noqa: E402
-from lobnet.splits import walk_forward  # noqa: E402
+from lobnet.prep.labels import LabelConfig, compute_targets, labels_for_fold  # noqa: E402
+from lobnet.prep.splits import walk_forward  # noqa: E402
 
 
 def book_stats(ev: pl.DataFrame, levels: int) -> dict:

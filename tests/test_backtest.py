@@ -7,9 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lobnet.backtest import Costs, backtest, backtest_forecasts, positions_from_classes, regimes
+from lobnet.evaluation.backtest import Costs, backtest, backtest_forecasts, positions_from_classes, regimes
 from lobnet.features.catalogue import FeatureParams
-from lobnet.labels import DOWN, FLAT, UP
+from lobnet.prep.labels import DOWN, FLAT, UP
 
 US = 1_000  # ns
 

@@ -59,8 +59,8 @@ def test_every_model_and_its_step_compute_on_the_gpu_what_they_compute_on_the_cp
 
 
 def test_trainer_gpu_trains_a_model_that_exports_for_the_cpu_streamer(tmp_path):
-    from lobnet import train
-    from lobnet.export import export_checkpoint
+    from lobnet.cli import train
+    from lobnet.live.export import export_checkpoint
 
     r = train.run(_compose("train", _overrides(tmp_path, "model=tcn", "trainer=gpu")))
     assert len(r["folds"]) == 2 and 0 <= r["summary"]["test/macro_f1"] <= 1

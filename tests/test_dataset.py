@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lobnet.data.schema import day_groups
-from lobnet.dataset import FoldData, LOBDataModule, ZScore, feature_matrix, rows_read
 from lobnet.features import FeatureParams, compute_features, feature_names
-from lobnet.labels import LabelConfig, compute_targets
-from lobnet.splits import walk_forward
+from lobnet.prep.labels import LabelConfig, compute_targets
+from lobnet.prep.splits import walk_forward
+from lobnet.prep.windows import FoldData, LOBDataModule, ZScore, feature_matrix, rows_read
 
 from .conftest import AMZN5, need
 
@@ -96,9 +96,9 @@ import json, resource, sys
 import numpy as np, polars as pl, torch
 from lobnet.data import read_lobster
 from lobnet.features import FeatureParams, compute_features, feature_names
-from lobnet.labels import LabelConfig, compute_targets
-from lobnet.splits import walk_forward
-from lobnet.dataset import FoldData, LOBDataModule
+from lobnet.prep.labels import LabelConfig, compute_targets
+from lobnet.prep.splits import walk_forward
+from lobnet.prep.windows import FoldData, LOBDataModule
 torch.set_num_threads(1)
 ev = read_lobster(sys.argv[1])
 p = FeatureParams(levels=5); cfg = LabelConfig()

@@ -13,8 +13,8 @@ import pytest
 
 from lobnet.data import errors as E
 from lobnet.features import FeatureSpec
-from lobnet.labels import LabelConfig
-from lobnet.pipeline import prepare
+from lobnet.prep.labels import LabelConfig
+from lobnet.prep.prepared import prepare
 
 from .conftest import AAPL10, AIG, need
 
@@ -221,7 +221,7 @@ def test_prepare_cli_reports_one_error_line_and_writes_no_parquet(tmp_path):
         [
             sys.executable,
             "-m",
-            "lobnet.prepare",
+            "lobnet.cli.prepare",
             "data=lobster",
             f"data.path={path}",
             f"output_dir={out}",

@@ -24,7 +24,7 @@ STEP = {
 
 def train_real(tmp_path, name: str, *extra: str):
     """A checkpoint of ``name`` trained for one short epoch on the real AMZN level-5 day."""
-    from lobnet import train
+    from lobnet.cli import train
 
     real = ["data=lobster", f"data.path={need(AMZN5)}", "split.max_folds=1", "trainer.max_epochs=1"]
     if name == "deeplob":
@@ -37,7 +37,7 @@ def train_real(tmp_path, name: str, *extra: str):
 
 @pytest.mark.parametrize("name", ["lstm", "tcn", "transformer", "hybrid", "deeplob"])
 def test_every_trained_model_exports_with_parity(tmp_path, name):
-    from lobnet.export import export_checkpoint
+    from lobnet.live.export import export_checkpoint
 
     ckpt = train_real(tmp_path, name)
     rep = export_checkpoint(ckpt, tmp_path / "export", step_batches=(3,))
@@ -92,7 +92,7 @@ def test_export_cli_reports_a_missing_model_card(tmp_path):
         [
             sys.executable,
             "-m",
-            "lobnet.export_cli",
+            "lobnet.cli.export",
             f"checkpoint={bad}",
             f"output_dir={tmp_path / 'o'}",
             f"hydra.run.dir={tmp_path / 'h'}",
@@ -103,7 +103,7 @@ def test_export_cli_reports_a_missing_model_card(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "model.json" in r.stderr
     assert not (tmp_path / "o").exists()
     # a checkpoint that is not there is named as such, not as a missing card beside it
-    from lobnet.export import export_checkpoint
+    from lobnet.live.export import export_checkpoint
 
     with pytest.raises(FileNotFoundError, match=r"typo\.ckpt: no such checkpoint"):
         export_checkpoint(tmp_path / "typo.ckpt", tmp_path / "o")
@@ -115,7 +115,7 @@ def test_lstm_models_export_with_a_dynamic_window_twice_in_one_process(tmp_path)
     fixing the window of every later one (see export._quiet_exporter)."""
     import onnx
 
-    from lobnet.export import export_window
+    from lobnet.live.export import export_window
     from lobnet.models import build_model
 
     for i, (name, kw) in enumerate([("deeplob", {"levels": 5}), ("lstm", {}), ("lstm", {})]):
@@ -134,7 +134,7 @@ def test_a_session_refuses_a_provider_it_would_silently_replace_with_the_cpu(tmp
     import onnx
     from onnx import TensorProto, helper
 
-    from lobnet.export import session
+    from lobnet.live.export import session
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])

@@ -32,7 +32,7 @@ def _assert_compiled_equals_python(inc: IncrementalFeatures, events: pl.DataFram
     """The numba form (the streamer's hot loop) gives the Python form's features bit for bit, and writes exactly
     ZScore.apply's normalised row."""
     from lobnet.data.schema import day_slices
-    from lobnet.dataset import ZScore
+    from lobnet.prep.windows import ZScore
 
     step = inc.compiled()
     X = inc.input_matrix(events)

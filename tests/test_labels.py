@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lobnet.features import FeatureParams
-from lobnet.labels import DOWN, FLAT, UP, LabelConfig, classify, compute_targets, fit_alpha
+from lobnet.prep.labels import DOWN, FLAT, UP, LabelConfig, classify, compute_targets, fit_alpha
 
 P = FeatureParams(levels=1)
 

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from lobnet.losses import ContiguousBatchSampler, LobLoss, class_weights, cross_entropy, sharpe_loss, strategy_returns
+from lobnet.train.losses import (
+    ContiguousBatchSampler,
+    LobLoss,
+    class_weights,
+    cross_entropy,
+    sharpe_loss,
+    strategy_returns,
+)
 
 
 def test_sharpe_gradient_pushes_positions_towards_the_return_sign():

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from lobnet.data.schema import day_groups
-from lobnet.dataset import FoldData
 from lobnet.features import DEFAULT_GROUPS, FeatureParams, compute_features, feature_names
-from lobnet.labels import LabelConfig, compute_targets
-from lobnet.losses import LobLoss
 from lobnet.models import MODELS, TCNConfig, TCNModel, build_model
-from lobnet.splits import walk_forward
+from lobnet.prep.labels import LabelConfig, compute_targets
+from lobnet.prep.splits import walk_forward
+from lobnet.prep.windows import FoldData
+from lobnet.train.losses import LobLoss
 
 F_, H_ = 24, 3
 

@@ -250,7 +250,7 @@ def test_calibrate_cli_on_synthetic(tmp_path):
         [
             sys.executable,
             "-m",
-            "lobnet.calibrate",
+            "lobnet.cli.calibrate",
             "factor=volatility",
             "data=synthetic",
             "data.events=30000",
@@ -277,9 +277,9 @@ def test_calibrate_cli_on_synthetic(tmp_path):
 @pytest.mark.realdata
 def test_factor_baselines_are_causal_and_beat_the_majority_floor(amzn5):
     from lobnet.features import FeatureParams, compute_features
-    from lobnet.labels import LabelConfig, compute_targets, labels_for_fold
     from lobnet.online.baselines import baseline_scores, ew_ofi, rls_forecast
-    from lobnet.splits import walk_forward
+    from lobnet.prep.labels import LabelConfig, compute_targets, labels_for_fold
+    from lobnet.prep.splits import walk_forward
 
     p, cfg = FeatureParams(levels=5), LabelConfig()
     fr = pl.concat([compute_features(amzn5, p), compute_targets(amzn5, cfg, p)], how="horizontal")

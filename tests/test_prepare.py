@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from lobnet.features import FeatureSpec
-from lobnet.labels import LabelConfig
-from lobnet.pipeline import load_prepared, prepare
+from lobnet.prep.labels import LabelConfig
+from lobnet.prep.prepared import load_prepared, prepare
 
 from .conftest import AIG, AMZN5, need
 
@@ -33,7 +33,7 @@ def test_cli_on_synthetic_writes_partitions_and_reuses_its_cache(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "lobnet.prepare",
+        "lobnet.cli.prepare",
         "data=synthetic",
         "data.events=20000",
         f"output_dir={out}",

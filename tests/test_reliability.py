@@ -20,8 +20,8 @@ import torch
 from lobnet.data import errors as E
 from lobnet.features import FeatureSpec
 from lobnet.io import MARKER, OutputDir, check_output_dir, clean_stale, locked
-from lobnet.labels import LabelConfig
-from lobnet.pipeline import prepare
+from lobnet.prep.labels import LabelConfig
+from lobnet.prep.prepared import prepare
 
 from .conftest import AAPL10, AIG, REPO, need
 from .test_train import _compose, _overrides
@@ -103,25 +103,29 @@ def test_every_command_refuses_a_bad_output_directory_with_one_error_line(tmp_pa
     msg = _copy_aapl(tmp_path / "in")
     (tmp_path / "afile").write_text("x")
     common = ["data=lobster", f"data.path={msg}", f"cache_dir={tmp_path / 'cache'}"]
-    _one_error(_cli(tmp_path, "lobnet.prepare", *common, "output_dir=."), "working directory")
-    _one_error(_cli(tmp_path, "lobnet.prepare", *common, "output_dir=afile/out"), "afile, which is a file")
-    _one_error(_cli(tmp_path, "lobnet.prepare", *common, f"output_dir={tmp_path}/afile"), "is a file")
-    _one_error(_cli(tmp_path, "lobnet.calibrate", *common, f"output_dir={msg.parent}"), "holds this command's input")
-    _one_error(_cli(tmp_path, "lobnet.demo", f"output_dir={msg.parent}"), "not written by lobnet")
+    _one_error(_cli(tmp_path, "lobnet.cli.prepare", *common, "output_dir=."), "working directory")
+    _one_error(_cli(tmp_path, "lobnet.cli.prepare", *common, "output_dir=afile/out"), "afile, which is a file")
+    _one_error(_cli(tmp_path, "lobnet.cli.prepare", *common, f"output_dir={tmp_path}/afile"), "is a file")
+    _one_error(
+        _cli(tmp_path, "lobnet.cli.calibrate", *common, f"output_dir={msg.parent}"), "holds this command's input"
+    )
+    _one_error(_cli(tmp_path, "lobnet.cli.demo", f"output_dir={msg.parent}"), "not written by lobnet")
     syn = [sys.executable, "-m", "lobnet.data.synthetic", "--events", "300", "--out", str(tmp_path / "afile" / "x")]
     _one_error(subprocess.run(syn, capture_output=True, text=True, env=ENV), "cannot write the day there")
     (tmp_path / "in" / "x.txt").write_text("mine")
     db = tmp_path / "m.db"
     mlflow.tracking.MlflowClient(f"sqlite:///{db}").search_experiments()  # an existing, empty store
-    r = _cli(tmp_path, "lobnet.compare", f"mlflow.tracking_uri=sqlite:///{db}", f"output_dir={msg.parent}")
+    r = _cli(tmp_path, "lobnet.cli.compare", f"mlflow.tracking_uri=sqlite:///{db}", f"output_dir={msg.parent}")
     _one_error(r, "not written by lobnet")
     assert (tmp_path / "in" / "x.txt").read_text() == "mine" and msg.exists()
     # the store: mistyped (nothing created there) and a file store
-    r = _cli(tmp_path, "lobnet.compare", f"mlflow.tracking_uri=sqlite:///{tmp_path}/typo.db", "output_dir=o")
+    r = _cli(tmp_path, "lobnet.cli.compare", f"mlflow.tracking_uri=sqlite:///{tmp_path}/typo.db", "output_dir=o")
     _one_error(r, "no such MLflow database")
     assert not (tmp_path / "typo.db").exists() and not (tmp_path / "o").exists()
-    _one_error(_cli(tmp_path, "lobnet.compare", f"mlflow.tracking_uri=file://{tmp_path}/mlruns"), "file tracking store")
-    _one_error(_cli(tmp_path, "lobnet.compare", "mlflow.tracking_uri=./mlruns"), "file tracking store")
+    _one_error(
+        _cli(tmp_path, "lobnet.cli.compare", f"mlflow.tracking_uri=file://{tmp_path}/mlruns"), "file tracking store"
+    )
+    _one_error(_cli(tmp_path, "lobnet.cli.compare", "mlflow.tracking_uri=./mlruns"), "file tracking store")
 
 
 @pytest.mark.realdata
@@ -129,7 +133,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path
     msg = _copy_aapl(tmp_path / "in")
     out = tmp_path / "out"
     with locked(out.resolve()):  # as a running lobnet-prepare holds it
-        r = _cli(tmp_path, "lobnet.prepare", "data=lobster", f"data.path={msg}", f"output_dir={out}", "window=10")
+        r = _cli(tmp_path, "lobnet.cli.prepare", "data=lobster", f"data.path={msg}", f"output_dir={out}", "window=10")
         _one_error(r, "another lobnet command is writing this directory now")
     assert not out.exists()
     od = OutputDir(out, "prepare")
@@ -184,7 +188,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def fold(tmp_path_factory):
     """A tiny LSTM trained on one synthetic fold: (training tmp folder, fold folder, tracking URI)."""
-    from lobnet import train
+    from lobnet.cli import train
 
     tmp = tmp_path_factory.mktemp("fold")
     train.run(_compose("train", _overrides(tmp, "model=lstm", "split.max_folds=1", "trainer.max_epochs=1")))
@@ -197,7 +201,7 @@ def _fold_copy(fold_dir: Path, into: Path) -> Path:
 
 
 def test_a_checkpoint_carrying_code_is_refused_and_not_run(tmp_path, fold):
-    from lobnet.export import export_checkpoint
+    from lobnet.live.export import export_checkpoint
 
     _, fold_dir, uri = fold
     evil_dir = _fold_copy(fold_dir, tmp_path / "fold_0")
@@ -205,11 +209,11 @@ def test_a_checkpoint_carrying_code_is_refused_and_not_run(tmp_path, fold):
     marker = tmp_path / "pwned"
     ckpt["hyper_parameters"] = {"x": Payload(str(marker))}
     torch.save(ckpt, evil_dir / "best.ckpt")
-    r = _cli(tmp_path, "lobnet.export_cli", f"checkpoint={evil_dir / 'best.ckpt'}", f"output_dir={tmp_path / 'o'}")
+    r = _cli(tmp_path, "lobnet.cli.export", f"checkpoint={evil_dir / 'best.ckpt'}", f"output_dir={tmp_path / 'o'}")
     _one_error(r, str(evil_dir / "best.ckpt"), "refused")
     assert not marker.exists() and not (tmp_path / "o").exists()
     # through MLflow too: the fold logged as a model, loaded with mlflow.pyfunc and exported by URI
-    from lobnet.mlflow_model import log_fold_model
+    from lobnet.tracking.model import log_fold_model
 
     client = mlflow.tracking.MlflowClient(uri)
     run = client.create_run(client.get_experiment_by_name("t").experiment_id, run_name="evil")
@@ -229,7 +233,7 @@ def test_damaged_checkpoints_and_cards_give_one_error_line(tmp_path, fold):
     for content, needle in [(b"", "empty"), (os.urandom(4096), "not a readable"), (good[: len(good) // 2], "trunc")]:
         (d / "best.ckpt").write_bytes(content)
         _one_error(
-            _cli(tmp_path, "lobnet.export_cli", f"checkpoint={d / 'best.ckpt'}", out), str(d / "best.ckpt"), needle
+            _cli(tmp_path, "lobnet.cli.export", f"checkpoint={d / 'best.ckpt'}", out), str(d / "best.ckpt"), needle
         )
     (d / "best.ckpt").write_bytes(good)
     card = json.loads((d / "model.json").read_text())
@@ -243,18 +247,18 @@ def test_damaged_checkpoints_and_cards_give_one_error_line(tmp_path, fold):
     ]
     for text, needle in cases:
         (d / "model.json").write_text(text)
-        r = _cli(tmp_path, "lobnet.export_cli", f"checkpoint={d / 'best.ckpt'}", out)
+        r = _cli(tmp_path, "lobnet.cli.export", f"checkpoint={d / 'best.ckpt'}", out)
         _one_error(r, "model.json" if needle != "weights do not fit" else "best.ckpt", needle)
     assert not (tmp_path / "o").exists()
 
 
 def test_export_never_replaces_the_fold_folder_and_a_corrupt_onnx_is_refused(tmp_path, fold):
-    from lobnet.export import export_checkpoint
+    from lobnet.live.export import export_checkpoint
 
     _, fold_dir, _ = fold
     d = _fold_copy(fold_dir, tmp_path / "fold_0")
     before = sorted(p.name for p in d.iterdir())
-    r = _cli(tmp_path, "lobnet.export_cli", f"checkpoint={d / 'best.ckpt'}", f"output_dir={d}")
+    r = _cli(tmp_path, "lobnet.cli.export", f"checkpoint={d / 'best.ckpt'}", f"output_dir={d}")
     _one_error(r, "holds this command's input")
     assert sorted(p.name for p in d.iterdir()) == before
     export_checkpoint(d / "best.ckpt", tmp_path / "export")
@@ -262,7 +266,7 @@ def test_export_never_replaces_the_fold_folder_and_a_corrupt_onnx_is_refused(tmp
     for name in ("model_step.onnx", "model.onnx"):
         shutil.copytree(tmp_path / "export", tmp_path / name)
         (tmp_path / name / name).write_bytes(b"\x08\x01garbage")
-        r = _cli(tmp_path, "lobnet.stream_cli", f"model_dir={tmp_path / name}", f"output_dir={tmp_path / 's'}")
+        r = _cli(tmp_path, "lobnet.cli.stream", f"model_dir={tmp_path / name}", f"output_dir={tmp_path / 's'}")
         _one_error(r, str(tmp_path / name / name), "not a loadable ONNX model")
     assert not (tmp_path / "s").exists()
 
@@ -276,7 +280,7 @@ def test_the_readmes_runs_uri_export_works_in_a_fresh_process(tmp_path, fold):
     work = tmp_path / "work"
     work.mkdir()
     r = _cli(
-        work, "lobnet.export_cli", f"checkpoint=runs:/{rid}", f"tracking_uri={uri}", f"output_dir={tmp_path / 'o'}"
+        work, "lobnet.cli.export", f"checkpoint=runs:/{rid}", f"tracking_uri={uri}", f"output_dir={tmp_path / 'o'}"
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "o" / "model_step.onnx").exists()
@@ -284,7 +288,7 @@ def test_the_readmes_runs_uri_export_works_in_a_fresh_process(tmp_path, fold):
 
 
 def test_a_damaged_resume_state_says_how_to_start_afresh(fold):
-    from lobnet import train
+    from lobnet.cli import train
 
     tmp, fold_dir, _ = fold
     state_path, last = fold_dir.parent / "state.json", fold_dir / "last.ckpt"
@@ -318,7 +322,7 @@ def mlflow_statuses(tmp: Path) -> str:
 )
 def test_a_failed_training_leaves_no_run_running(tmp_path, bad, needle):
     args = [o for o in _overrides(tmp_path, "model=lstm", "split.max_folds=1") if not o.startswith("window")]
-    r = _cli(tmp_path, "lobnet.train", *args, bad, *([] if bad.startswith("window") else ["window=20"]))
+    r = _cli(tmp_path, "lobnet.cli.train", *args, bad, *([] if bad.startswith("window") else ["window=20"]))
     assert r.returncode != 0 and "error:" in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert needle in r.stderr
     statuses = json.loads(mlflow_statuses(tmp_path)) if (tmp_path / "mlflow.db").exists() else []
@@ -381,7 +385,7 @@ def test_lobster_inputs_that_gave_tracebacks_or_garbage(tmp_path, kind, file, ro
         read_lobster(msg, strict=False)
     assert ei.value.file == str(msg if file == "message" else ob) and ei.value.row == row, ei.value.message
     assert needle in ei.value.reason
-    r = _cli(tmp_path, "lobnet.prepare", "data=lobster", f"data.path={msg}", "data.strict=false", "output_dir=o")
+    r = _cli(tmp_path, "lobnet.cli.prepare", "data=lobster", f"data.path={msg}", "data.strict=false", "output_dir=o")
     _one_error(r, f"row {row}", needle)
     assert not (tmp_path / "o").exists()
 
@@ -445,9 +449,9 @@ def test_generic_quotes_with_a_nan_time_or_a_huge_price_are_refused(tmp_path):
 def test_a_horizon_longer_than_a_fold_is_one_error_line(tmp_path):
     msg = _copy_aapl(tmp_path / "in")
     args = ["data=lobster", f"data.path={msg}", "split.unit=blocks", "split.blocks=4", "split.train_blocks=2"]
-    r = _cli(tmp_path, "lobnet.prepare", *args, "window=10", "labels.horizons=[600]", "output_dir=o")
+    r = _cli(tmp_path, "lobnet.cli.prepare", *args, "window=10", "labels.horizons=[600]", "output_dir=o")
     _one_error(r, "fold 0 has an empty train, validation or test block")
-    r = _cli(tmp_path, "lobnet.prepare", *args, "window=0", "output_dir=o")
+    r = _cli(tmp_path, "lobnet.cli.prepare", *args, "window=0", "output_dir=o")
     _one_error(r, "window must be at least 1 event")
     assert not (tmp_path / "o").exists()
 
@@ -456,7 +460,7 @@ def test_a_horizon_longer_than_a_fold_is_one_error_line(tmp_path):
 
 
 def test_the_stream_experiment_keeps_its_artifacts_in_the_configured_location(tmp_path):
-    from lobnet.tracking import experiment_id
+    from lobnet.tracking.runs import experiment_id
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     eid = experiment_id(client, "s", "art")
@@ -468,7 +472,7 @@ def test_the_stream_experiment_keeps_its_artifacts_in_the_configured_location(tm
 def test_an_interrupted_training_ends_killed_not_running(tmp_path):
     args = _overrides(tmp_path, "model=lstm", "split.max_folds=1", "trainer.max_epochs=50", "trainer.patience=50")
     p = subprocess.Popen(
-        [sys.executable, "-m", "lobnet.train", *args, f"hydra.run.dir={tmp_path / 'hydra'}"],
+        [sys.executable, "-m", "lobnet.cli.train", *args, f"hydra.run.dir={tmp_path / 'hydra'}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lobnet.splits import purge, sample_rows, walk_forward
+from lobnet.prep.splits import purge, sample_rows, walk_forward
 
 
 def _rows(samples: np.ndarray, window: int, horizon: int) -> set[int]:

@@ -17,7 +17,7 @@ from .test_train import _compose
 
 
 def _stream(tmp_path, model_dir, *extra):
-    from lobnet import stream_cli
+    from lobnet.cli import stream as stream_cli
 
     return stream_cli.run(
         _compose(
@@ -42,7 +42,7 @@ def _stream(tmp_path, model_dir, *extra):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """Exported models trained on the real day, by architecture (trained once per module)."""
-    from lobnet.export import export_checkpoint
+    from lobnet.live.export import export_checkpoint
 
     cache = {}
 
@@ -95,7 +95,7 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
 
 
 def test_stream_rejects_a_model_directory_with_a_missing_file(tmp_path, exported):
-    from lobnet.stream import ModelDirError
+    from lobnet.live.replay import ModelDirError
 
     bad = tmp_path / "bad"
     shutil.copytree(exported("lstm"), bad)
@@ -110,7 +110,7 @@ def test_stream_rejects_a_model_directory_with_a_missing_file(tmp_path, exported
 
 def test_stream_rejects_a_feature_list_that_differs_from_the_data(tmp_path, exported):
     from lobnet.data import LobDataError
-    from lobnet.stream import ModelDirError
+    from lobnet.live.replay import ModelDirError
 
     bad = tmp_path / "bad"
     shutil.copytree(exported("lstm"), bad)
@@ -138,8 +138,8 @@ def test_factor_engines_use_no_label_realised_after_the_forecast(exported, amzn5
     target k events late. Rewriting every later label must leave their forecasts unchanged."""
     import numpy as np
 
-    from lobnet.labels import FLAT, UP
-    from lobnet.stream import ModelDir, Replay, StreamSettings, replay_day, run_factors
+    from lobnet.live.replay import ModelDir, Replay, StreamSettings, replay_day, run_factors
+    from lobnet.prep.labels import FLAT, UP
 
     s = StreamSettings(events=3000, calibration_events=1000)
     r = Replay(ModelDir.load(exported("lstm")), replay_day(amzn5, s), s)
@@ -162,7 +162,7 @@ def test_stream_cli_reports_a_missing_model_directory(tmp_path):
         [
             sys.executable,
             "-m",
-            "lobnet.stream_cli",
+            "lobnet.cli.stream",
             f"model_dir={tmp_path / 'nope'}",
             f"hydra.run.dir={tmp_path / 'h'}",
         ],
@@ -175,8 +175,9 @@ def test_stream_cli_reports_a_missing_model_directory(tmp_path):
 def test_stream_replays_level_one_ticks_with_parity(tmp_path):
     """The same path on an AlgoSeek AIG tick day (NBBO rows and trades, one level): train on its first blocks,
     export, replay its last 3,000 events."""
-    from lobnet import stream_cli, train
-    from lobnet.export import export_checkpoint
+    from lobnet.cli import stream as stream_cli
+    from lobnet.cli import train
+    from lobnet.live.export import export_checkpoint
 
     from .conftest import AIG
     from .test_train import _overrides

@@ -1,5 +1,5 @@
 """The step modules (lobnet/models/streaming.py) in torch, and the ONNX step graphs written from them
-(lobnet/step_graph.py), on random weights: what a step computes, event by event, against the batch model. The
+(lobnet/live/step_graph.py), on random weights: what a step computes, event by event, against the batch model. The
 exported graphs of trained models are checked on real data in test_export.py."""
 
 from __future__ import annotations
@@ -99,11 +99,11 @@ def test_attention_step_late_in_a_long_day():
     "name,kw", [*CASES, ("transformer", {"layers": 1}), ("hybrid", {"tcn_levels": 2, "kernel_size": 2})]
 )
 def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
-    """The graph :mod:`lobnet.step_graph` writes, run by ONNX Runtime one event at a time from its initial state
+    """The graph :mod:`lobnet.live.step_graph` writes, run by ONNX Runtime one event at a time from its initial state
     (and, with attention, from a position deep into a day), against the model over the whole sequence."""
     import numpy as np
 
-    from lobnet.export import export_step, session, step_outputs
+    from lobnet.live.export import export_step, session, step_outputs
 
     torch.manual_seed(4)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
@@ -119,12 +119,12 @@ def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
 
 @pytest.mark.parametrize("dense_kib", [0, 10**9])
 def test_tcn_step_graph_with_taps_gathered_or_read_whole(tmp_path, monkeypatch, dense_kib):
-    """Both ways :func:`lobnet.step_graph._tcn` reads a dilated convolution's taps (a ``Gather``, or the whole
+    """Both ways :func:`lobnet.live.step_graph._tcn` reads a dilated convolution's taps (a ``Gather``, or the whole
     buffer against zero weights), forced for every dilation, equal the model over the sequence."""
     import numpy as np
 
-    from lobnet import step_graph
-    from lobnet.export import export_step, session, step_outputs
+    from lobnet.live import step_graph
+    from lobnet.live.export import export_step, session, step_outputs
 
     monkeypatch.setattr(step_graph, "DENSE_ZEROS_KIB", dense_kib)
     torch.manual_seed(6)
@@ -144,8 +144,8 @@ def test_step_runner_equals_the_graph_fed_state_by_state(tmp_path, name, kw):
     exactly what the graph returns when every state is passed as a separate array."""
     import numpy as np
 
-    from lobnet.export import export_step, session, step_outputs
-    from lobnet.stream import StepRunner
+    from lobnet.live.export import export_step, session, step_outputs
+    from lobnet.live.replay import StepRunner
 
     torch.manual_seed(5)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
@@ -171,8 +171,8 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
     stream starting a new day (``reset(streams)``) starts afresh while the others carry on."""
     import numpy as np
 
-    from lobnet.export import export_step, session, step_outputs
-    from lobnet.stream import StepRunner
+    from lobnet.live.export import export_step, session, step_outputs
+    from lobnet.live.replay import StepRunner
 
     torch.manual_seed(7)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
@@ -206,9 +206,9 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
 
 
 def test_the_export_check_of_a_several_streams_graph_catches_another_model(tmp_path):
-    """:func:`lobnet.export.batch_parity`, which lobnet-export runs on every ``step_batches`` graph: zero against
+    """:func:`lobnet.live.export.batch_parity`, which lobnet-export runs on every ``step_batches`` graph: zero against
     the same model's one-stream graph, large against another model's."""
-    from lobnet.export import batch_parity, export_step
+    from lobnet.live.export import batch_parity, export_step
 
     torch.manual_seed(8)
     one = export_step(StepModule(build_model("transformer", n_features=F, n_horizons=2)), tmp_path / "one.onnx")

@@ -80,7 +80,7 @@ def test_every_config_group_and_experiment_composes(group, option):
 
 
 def test_training_is_tracked_in_mlflow_and_deterministic(tmp_path):
-    from lobnet import train
+    from lobnet.cli import train
 
     a, b = tmp_path / "a", tmp_path / "b"
     ra = train.run(_compose("train", _overrides(a, "model=lstm")))
@@ -120,7 +120,7 @@ def _check_fold_model(run_id: str, fold_dir: Path) -> None:
     import torch
 
     from lobnet.card import load_model
-    from lobnet.normalization import ZScore
+    from lobnet.prep.normalization import ZScore
 
     assert len(mlflow.tracking.MlflowClient().get_run(run_id).outputs.model_outputs) == 1
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
@@ -142,7 +142,7 @@ def test_logging_to_a_fold_run_works_inside_a_callers_own_active_run(tmp_path):
     """Training (and export) log the fold's model through MLflow's fluent API; called from a notebook inside the
     caller's own ``mlflow.start_run()``, MLflow would refuse a second active run. The caller's run and tracking
     URI are as they were afterwards."""
-    from lobnet.mlflow_model import in_run
+    from lobnet.tracking.model import in_run
 
     mine, store = f"sqlite:///{tmp_path / 'mine.db'}", f"sqlite:///{tmp_path / 'store.db'}"
     client = mlflow.tracking.MlflowClient(store)
@@ -157,7 +157,7 @@ def test_logging_to_a_fold_run_works_inside_a_callers_own_active_run(tmp_path):
 
 
 def test_attention_models_log_attention_maps(tmp_path):
-    from lobnet import train
+    from lobnet.cli import train
 
     r = train.run(_compose("train", _overrides(tmp_path, "model=hybrid", "split.max_folds=1")))
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -170,7 +170,7 @@ def _cmd(tmp: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "lobnet.train",
+        "lobnet.cli.train",
         *_overrides(tmp, *extra),
         f"hydra.run.dir={tmp / 'hydra'}",
         f"hydra.sweep.dir={tmp / 'sweep'}",
@@ -212,7 +212,7 @@ def test_multirun_sweep_then_compare(tmp_path):
     cmd = _cmd(tmp_path, "split.max_folds=1", "model=lstm,transformer")
     r = subprocess.run([*cmd[:3], "-m", *cmd[3:]], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    from lobnet import compare
+    from lobnet.cli import compare
 
     table = compare.run(
         _compose(
@@ -289,7 +289,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 
 
 def test_sharpe_losses_train_on_contiguous_batches_and_trade_the_position_head(tmp_path):
-    from lobnet import train
+    from lobnet.cli import train
 
     r = train.run(_compose("train", _overrides(tmp_path, "model=lstm", "loss=ce_sharpe", "split.max_folds=1")))
     m = r["folds"][0]

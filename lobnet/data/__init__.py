@@ -1,7 +1,7 @@
 """Readers, validation and the synthetic day generator. Every source becomes one events table
 (:mod:`lobnet.data.schema`)."""
 
-from .errors import (
+from lobnet.data.errors import (
     ArchiveError,
     BookConsistencyError,
     ColumnCountError,
@@ -17,9 +17,9 @@ from .errors import (
     SchemaError,
     TimeOrderError,
 )
-from .lobster import read_lobster
-from .quotes import consolidate_nbbo, locked_crossed_counts, read_quotes
-from .schema import EventType, level_columns, n_levels
+from lobnet.data.lobster import read_lobster
+from lobnet.data.quotes import consolidate_nbbo, locked_crossed_counts, read_quotes
+from lobnet.data.schema import EventType, level_columns, n_levels
 
 __all__ = [
     "ArchiveError",

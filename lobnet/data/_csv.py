@@ -8,7 +8,7 @@ import io
 
 import polars as pl
 
-from .errors import ColumnCountError, EmptyFileError, ParseError
+from lobnet.data.errors import ColumnCountError, EmptyFileError, ParseError
 
 Source = str | bytes
 

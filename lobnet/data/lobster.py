@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ._csv import read_numeric_csv
-from .errors import (
+from lobnet.data._csv import read_numeric_csv
+from lobnet.data.errors import (
     ArchiveError,
     BookConsistencyError,
     ColumnCountError,
@@ -30,7 +30,7 @@ from .errors import (
     SchemaError,
     TimeOrderError,
 )
-from .schema import (
+from lobnet.data.schema import (
     LOBSTER_DUMMY_ASK,
     LOBSTER_DUMMY_BID,
     LOBSTER_TYPES,

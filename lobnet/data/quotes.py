@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ._csv import read_numeric_csv
-from .errors import ArchiveError, LobDataError, NegativeValueError, SchemaError, TimeOrderError
-from .schema import EventType, check_finite, check_magnitudes, conform
+from lobnet.data._csv import read_numeric_csv
+from lobnet.data.errors import ArchiveError, LobDataError, NegativeValueError, SchemaError, TimeOrderError
+from lobnet.data.schema import EventType, check_finite, check_magnitudes, conform
 
 QUOTE_COLUMNS: dict[str, pl.DataType] = {
     "time_ms": pl.Float64(),

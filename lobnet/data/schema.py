@@ -63,7 +63,7 @@ def check_finite(values, name: str, column: str, first_row: int = 1) -> None:
     element 0."""
     import numpy as np
 
-    from .errors import ParseError
+    from lobnet.data.errors import ParseError
 
     bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=float)))
     if bad.size:
@@ -76,7 +76,7 @@ def check_magnitudes(df: pl.DataFrame, name: str, sizes=(), prices=(), first_row
     sentinel values that are not prices, LOBSTER's dummies)."""
     import numpy as np
 
-    from .errors import SchemaError
+    from lobnet.data.errors import SchemaError
 
     for cols, limit, what in ((sizes, MAX_SIZE, "size"), (prices, MAX_PRICE, "price")):
         for c in cols:

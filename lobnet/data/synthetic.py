@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..io import atomic_file
-from .errors import LobDataError
-from .schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID
+from lobnet.data.errors import LobDataError
+from lobnet.data.schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID
+from lobnet.io import atomic_file
 
 OPEN_S, CLOSE_S = 34_200, 57_600
 
@@ -316,7 +316,7 @@ def ensure_day(cfg: SyntheticConfig, out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..cli import reports_errors
+    from lobnet.cli import reports_errors
 
     reports_errors(_main)(argv)
 
@@ -358,7 +358,7 @@ def load_day(
 ):
     """The synthetic day as an events table: generated into ``dir`` once (deterministic per seed), then read
     back through the LOBSTER reader like any real file."""
-    from .lobster import read_lobster
+    from lobnet.data.lobster import read_lobster
 
     cfg = SyntheticConfig(levels=levels, events=events, seed=seed, symbol=symbol, date=date)
     return read_lobster(ensure_day(cfg, Path(dir) / f"v{GENERATOR_VERSION}"), strict=strict)

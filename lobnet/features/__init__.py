@@ -1,6 +1,6 @@
 """Causal order-flow features, each defined once (:mod:`lobnet.features.catalogue`)."""
 
-from .catalogue import (
+from lobnet.features.catalogue import (
     CATALOGUE,
     DEFAULT_GROUPS,
     FeatureParams,

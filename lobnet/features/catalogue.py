@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from ..data.schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID, PRICE_SCALE, EventType, first_of_day
+from lobnet.data.schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID, PRICE_SCALE, EventType, first_of_day
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..io import atomic_file
-from .catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams, define
+from lobnet.features.catalogue import CATALOGUE, DEFAULT_GROUPS, FeatureParams, define
+from lobnet.io import atomic_file
 
 NAN = float("nan")
 
@@ -279,7 +279,7 @@ class IncrementalFeatures:
 
     def run(self, events: pl.DataFrame) -> np.ndarray:
         """Replay a table event by event (resetting at every new symbol-day): (N, F) float64."""
-        from ..data.schema import day_slices
+        from lobnet.data.schema import day_slices
 
         X = self.input_matrix(events)
         out = np.empty((len(X), len(self.names)))

@@ -3,12 +3,12 @@ TCN -> Transformer, and DeepLOB. All map (B, W, F) to per-horizon logits (B, H, 
 
 import dataclasses
 
-from .base import LOBModel
-from .deeplob import DeepLOBConfig, DeepLOBModel
-from .hybrid import HybridConfig, HybridModel
-from .lstm import LSTMConfig, LSTMModel
-from .tcn import TCNConfig, TCNModel
-from .transformer import TransformerConfig, TransformerModel
+from lobnet.models.base import LOBModel
+from lobnet.models.deeplob import DeepLOBConfig, DeepLOBModel
+from lobnet.models.hybrid import HybridConfig, HybridModel
+from lobnet.models.lstm import LSTMConfig, LSTMModel
+from lobnet.models.tcn import TCNConfig, TCNModel
+from lobnet.models.transformer import TransformerConfig, TransformerModel
 
 MODELS = {
     "lstm": (LSTMConfig, LSTMModel),

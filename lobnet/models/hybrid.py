@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Heads, LOBModel
-from .tcn import TCNEncoder
-from .transformer import CausalTransformer, TransformerConfig
+from lobnet.models.base import Heads, LOBModel
+from lobnet.models.tcn import TCNEncoder
+from lobnet.models.transformer import CausalTransformer, TransformerConfig
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .base import Heads, LOBModel
+from lobnet.models.base import Heads, LOBModel
 
 
 @dataclass

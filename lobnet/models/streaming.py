@@ -6,12 +6,12 @@ function ``(features, *state) -> (logits, position, *new_state)``. The streamer 
 next call's state is :func:`carry` of the outputs (buffers come out with the event appended).
 
 The step's input is one event's features z-scored with the training fold's statistics, exactly as the model was
-trained (:meth:`lobnet.dataset.ZScore.apply`), the same input as the full-window graph's. The streamer's compiled
+trained (:meth:`lobnet.prep.windows.ZScore.apply`), the same input as the full-window graph's. The streamer's compiled
 feature update (:meth:`lobnet.features.incremental.IncrementalFeatures.compiled`) writes them straight into the
 graph's bound input: in a one-event graph every node has a fixed cost whatever its size, so the z-score is
 cheaper there than as graph nodes.
 
-The ONNX step graph is written from these modules' weights by :mod:`lobnet.step_graph` (which says why not by
+The ONNX step graph is written from these modules' weights by :mod:`lobnet.live.step_graph` (which says why not by
 the exporter); these modules define what it computes.
 
 What a step computes, starting from :meth:`StepModule.initial_state`, equals the model run over the same events
@@ -46,11 +46,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from .base import LOBModel
-from .hybrid import HybridModel
-from .lstm import LSTMModel
-from .tcn import TCNEncoder, TCNModel
-from .transformer import CausalTransformer, TransformerModel, rotary_tables, rotate
+from lobnet.models.base import LOBModel
+from lobnet.models.hybrid import HybridModel
+from lobnet.models.lstm import LSTMModel
+from lobnet.models.tcn import TCNEncoder, TCNModel
+from lobnet.models.transformer import CausalTransformer, TransformerModel, rotary_tables, rotate
 
 
 class TCNStep(nn.Module):
@@ -156,7 +156,7 @@ class LSTMStep(nn.Module):
     """The step of an ``nn.LSTM`` (batch_first, unidirectional): the module itself on a one-event sequence, with
     (h, c) per layer as state, each (B, 1, hidden): with B = 1 in the graph, the (1, 1, hidden) that ONNX's LSTM
     operator takes.
-    The step graph maps the same weights onto that operator, one node per layer (:mod:`lobnet.step_graph`)."""
+    The step graph maps the same weights onto that operator, one node per layer (:mod:`lobnet.live.step_graph`)."""
 
     def __init__(self, lstm: nn.LSTM):
         super().__init__()
@@ -180,7 +180,7 @@ class LSTMStep(nn.Module):
 
 class StepModule(nn.Module):
     """``forward(x, *state) -> (logits (B, H, 3), position (B, H), *new_state)``; x: one event's features (B, F),
-    z-scored as the model was trained (:meth:`lobnet.dataset.ZScore.apply`; the streamer's compiled feature update
+    z-scored as the model was trained (:meth:`lobnet.prep.windows.ZScore.apply`; the streamer's compiled feature update
     writes them so)."""
 
     def __init__(self, model: LOBModel, span: int = 100):

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
-from .base import Heads, LOBModel
+from lobnet.models.base import Heads, LOBModel
 
 
 @dataclass

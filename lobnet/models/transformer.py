@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Heads, LOBModel
+from lobnet.models.base import Heads, LOBModel
 
 
 @dataclass

@@ -16,9 +16,9 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import accuracy_score, f1_score
 
-from ..data.schema import day_slices
-from ..labels import DOWN, FLAT, UP, classify
-from .estimators import ew_mean, ew_regression
+from lobnet.data.schema import day_slices
+from lobnet.online.estimators import ew_mean, ew_regression
+from lobnet.prep.labels import DOWN, FLAT, UP, classify
 
 
 def ew_ofi(frame: pl.DataFrame, alpha: float, column: str = "ofi_1") -> np.ndarray:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from ..data.schema import DEFAULT_TICK, PRICE_SCALE, day_slices, first_of_day
-from .estimators import ew_mean, ew_regression, ew_var
+from lobnet.data.schema import DEFAULT_TICK, PRICE_SCALE, day_slices, first_of_day
+from lobnet.online.estimators import ew_mean, ew_regression, ew_var
 
 NS = 1_000_000_000
 

@@ -22,8 +22,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from .backtest import positions_from_classes
-from .labels import CLASS_NAMES
+from lobnet.evaluation.backtest import positions_from_classes
+from lobnet.prep.labels import CLASS_NAMES
 
 
 def classification_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
@@ -77,7 +77,7 @@ def trading_metrics(
 def forecast_positions(prob: np.ndarray, position: np.ndarray, loss_kind: str, flat: str = "close") -> np.ndarray:
     """The positions a model's forecasts (N, 3 class probabilities; N position-head outputs) stand for: the
     position head for Sharpe-trained models, else the predicted class, up +1 and down -1, a flat forecast closing
-    the position or holding it (``flat``, :func:`lobnet.backtest.positions_from_classes`)."""
+    the position or holding it (``flat``, :func:`lobnet.evaluation.backtest.positions_from_classes`)."""
     if loss_kind != "ce":
         return position
     return positions_from_classes(prob.argmax(axis=1), flat)

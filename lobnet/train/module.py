@@ -11,9 +11,9 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
-from .losses import LobLoss
-from .metrics import classification_metrics, forecast_positions, trading_metrics
-from .models import LOBModel
+from lobnet.evaluation.metrics import classification_metrics, forecast_positions, trading_metrics
+from lobnet.models import LOBModel
+from lobnet.train.losses import LobLoss
 
 
 class LOBModule(L.LightningModule):

@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
-from .data.schema import PRICE_SCALE
-from .features.catalogue import FeatureParams
-from .labels import DOWN, FLAT, UP
+from lobnet.data.schema import PRICE_SCALE
+from lobnet.features.catalogue import FeatureParams
+from lobnet.prep.labels import DOWN, FLAT, UP
 
 FLAT_RULES = ("hold", "close")
 
@@ -208,7 +208,7 @@ BACKTEST_METRICS = (*SUMMED, "max_drawdown")  # the figures logged as metrics (M
 def backtest_forecasts(
     frame: pl.DataFrame, rows: np.ndarray, targets: np.ndarray, dollars_per_tick: float, costs: Costs | None = None
 ) -> dict:
-    """Trade forecasts made at some events of a prepared feature table (:func:`lobnet.pipeline.load_prepared`):
+    """Trade forecasts made at some events of a prepared feature table (:func:`lobnet.prep.prepared.load_prepared`):
     ``targets[i]`` is the position wanted after event ``rows[i]`` (rows increasing). Each symbol-day is traded from
     its first forecast to its last, holding the position between forecasts, and ends flat at its last forecast.
 
@@ -224,7 +224,7 @@ def backtest_forecasts(
         raise ValueError(f"backtest_forecasts: rows must increase (row {int(np.argmax(np.diff(rows) <= 0)) + 1})")
     if missing := [c for c in ("time", "mid", "spread") if c not in frame.columns]:
         raise ValueError(f"backtest_forecasts: the feature table has no {missing} (add the mid and spread groups)")
-    from .data.schema import day_slices
+    from lobnet.data.schema import day_slices
 
     mid = frame["mid"].cast(pl.Float64).to_numpy()
     half = frame["spread"].cast(pl.Float64).to_numpy() * dollars_per_tick / 2
@@ -272,8 +272,8 @@ def regimes(events: pl.DataFrame, params: FeatureParams, vol_alpha: float = 0.99
     (of the event's timestamp), ``volatility`` (an EW standard deviation of the catalogue's ``mid_logret``,
     forgetting factor ``vol_alpha``, against the day's terciles of it). The terciles are the day's, so these labels
     are for attribution after the fact, never an input to a decision."""
-    from .features import compute_features
-    from .online.estimators import ew_var
+    from lobnet.features import compute_features
+    from lobnet.online.estimators import ew_var
 
     X = compute_features(events, params, ["spread", "mid_logret"], keep=("time",))
     ticks = X["spread"].to_numpy().astype(float)  # NaN where a side is empty

@@ -1,12 +1,12 @@
-"""``lobnet-export checkpoint=PATH output_dir=DIR``: see :mod:`lobnet.export`."""
+"""``lobnet-export checkpoint=PATH output_dir=DIR``: see :mod:`lobnet.live.export`."""
 
 from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig
 
-from .cli import CONF_DIR, reports_errors
-from .export import export_checkpoint
+from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.live.export import export_checkpoint
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")

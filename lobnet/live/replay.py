@@ -14,7 +14,7 @@ which writes the normalised row into the engine's input buffer; then one engine:
   (recursive least squares with forgetting) of the primary horizon's target on that EW mean, updated k events
   late, when each target is realised.
 
-Each engine's forecasts are then traded through :func:`lobnet.backtest.backtest` from the first scored event
+Each engine's forecasts are then traded through :func:`lobnet.evaluation.backtest.backtest` from the first scored event
 on (``backtest``: spread, fees, latency; by default each decision also waits for the engine's own measured time
 for that event, so a slower engine trades later), with the PnL attributed to spread, hour and volatility regimes.
 
@@ -45,16 +45,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .backtest import BACKTEST_METRICS, Costs, backtest, positions_from_classes, regimes, summary_table
-from .card import CARD, STREAMING, WEIGHTS, build_model, load_weights, primary_horizon, read_card, torch_file
-from .data.schema import day_slices, n_levels
-from .dataset import ZScore, feature_matrix
-from .export import session
-from .features import FeatureSpec, compute_features, warmup
-from .features.incremental import IncrementalFeatures
-from .labels import LabelConfig, classify, compute_targets
-from .online.baselines import band_class, flat_band, score
-from .online.estimators import EWMean, EWRegression, ew_mean
+from lobnet.card import CARD, STREAMING, WEIGHTS, build_model, load_weights, primary_horizon, read_card, torch_file
+from lobnet.data.schema import day_slices, n_levels
+from lobnet.evaluation.backtest import BACKTEST_METRICS, Costs, backtest, positions_from_classes, regimes, summary_table
+from lobnet.features import FeatureSpec, compute_features, warmup
+from lobnet.features.incremental import IncrementalFeatures
+from lobnet.live.export import session
+from lobnet.online.baselines import band_class, flat_band, score
+from lobnet.online.estimators import EWMean, EWRegression, ew_mean
+from lobnet.prep.labels import LabelConfig, classify, compute_targets
+from lobnet.prep.windows import ZScore, feature_matrix
 
 PCTS = {"p50_us": 50, "p90_us": 90, "p99_us": 99, "p999_us": 99.9}
 
@@ -76,7 +76,7 @@ class StreamSettings:
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     threads: int = 1
     engines: list[str] = field(default_factory=lambda: ["onnx_step", "onnx_window", "ew_ofi", "ew_regression"])
-    # lobnet.backtest.Costs fields, and charge_compute: whether each decision also waits for the engine's
+    # lobnet.evaluation.backtest.Costs fields, and charge_compute: whether each decision also waits for the engine's
     # measured time for that event
     backtest: dict = field(default_factory=dict)
 
@@ -246,11 +246,11 @@ class StepRunner:
     copy and no allocation: a buffer the graph returns with the event appended (one entry longer than its input,
     :func:`~lobnet.models.streaming.carry`) is bound as the next input from its second entry on, and an attention
     cache is one buffer bound as both input and output (:func:`_in_place_states`). A graph for B streams
-    (:func:`lobnet.export.export_step` with ``batch``) runs the same way, with row b of :attr:`x` and of the
+    (:func:`lobnet.live.export.export_step` with ``batch``) runs the same way, with row b of :attr:`x` and of the
     outputs stream b's."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
-        from .models.streaming import initial_value
+        from lobnet.models.streaming import initial_value
 
         self.sess = sess = session(path, providers, threads, arena=False)
         ins = sess.get_inputs()
@@ -287,7 +287,7 @@ class StepRunner:
     @staticmethod
     def _tail(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """The next input inside an output buffer: a view, the same entries as :func:`carry` copies."""
-        from .models.streaming import carry
+        from lobnet.models.streaming import carry
 
         view = carry(out, shape[1:])
         if not np.shares_memory(view, out):
@@ -402,7 +402,7 @@ def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np
     """The batch pipeline's logits at the first ``parity_events`` model events: (event rows, logits (P, H, 3))."""
     import torch
 
-    from .models.streaming import sequence_outputs
+    from lobnet.models.streaming import sequence_outputs
 
     model = md.torch_model()
     P = min(s.parity_events, r.n - r.start)
@@ -574,7 +574,7 @@ def _save(plt, fig, ax, path: Path) -> Path:
 
 def equity_plot(result: dict, path: Path) -> Path:
     """Each engine's equity curve net of costs over the traded events."""
-    from .plots import _plt
+    from lobnet.evaluation.plots import _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -588,7 +588,7 @@ def equity_plot(result: dict, path: Path) -> Path:
 
 
 def histogram(result: dict, path: Path) -> Path:
-    from .plots import _plt
+    from lobnet.evaluation.plots import _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -614,7 +614,7 @@ def write(
     """stream.json, stream.md, latency.png and equity.png in ``tmp`` (the temporary folder of the command's
     :class:`lobnet.io.OutputDir`, which replaces the output directory whole once everything is written), and an
     MLflow run when ``tracking_uri`` is set, its artifacts in the experiment's ``artifact_location``
-    (:func:`lobnet.tracking.experiment_id`)."""
+    (:func:`lobnet.tracking.runs.experiment_id`)."""
     histogram(result, tmp / "latency.png")
     equity_plot(result, tmp / "equity.png")
     clean = {
@@ -635,7 +635,7 @@ def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artif
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    from .tracking import experiment_id, failed_on_error
+    from lobnet.tracking.runs import experiment_id, failed_on_error
 
     client = MlflowClient(tracking_uri)
     run = client.create_run(experiment_id(client, experiment, artifact_location), run_name=f"stream {clean['model']}")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_curve
 
-from .labels import CLASS_NAMES
+from lobnet.prep.labels import CLASS_NAMES
 
 
 def _plt():
@@ -24,7 +24,7 @@ def _plt():
 
 def attention_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Attention weights (heads averaged) of every causal attention layer for input x (1, W, F): [(W, W)]."""
-    from .models.transformer import CausalSelfAttention
+    from lobnet.models.transformer import CausalSelfAttention
 
     maps, hooks = [], []
 

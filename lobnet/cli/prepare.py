@@ -1,4 +1,4 @@
-"""``lobnet-prepare``: compose the config, run :func:`lobnet.pipeline.prepare`, print what it did.
+"""``lobnet-prepare``: compose the config, run :func:`lobnet.prep.prepared.prepare`, print what it did.
 
 lobnet-prepare data=lobster data.path=PATH output_dir=DIR
 lobnet-prepare data=quotes data.path=../shared/data/quotes/aig output_dir=DIR
@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .cli import CONF_DIR, reports_errors
-from .cli import console as cli_console
-from .pipeline import prepare
+from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.cli import console as cli_console
+from lobnet.prep.prepared import prepare
 
 
 def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:

@@ -1,6 +1,6 @@
 """The prepare step as library code: events (cached by input content) -> features + targets -> Parquet.
 
-Entry points (:mod:`lobnet.prepare`) compose a Hydra config and call :func:`prepare` with plain objects.
+Entry points (:mod:`lobnet.cli.prepare`) compose a Hydra config and call :func:`prepare` with plain objects.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import __version__
-from .data.quotes import locked_crossed_counts
-from .data.schema import day_groups, n_levels
-from .features import FeatureSpec, compute_features, feature_names, warmup
-from .io import OutputDir, atomic_file, clean_stale
-from .labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
-from .splits import require_samples, walk_forward
+from lobnet import __version__
+from lobnet.data.quotes import locked_crossed_counts
+from lobnet.data.schema import day_groups, n_levels
+from lobnet.features import FeatureSpec, compute_features, feature_names, warmup
+from lobnet.io import OutputDir, atomic_file, clean_stale
+from lobnet.prep.labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
+from lobnet.prep.splits import require_samples, walk_forward
 
 CACHE_VERSION = 1  # bump when the events schema or the prepared layout changes
 
@@ -66,7 +66,7 @@ def load_events(data: dict, cache_dir: str | Path | None) -> tuple[pl.DataFrame,
     target = data["_target_"]
     files = input_files(kwargs["path"]) if kwargs.get("path") else []
     if kwargs.get("path") and not Path(kwargs["path"]).exists():
-        from .data.errors import LobDataError
+        from lobnet.data.errors import LobDataError
 
         raise LobDataError(kwargs["path"], None, "no such file or folder")
     key = content_key(target, {k: v for k, v in kwargs.items() if k != "path"}, files=files)

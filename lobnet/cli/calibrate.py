@@ -17,11 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from .cli import CONF_DIR, reports_errors
-from .cli import console as cli_console
-from .io import OutputDir
-from .online.factors import calibrate, periods
-from .pipeline import load_events
+from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.cli import console as cli_console
+from lobnet.io import OutputDir
+from lobnet.online.factors import calibrate, periods
+from lobnet.prep.prepared import load_events
 
 
 def plot(problem, result: dict, period: np.ndarray, out: Path) -> list[str]:

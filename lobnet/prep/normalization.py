@@ -1,7 +1,7 @@
 """Feature normalisation: the training fold's z-score (:class:`ZScore`) and its causal alternative
 (:func:`rolling_zscore`). numpy and polars only, so that applying a model's normalisation outside training (a fold's
-MLflow model, :mod:`lobnet.mlflow_model`) does not import Lightning, which costs seconds.
-:mod:`lobnet.dataset` re-exports both."""
+MLflow model, :mod:`lobnet.tracking.model`) does not import Lightning, which costs seconds.
+:mod:`lobnet.prep.windows` re-exports both."""
 
 from __future__ import annotations
 

@@ -14,14 +14,14 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import CONF_DIR, reports_errors
-from .data.schema import day_groups
-from .features import book_columns, warmup
-from .io import claim
-from .pipeline import load_prepared, prepare
-from .splits import walk_forward
-from .tracking import Tag
-from .training import MlflowSettings, TrainSettings, flatten, train_walk_forward
+from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.data.schema import day_groups
+from lobnet.features import book_columns, warmup
+from lobnet.io import claim
+from lobnet.prep.prepared import load_prepared, prepare
+from lobnet.prep.splits import walk_forward
+from lobnet.tracking.runs import Tag
+from lobnet.train.loop import MlflowSettings, TrainSettings, flatten, train_walk_forward
 
 
 def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):

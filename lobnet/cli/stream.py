@@ -1,14 +1,14 @@
-"""``lobnet-stream model_dir=DIR data=... output_dir=OUT``: see :mod:`lobnet.stream`."""
+"""``lobnet-stream model_dir=DIR data=... output_dir=OUT``: see :mod:`lobnet.live.replay`."""
 
 from __future__ import annotations
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import CONF_DIR, reports_errors
-from .io import OutputDir
-from .pipeline import load_events
-from .stream import ModelDir, StreamSettings, stream, table, write
+from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.io import OutputDir
+from lobnet.live.replay import ModelDir, StreamSettings, stream, table, write
+from lobnet.prep.prepared import load_events
 
 
 def run(cfg: DictConfig) -> dict:

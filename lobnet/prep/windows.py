@@ -15,10 +15,10 @@ import polars as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .labels import LabelConfig, labels_for_fold
-from .losses import ContiguousBatchSampler
-from .normalization import ZScore, rolling_zscore  # noqa: F401 - re-exported: the fold's normalisation
-from .splits import Fold
+from lobnet.prep.labels import LabelConfig, labels_for_fold
+from lobnet.prep.normalization import ZScore, rolling_zscore  # noqa: F401 - re-exported: the fold's normalisation
+from lobnet.prep.splits import Fold
+from lobnet.train.losses import ContiguousBatchSampler
 
 
 def feature_matrix(frame: pl.DataFrame, names: list[str]) -> np.ndarray:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .data.errors import LobDataError
+from lobnet.data.errors import LobDataError
 
 
 class Tag:

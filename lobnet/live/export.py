@@ -4,8 +4,8 @@ The full-window graph ``model.onnx`` (B, W, F) is ``torch.onnx.export(dynamo=Tru
 (:data:`OPSET`), exported with an example batch of 2 (a batch of 1 would silently fix the batch dimension) and
 dynamic batch and window dimensions, which every lobnet architecture allows. The step graph ``model_step.onnx``
 (:mod:`lobnet.models.streaming`) takes one event's normalised features and the state, and returns the outputs and
-the new state; it is written directly from the weights at opset :data:`lobnet.step_graph.STEP_OPSET`
-(:mod:`lobnet.step_graph` says why), with a batch of 1 (one stream; :func:`export_step` writes one for several).
+the new state; it is written directly from the weights at opset :data:`lobnet.live.step_graph.STEP_OPSET`
+(:mod:`lobnet.live.step_graph` says why), with a batch of 1 (one stream; :func:`export_step` writes one for several).
 
 The export fails loudly, writing nothing, unless:
 
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .card import CARD, FOLD_FILES, PARITY_SEQUENCE, PARITY_WINDOWS, WEIGHTS, load_model
-from .data.errors import LobDataError
-from .io import OutputDir, check_output_dir
+from lobnet.card import CARD, FOLD_FILES, PARITY_SEQUENCE, PARITY_WINDOWS, WEIGHTS, load_model
+from lobnet.data.errors import LobDataError
+from lobnet.io import OutputDir, check_output_dir
 
 OPSET = 18
 TOLERANCE = 1e-5
@@ -101,12 +101,12 @@ def export_window(model: torch.nn.Module, n_features: int, path: str | Path, win
 
 def export_step(step, path: str | Path, batch: int = 1) -> Path:
     """The streaming step graph of a :class:`~lobnet.models.streaming.StepModule`, written directly from its
-    weights (:mod:`lobnet.step_graph`): inputs ``x`` (batch, F) normalised features and every state tensor by
+    weights (:mod:`lobnet.live.step_graph`): inputs ``x`` (batch, F) normalised features and every state tensor by
     name; outputs ``logits``, ``position`` and ``<name>_out`` per state. ``batch``: streams (symbols) stepped
     together in one call, each with its own state; ``lobnet-export`` writes one stream's."""
     import onnx
 
-    from .step_graph import step_graph
+    from lobnet.live.step_graph import step_graph
 
     path = Path(path)
     onnx.save(step_graph(step, batch), str(path))
@@ -166,7 +166,7 @@ def step_outputs(step_sess, sequence: np.ndarray, pos=0.0) -> tuple[np.ndarray, 
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
     logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day. A graph for B
     streams takes B sequences (B, T, F) and a position per stream, and returns (B, T, H, 3) and (B, T, H)."""
-    from .models.streaming import carry, initial_value
+    from lobnet.models.streaming import carry, initial_value
 
     ins = step_sess.get_inputs()
     batch = ins[0].shape[0]
@@ -227,7 +227,7 @@ def step_parity(model, step_path: str | Path, window_path: str | Path, windows: 
 def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: int) -> float:
     """Largest |step - torch| over a real stretch of 3 W consecutive events: the step graph against the model
     run over the whole stretch as one sequence (:func:`~lobnet.models.streaming.sequence_outputs`)."""
-    from .models.streaming import sequence_outputs
+    from lobnet.models.streaming import sequence_outputs
 
     logits, positions = step_outputs(session(step_path), sequence)
     ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), window))
@@ -236,7 +236,7 @@ def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: 
 
 def resolve_checkpoint(ref: str | Path, tracking_uri: str | None, into: Path) -> tuple[Path, str | None]:
     """A local checkpoint for ``ref``, and the MLflow run it came from when ``ref`` is an MLflow model URI: the
-    fold's logged model (:mod:`lobnet.mlflow_model`), named as ``runs:/<fold run id>`` (short for
+    fold's logged model (:mod:`lobnet.tracking.model`), named as ``runs:/<fold run id>`` (short for
     ``runs:/<fold run id>/model``), ``models:/<model id>``, ``models:/<name>/<version>`` or
     ``models:/<name>@<alias>``. Anything else is a path."""
     ref = str(ref)
@@ -245,14 +245,14 @@ def resolve_checkpoint(ref: str | Path, tracking_uri: str | None, into: Path) ->
     import mlflow.artifacts
     from mlflow.models import Model
 
-    from .mlflow_model import NAME
+    from lobnet.tracking.model import NAME
 
     if ref.startswith("runs:/"):
         run_id, _, path = ref.removeprefix("runs:/").partition("/")
         if not run_id:
             raise ValueError(f"{ref}: a run URI needs a run id (runs:/<run_id>)")
         ref = f"runs:/{run_id}/{path or NAME}"
-    from .tracking import tracking_uri as using
+    from lobnet.tracking.runs import tracking_uri as using
 
     with using(tracking_uri):  # MLflow 3 resolves runs:/ through the process-wide URI alone
         local = Path(
@@ -288,8 +288,8 @@ def export_checkpoint(
 
 
 def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[int, ...] = ()) -> dict:
-    from .models.streaming import StepModule, has_step
-    from .step_graph import STEP_OPSET
+    from lobnet.live.step_graph import STEP_OPSET
+    from lobnet.models.streaming import StepModule, has_step
 
     model, card = load_model(checkpoint)
     fold = Path(checkpoint).parent
@@ -364,7 +364,7 @@ def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, 
     import mlflow.onnx
     import onnx
 
-    from .mlflow_model import in_run
+    from lobnet.tracking.model import in_run
 
     with in_run(uri, run_id):
         mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="onnx_model")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .features.catalogue import CATALOGUE, FeatureParams, PolarsBackend
+from lobnet.features.catalogue import CATALOGUE, FeatureParams, PolarsBackend
 
 DOWN, FLAT, UP = 0, 1, 2
 CLASS_NAMES = ("down", "flat", "up")

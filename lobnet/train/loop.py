@@ -26,18 +26,18 @@ import numpy as np
 import polars as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from .backtest import Costs, backtest_forecasts
-from .card import BEST, LAST, primary_horizon, write_fold
-from .data.schema import DEFAULT_TICK, PRICE_SCALE
-from .dataset import FoldData, LOBDataModule
-from .io import claim, locked, write_json
-from .labels import LabelConfig
-from .losses import LobLoss, class_weights, default_cost
-from .metrics import forecast_positions
-from .models import LOBModel
-from .module import LOBModule
-from .splits import Fold
-from .tracking import FOLD, PARENT, Tag, experiment_id, failed_on_error
+from lobnet.card import BEST, LAST, primary_horizon, write_fold
+from lobnet.data.schema import DEFAULT_TICK, PRICE_SCALE
+from lobnet.evaluation.backtest import Costs, backtest_forecasts
+from lobnet.evaluation.metrics import forecast_positions
+from lobnet.io import claim, locked, write_json
+from lobnet.models import LOBModel
+from lobnet.prep.labels import LabelConfig
+from lobnet.prep.splits import Fold
+from lobnet.prep.windows import FoldData, LOBDataModule
+from lobnet.tracking.runs import FOLD, PARENT, Tag, experiment_id, failed_on_error
+from lobnet.train.losses import LobLoss, class_weights, default_cost
+from lobnet.train.module import LOBModule
 
 PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe", "bt_net")
 
@@ -57,7 +57,9 @@ class TrainSettings:
     primary_horizon: int = 50
     normalization: str = "train_zscore"
     trainer: dict = field(default_factory=dict)  # passed to lightning.Trainer (accelerator, devices, strategy, limits)
-    backtest: dict | None = field(default_factory=dict)  # lobnet.backtest.Costs fields (conf/backtest); None: none
+    backtest: dict | None = field(
+        default_factory=dict
+    )  # lobnet.evaluation.backtest.Costs fields (conf/backtest); None: none
     # the feature table's spread (ticks) in dollars, to rebuild the bid and ask: the feature spec's tick / price_scale
     dollars_per_tick: float = DEFAULT_TICK / PRICE_SCALE
 
@@ -75,7 +77,7 @@ def is_rank_zero() -> bool:
 
 def git_commit() -> str:
     try:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
@@ -358,8 +360,8 @@ def _fit_fold(
     metrics.update(bt)
     if tracker.active:
         tracker.log_metrics(child_id, {f"test/{k}": v for k, v in bt.items()})
-        from .mlflow_model import log_fold_model
-        from .plots import fold_artifacts
+        from lobnet.evaluation.plots import fold_artifacts
+        from lobnet.tracking.model import log_fold_model
 
         with tempfile.TemporaryDirectory() as tmp:
             files = fold_artifacts(Path(tmp), module, data, labels, result, feature_names, tracker.client, child_id)
@@ -373,8 +375,8 @@ def _fit_fold(
 def check_resume_state(last: Path, run_dir: Path) -> None:
     """Refuse to resume from a ``last.ckpt`` that does not load (a kill while it was written, a damaged disk),
     saying how to start afresh, rather than failing inside Lightning."""
-    from .card import load_checkpoint
-    from .data.errors import LobDataError
+    from lobnet.card import load_checkpoint
+    from lobnet.data.errors import LobDataError
 
     try:
         load_checkpoint(last)
@@ -402,8 +404,8 @@ def fold_logger(mls: MlflowSettings, run_id: str):
 
 
 def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: TrainSettings) -> dict[str, float]:
-    """The fold's test forecasts traded net of costs (:func:`lobnet.backtest.backtest_forecasts`), per horizon:
-    ``bt_<net|gross|latency|spread|fees|trades|shares_traded|max_drawdown|net_per_share>_h<k>`` in dollars.
+    """The fold's test forecasts traded net of costs (:func:`lobnet.evaluation.backtest.backtest_forecasts`), per
+    horizon: ``bt_<net|gross|latency|spread|fees|trades|shares_traded|max_drawdown|net_per_share>_h<k>`` in dollars.
     Positions: the position head for Sharpe-trained models, else the predicted class (``Costs.flat`` says what
     a flat forecast does). Empty without the ``mid`` and ``spread`` features, or with ``backtest: null``."""
     if settings.backtest is None or not {"mid", "spread"} <= set(frame.columns):
@@ -421,7 +423,7 @@ def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: i
     """What export and streaming need to rebuild the model and feed it (:mod:`lobnet.card`): its architecture
     and config, the feature list and spec, the training fold's normalisation, label rule and thresholds, the
     horizons, the window; a few real test windows, and a stretch of consecutive test rows, for parity checks."""
-    from .models import MODELS
+    from lobnet.models import MODELS
 
     name = next(k for k, (_, cls) in MODELS.items() if isinstance(model, cls))
     card = {

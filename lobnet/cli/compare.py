@@ -18,10 +18,10 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from .cli import CONF_DIR, reports_errors
-from .cli import console as cli_console
-from .io import OutputDir
-from .tracking import PARENT, Tag, existing_store
+from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.cli import console as cli_console
+from lobnet.io import OutputDir
+from lobnet.tracking.runs import PARENT, Tag, existing_store
 
 
 def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | None) -> pl.DataFrame:

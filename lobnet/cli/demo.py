@@ -12,12 +12,11 @@ import hydra
 from hydra import compose
 from omegaconf import DictConfig
 
-from . import compare, train
-from .card import BEST, CARD, read_card
-from .cli import CONF_DIR, reports_errors
-from .cli import console as cli_console
-from .io import claim
-from .prepare import print_summary, run
+from lobnet.card import BEST, CARD, read_card
+from lobnet.cli import CONF_DIR, compare, reports_errors, train
+from lobnet.cli import console as cli_console
+from lobnet.cli.prepare import print_summary, run
+from lobnet.io import claim
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
@@ -58,8 +57,8 @@ def _demo(cfg: DictConfig, out: Path) -> None:
     compare.print_table(table, console)
     console.print(f"comparison: {out / 'compare' / 'comparison.md'}; runs: mlflow ui --backend-store-uri {db}")
     console.rule("lobnet demo 4/4: ONNX export (lobnet-export) and event-by-event replay (lobnet-stream)")
-    from . import stream_cli
-    from .export import export_checkpoint
+    from lobnet.cli import stream as stream_cli
+    from lobnet.live.export import export_checkpoint
 
     for name in cfg.models:
         ckpt = sorted((out / "train").glob(f"run-*/fold_0/{BEST}"), key=lambda p: p.stat().st_mtime)

@@ -8,7 +8,7 @@ for ``lobnet-export``, and loaded with ``mlflow.pyfunc.load_model`` to forecast 
 The model's artifacts are the files ``lobnet-train`` writes beside the checkpoint (:data:`lobnet.card.FOLD_FILES`): the
 checkpoint, the model card ``model.json`` and the parity rows, unchanged, so that export reads them from a
 download exactly as it reads them from the training folder. Its code is lobnet's: loading it needs lobnet
-installed (the model records lobnet's version in its metadata; :mod:`lobnet.mlflow_entry` is the code MLflow
+installed (the model records lobnet's version in its metadata; :mod:`lobnet.tracking.entry` is the code MLflow
 logs, which names :class:`LobnetModel`, and which MLflow *executes* from the artifact store on every load: see
 that module for what a user must trust). The checkpoint is loaded with ``weights_only=True``, so a checkpoint
 carrying code is refused rather than run. Its requirements are lobnet's declared dependencies, written out so that
@@ -25,8 +25,8 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 
-from .card import FOLD_FILES
-from .normalization import ZScore
+from lobnet.card import FOLD_FILES
+from lobnet.prep.normalization import ZScore
 
 NAME = "model"  # the artifact path of a fold's logged model: runs:/<fold run id>/model
 
@@ -39,7 +39,7 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
     no fixed statistics to apply to a window alone, and refuses."""
 
     def load_context(self, context) -> None:
-        from .card import load_model
+        from lobnet.card import load_model
 
         self.model, self.card = load_model(context.artifacts["checkpoint"])
         self.zscore = ZScore.from_card(self.card)
@@ -51,7 +51,7 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
         if self.zscore is None:
             raise ValueError(
                 "this model was trained with normalization=rolling_zscore, which needs the day's history before "
-                "each window: normalise with lobnet.dataset.rolling_zscore and call the torch model "
+                "each window: normalise with lobnet.prep.windows.rolling_zscore and call the torch model "
                 "(lobnet.card.load_model) instead"
             )
         x = np.asarray(model_input, dtype=np.float32)
@@ -72,7 +72,7 @@ def in_run(tracking_uri: str, run_id: str):
     """MLflow's fluent API (which ``log_model`` uses) pointed at an existing run of ``tracking_uri``, and back at
     the caller's tracking URI and active run afterwards (training called inside a caller's own ``start_run``
     resumes the fold's run on top of it, where MLflow would otherwise refuse a second active run)."""
-    from .tracking import tracking_uri as using
+    from lobnet.tracking.runs import tracking_uri as using
 
     with using(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         yield
@@ -84,7 +84,7 @@ def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: P
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from . import __version__
+    from lobnet import __version__
 
     files = {key: str(ckpt_dir / name) for key, name in FOLD_FILES.items()}
     files["checkpoint"] = str(checkpoint)
@@ -100,7 +100,7 @@ def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: P
     with in_run(tracking_uri, run_id):
         info = mlflow.pyfunc.log_model(
             name=NAME,
-            python_model=str(Path(__file__).with_name("mlflow_entry.py")),
+            python_model=str(Path(__file__).with_name("entry.py")),
             artifacts=files,
             signature=signature,
             input_example=example,

@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from .data.errors import LobDataError
+from lobnet.data.errors import LobDataError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 EXIT_BAD_INPUT = 2
 LOG_WIDTH = 160  # columns of the tables printed when output goes to a file or a pipe
 

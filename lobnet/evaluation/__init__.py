@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the backtest (and its regimes), per-fold figures."""

@@ -1,0 +1,1 @@
+"""Training: the walk-forward loop, the LightningModule, the losses."""
