@@ -6,7 +6,7 @@ symbols' events into one GPU call beats stepping each on the CPU. All figures of
 For each architecture at its default size (untrained weights: latency does not depend on them), with the features
 of ``scripts/bench_inference.py`` (level 10, the default groups and the book):
 
-* ``cpu_onnx_step``: the streamer's :class:`~lobnet.live.replay.StepRunner` on one CPU thread, one symbol: the
+* ``cpu_onnx_step``: the streamer's :class:`~lobnet.live.runtime.StepRunner` on one CPU thread, one symbol: the
   reference, measured on this machine's CPU in this run;
 * ``cuda_step_eager``: the torch :class:`~lobnet.models.streaming.StepModule` on the GPU for one symbol, each
   layer a separate kernel launch: what launch overhead costs;
@@ -128,7 +128,7 @@ def main() -> None:
     from lobnet.features import DEFAULT_GROUPS, FeatureParams, feature_names
     from lobnet.features.incremental import IncrementalFeatures
     from lobnet.live.export import export_step
-    from lobnet.live.replay import StepRunner
+    from lobnet.live.runtime import StepRunner
     from lobnet.models import build_model
     from lobnet.models.streaming import StepModule, sequence_outputs
 

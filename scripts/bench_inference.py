@@ -7,7 +7,7 @@ For each architecture (untrained weights: latency does not depend on them), time
 
 * ``torch_window``: torch eager, the full (1, W, F) window (``torch.inference_mode``, one thread);
 * ``onnx_window``: ``model.onnx`` on the same window, inputs and outputs bound once (IOBinding);
-* ``onnx_step``: ``model_step.onnx`` through the streamer's :class:`~lobnet.live.replay.StepRunner`;
+* ``onnx_step``: ``model_step.onnx`` through the streamer's :class:`~lobnet.live.runtime.StepRunner`;
 * ``stream_e2e``: the streamer's hot loop on the built-in synthetic day (level 10): the compiled per-event feature
   update and z-score into the bound input, then the step (the full window for DeepLOB, which has no step graph);
 
@@ -160,7 +160,7 @@ def int_list(text: str) -> list[int]:
 
 
 def bound_call(sess, inputs: dict, outputs: dict):
-    from lobnet.live.replay import ort_call
+    from lobnet.live.runtime import ort_call
 
     b = sess.io_binding()
     for name, arr in inputs.items():
@@ -207,8 +207,8 @@ def main() -> None:
     from lobnet.data.synthetic import load_day
     from lobnet.features import FeatureParams, feature_names
     from lobnet.features.incremental import IncrementalFeatures
-    from lobnet.live.export import export_step, export_window, session
-    from lobnet.live.replay import StepRunner
+    from lobnet.live.export import export_step, export_window
+    from lobnet.live.runtime import StepRunner, session
     from lobnet.models import build_model
     from lobnet.models.streaming import StepModule, has_step
     from lobnet.online import EWMean, EWRegression, EWVar

@@ -134,7 +134,7 @@ def test_a_session_refuses_a_provider_it_would_silently_replace_with_the_cpu(tmp
     import onnx
     from onnx import TensorProto, helper
 
-    from lobnet.live.export import session
+    from lobnet.live.runtime import session
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])

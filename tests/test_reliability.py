@@ -110,7 +110,7 @@ def test_every_command_refuses_a_bad_output_directory_with_one_error_line(tmp_pa
         _cli(tmp_path, "lobnet.cli.calibrate", *common, f"output_dir={msg.parent}"), "holds this command's input"
     )
     _one_error(_cli(tmp_path, "lobnet.cli.demo", f"output_dir={msg.parent}"), "not written by lobnet")
-    syn = [sys.executable, "-m", "lobnet.data.synthetic", "--events", "300", "--out", str(tmp_path / "afile" / "x")]
+    syn = [sys.executable, "-m", "lobnet.cli.synthetic", "--events", "300", "--out", str(tmp_path / "afile" / "x")]
     _one_error(subprocess.run(syn, capture_output=True, text=True, env=ENV), "cannot write the day there")
     (tmp_path / "in" / "x.txt").write_text("mine")
     db = tmp_path / "m.db"

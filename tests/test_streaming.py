@@ -103,7 +103,9 @@ def test_onnx_step_graph_equals_the_model_over_the_sequence(tmp_path, name, kw):
     (and, with attention, from a position deep into a day), against the model over the whole sequence."""
     import numpy as np
 
-    from lobnet.live.export import export_step, session, step_outputs
+    from lobnet.live.export import export_step
+    from lobnet.live.parity import step_outputs
+    from lobnet.live.runtime import session
 
     torch.manual_seed(4)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
@@ -124,7 +126,9 @@ def test_tcn_step_graph_with_taps_gathered_or_read_whole(tmp_path, monkeypatch, 
     import numpy as np
 
     from lobnet.live import step_graph
-    from lobnet.live.export import export_step, session, step_outputs
+    from lobnet.live.export import export_step
+    from lobnet.live.parity import step_outputs
+    from lobnet.live.runtime import session
 
     monkeypatch.setattr(step_graph, "DENSE_ZEROS_KIB", dense_kib)
     torch.manual_seed(6)
@@ -144,8 +148,9 @@ def test_step_runner_equals_the_graph_fed_state_by_state(tmp_path, name, kw):
     exactly what the graph returns when every state is passed as a separate array."""
     import numpy as np
 
-    from lobnet.live.export import export_step, session, step_outputs
-    from lobnet.live.replay import StepRunner
+    from lobnet.live.export import export_step
+    from lobnet.live.parity import step_outputs
+    from lobnet.live.runtime import StepRunner, session
 
     torch.manual_seed(5)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
@@ -171,8 +176,9 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
     stream starting a new day (``reset(streams)``) starts afresh while the others carry on."""
     import numpy as np
 
-    from lobnet.live.export import export_step, session, step_outputs
-    from lobnet.live.replay import StepRunner
+    from lobnet.live.export import export_step
+    from lobnet.live.parity import step_outputs
+    from lobnet.live.runtime import StepRunner, session
 
     torch.manual_seed(7)
     model = build_model(name, n_features=F, n_horizons=2, **kw).eval()
@@ -206,9 +212,10 @@ def test_a_step_graph_for_several_streams_steps_each_as_its_own(tmp_path, name, 
 
 
 def test_the_export_check_of_a_several_streams_graph_catches_another_model(tmp_path):
-    """:func:`lobnet.live.export.batch_parity`, which lobnet-export runs on every ``step_batches`` graph: zero against
+    """:func:`lobnet.live.parity.batch_parity`, which lobnet-export runs on every ``step_batches`` graph: zero against
     the same model's one-stream graph, large against another model's."""
-    from lobnet.live.export import batch_parity, export_step
+    from lobnet.live.export import export_step
+    from lobnet.live.parity import batch_parity
 
     torch.manual_seed(8)
     one = export_step(StepModule(build_model("transformer", n_features=F, n_horizons=2)), tmp_path / "one.onnx")

@@ -7,7 +7,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lobnet.cli import CONF_DIR, reports_errors
 from lobnet.io import OutputDir
-from lobnet.live.replay import ModelDir, StreamSettings, stream, table, write
+from lobnet.live.replay import ModelDir, StreamSettings, stream
+from lobnet.live.report import table, write
 from lobnet.prep.prepared import load_events
 
 

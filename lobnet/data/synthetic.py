@@ -26,9 +26,7 @@ seed (Python's ``random.Random``).
 
 from __future__ import annotations
 
-import argparse
 import bisect
-import datetime as dt
 import math
 import random
 from collections import deque
@@ -38,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from lobnet.data.errors import LobDataError
 from lobnet.data.schema import DEFAULT_TICK, LOBSTER_DUMMY_ASK, LOBSTER_DUMMY_BID
 from lobnet.io import atomic_file
 
@@ -313,35 +310,6 @@ def ensure_day(cfg: SyntheticConfig, out_dir: str | Path) -> Path:
     path = write_day(cfg, out)
     marker.touch()
     return path
-
-
-def main(argv: list[str] | None = None) -> None:
-    from lobnet.cli import reports_errors
-
-    reports_errors(_main)(argv)
-
-
-def _main(argv: list[str] | None) -> None:
-    """``lobnet-synthetic``: writes only the day's two files (each atomically), never replacing a folder."""
-    ap = argparse.ArgumentParser(description="Write a synthetic LOBSTER-format day (message + orderbook pair).")
-    ap.add_argument("--levels", type=int, default=SyntheticConfig.levels)
-    ap.add_argument("--events", type=int, default=SyntheticConfig.events)
-    ap.add_argument("--seed", type=int, default=SyntheticConfig.seed)
-    ap.add_argument("--symbol", default=SyntheticConfig.symbol)
-    ap.add_argument("--date", default=SyntheticConfig.date)
-    ap.add_argument("--out", default="data/synthetic")
-    a = ap.parse_args(argv)
-    dt.date.fromisoformat(a.date)
-    cfg = SyntheticConfig(levels=a.levels, events=a.events, seed=a.seed, symbol=a.symbol, date=a.date)
-    try:
-        path = write_day(cfg, a.out)
-    except OSError as e:  # --out under a regular file, or not writable
-        raise LobDataError(a.out, None, f"cannot write the day there ({e.strerror or e})") from None
-    print(f"wrote {path} and its orderbook ({a.events} events, {a.levels} levels, seed {a.seed})")
-
-
-if __name__ == "__main__":
-    main()
 
 
 GENERATOR_VERSION = 1  # bump when the model changes, so cached synthetic days are regenerated

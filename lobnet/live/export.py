@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from lobnet.card import CARD, FOLD_FILES, PARITY_SEQUENCE, PARITY_WINDOWS, WEIGHTS, load_model
-from lobnet.data.errors import LobDataError
 from lobnet.io import OutputDir, check_output_dir
+from lobnet.live.parity import batch_parity, sequence_parity, step_parity, window_parity
 
 OPSET = 18
 TOLERANCE = 1e-5
@@ -111,127 +111,6 @@ def export_step(step, path: str | Path, batch: int = 1) -> Path:
     path = Path(path)
     onnx.save(step_graph(step, batch), str(path))
     return path
-
-
-def window_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray) -> float:
-    """Largest |ORT - torch| over all outputs, for the windows at two batch sizes and two window lengths."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    W = windows.shape[1]
-    for batch in (windows[:2], windows):
-        for w in (W, max(8, W // 2)):
-            x = np.ascontiguousarray(batch[:, -w:], dtype=np.float32)
-            with torch.no_grad():
-                ref = model(torch.from_numpy(x))
-            got = sess.run(None, {"x": x})
-            worst = max(worst, *(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref, strict=True)))
-    return worst
-
-
-def session(path: str | Path, providers: list[str] | None = None, threads: int = 1, arena: bool = True):
-    """An ONNX Runtime session set up for the hot loop: ``threads`` intra-op threads, one inter-op thread,
-    sequential execution, every graph optimisation (constant folding, fusions). ``arena=False`` turns off the CPU
-    memory arena: in a one-event step the only allocations left are a kernel's scratch buffers (the ``LSTM``
-    operator's), which plain malloc serves faster than the arena's bookkeeping."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.enable_cpu_mem_arena = arena
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    providers = list(providers or ["CPUExecutionProvider"])
-    if not Path(path).is_file():
-        raise LobDataError(path, None, "no such ONNX model")
-    try:
-        sess = ort.InferenceSession(str(path), so, providers=providers)
-    except Exception as e:  # onnxruntime's InvalidProtobuf, Fail, ... on a damaged or foreign file
-        raise LobDataError(path, None, f"not a loadable ONNX model ({str(e).strip()[:300]})") from None
-    # ONNX Runtime falls back to the CPU with only a warning when a provider is not built in or fails to load
-    # (onnxruntime without -gpu, a missing CUDA library); a figure labelled CUDA must not come from the CPU.
-    if missing := [p for p in providers if p not in sess.get_providers()]:
-        raise RuntimeError(
-            f"{path}: execution provider {missing} is not available in onnxruntime {ort.__version__} here "
-            f"(this session runs on {sess.get_providers()}; built in: {ort.get_available_providers()}). "
-            "CUDAExecutionProvider needs the onnxruntime-gpu package and the CUDA libraries it was built for."
-        )
-    return sess
-
-
-def step_outputs(step_sess, sequence: np.ndarray, pos=0.0) -> tuple[np.ndarray, np.ndarray]:
-    """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
-    logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day. A graph for B
-    streams takes B sequences (B, T, F) and a position per stream, and returns (B, T, H, 3) and (B, T, H)."""
-    from lobnet.models.streaming import carry, initial_value
-
-    ins = step_sess.get_inputs()
-    batch = ins[0].shape[0]
-    state = [initial_value(i.name, i.shape) for i in ins[1:]]
-    for i, s in zip(ins[1:], state, strict=True):
-        if i.name == "pos":
-            s += np.reshape(pos, (-1, 1))
-    seq = np.ascontiguousarray(sequence, dtype=np.float32).reshape(batch, -1, ins[0].shape[1])
-    logits, positions = [], []
-    for t in range(seq.shape[1]):
-        lo, po, *new = step_sess.run(None, dict(zip([i.name for i in ins], [seq[:, t], *state], strict=True)))
-        state = [carry(n, i.shape[1:]) for n, i in zip(new, ins[1:], strict=True)]
-        logits.append(lo)
-        positions.append(po)
-    logits, positions = np.stack(logits, 1), np.stack(positions, 1)
-    return (logits[0], positions[0]) if np.ndim(sequence) == 2 else (logits, positions)
-
-
-def batch_parity(step_path: str | Path, batch_path: str | Path, sequence: np.ndarray) -> float:
-    """Largest |B-stream step - one-stream step| over a real sequence (T, F): stream b of the B-stream graph reads
-    the sequence rotated by b events, from position 13 b in its day, against the one-stream graph on the same
-    events from the same position. Checked on the first two, the middle and the last stream (a row mixed up with
-    another shows on one of them)."""
-    batch_sess = session(batch_path)
-    B = batch_sess.get_inputs()[0].shape[0]
-    streams = np.stack([np.roll(sequence, -b, axis=0) for b in range(B)])
-    starts = 13.0 * np.arange(B)
-    logits, positions = step_outputs(batch_sess, streams, starts)
-    one = session(step_path)
-    worst = 0.0
-    for b in sorted({0, min(1, B - 1), B // 2, B - 1}):
-        ref_logits, ref_pos = step_outputs(one, streams[b], starts[b])
-        worst = max(worst, float(np.abs(logits[b] - ref_logits).max()), float(np.abs(positions[b] - ref_pos).max()))
-    return worst
-
-
-def step_parity(model, step_path: str | Path, window_path: str | Path, windows: np.ndarray) -> float:
-    """Largest |step - full window| over every event of real sequences: the step graph, started from its
-    initial state at a window's first event, against the full-window graph on the events so far (torch where
-    the prefix is shorter than the graph's minimum window of 8)."""
-    step_sess, win_sess = session(step_path), session(window_path)
-    worst = 0.0
-    for seq in (windows[0], windows[-1]):
-        logits, positions = step_outputs(step_sess, seq)
-        for t in range(len(seq)):
-            prefix = np.ascontiguousarray(seq[None, : t + 1], dtype=np.float32)
-            if t + 1 >= 8:
-                ref = win_sess.run(None, {"x": prefix})
-            else:
-                with torch.no_grad():
-                    ref = [r.numpy() for r in model(torch.from_numpy(prefix))]
-            worst = max(
-                worst, float(np.abs(logits[t] - ref[0][0]).max()), float(np.abs(positions[t] - ref[1][0]).max())
-            )
-    return worst
-
-
-def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: int) -> float:
-    """Largest |step - torch| over a real stretch of 3 W consecutive events: the step graph against the model
-    run over the whole stretch as one sequence (:func:`~lobnet.models.streaming.sequence_outputs`)."""
-    from lobnet.models.streaming import sequence_outputs
-
-    logits, positions = step_outputs(session(step_path), sequence)
-    ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), window))
-    return max(float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
 
 
 def resolve_checkpoint(ref: str | Path, tracking_uri: str | None, into: Path) -> tuple[Path, str | None]:

@@ -21,7 +21,7 @@ returned with one slot changed, and the streamer binds its input and output to o
 
 The torch step module is the reference: what it computes is tested against the model (tests/test_streaming.py),
 and every exported graph is checked against the full-window graph and the model over real events before it is
-written (:func:`lobnet.live.export.step_parity`, :func:`lobnet.live.export.sequence_parity`). Inputs are ``x`` (1, F)
+written (:func:`lobnet.live.parity.step_parity`, :func:`lobnet.live.parity.sequence_parity`). Inputs are ``x`` (1, F)
 normalised features and every state tensor by the step module's names, with a batch of 1 (one stream); outputs
 ``logits`` (1, H, 3), ``position`` (1, H) and ``<name>_out`` per state tensor. ``step_graph(step, batch=B)`` is the
 same step for B streams (symbols) in one call, each with its own state (tested against the one-stream graph on

@@ -1,0 +1,155 @@
+"""A replay's report: the Markdown tables, the latency histograms and equity curves, and the write of a
+stream's outputs (into the temporary folder of the command's :class:`lobnet.io.OutputDir`) with its MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lobnet.evaluation.backtest import BACKTEST_METRICS, summary_table
+
+
+def table(result: dict) -> str:
+    """The Markdown latency table."""
+    lines = [
+        f"Streaming {result['model']} on {result['symbol']} {result['date']}: {result['events']:,} events, "
+        f"window {result['window']}, horizon {result['primary_horizon']}, {result['settings']['threads']} thread; "
+        f"parity with the batch pipeline: {'yes' if result['parity_ok'] else 'NO'}",
+        "",
+        "| engine | features p50 µs | inference p50 µs | total p50 µs | p90 | p99 | p99.9 | max | events/s "
+        "| macro-F1 | accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, e in result["engines"].items():
+        t = e["total"]
+        lines.append(
+            f"| {name} | {e['features']['p50_us']:.1f} | {e['inference']['p50_us']:.1f} | {t['p50_us']:.1f} | "
+            f"{t['p90_us']:.1f} | {t['p99_us']:.1f} | {t['p999_us']:.1f} | {t['max_us']:.0f} | "
+            f"{e['events_per_s']:,.0f} | {e['macro_f1']:.3f} | {e['accuracy']:.3f} |"
+        )
+    bts = {name: e["backtest"] for name, e in result["engines"].items() if "backtest" in e}
+    if bts:
+        c = next(iter(bts.values()))
+        cs = c["costs"]
+        own = " plus the engine's own time for the event" if c["compute_delay_charged"] else ""
+        lines += [
+            "",
+            f"Net of costs, from the first scored event: {cs['shares']} shares per unit, up long, down short, flat "
+            f"{'holds' if cs['flat'] == 'hold' else 'closes'}; marketable orders (buy at the ask, sell at the bid) "
+            f"{cs['latency_us']:g} µs after the event{own}; fees "
+            f"${cs['fee_per_share']:g}/share + {cs['fee_bps']:g} bp; flat at the end",
+            "",
+            summary_table(bts).rstrip("\n"),
+        ]
+        kinds = c.get("regimes", {})
+        if kinds:
+            lines += ["", "Net $ by regime (paper PnL by the interval's start, costs by the decision's event)", ""]
+            lines += ["| regime | events | " + " | ".join(bts) + " |", "|---|---:|" + "---:|" * len(bts)]
+            for kind, rows in kinds.items():
+                for v, row in rows.items():
+                    nets = " | ".join(f"{b['regimes'][kind][v]['net']:,.2f}" for b in bts.values())
+                    lines.append(f"| {kind} {v} | {row['events']:,} | {nets} |")
+    return "\n".join(lines) + "\n"
+
+
+def _save(plt, fig, ax, path: Path) -> Path:
+    """The legend, then the figure to ``path``, closed."""
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def equity_plot(result: dict, path: Path) -> Path:
+    """Each engine's equity curve net of costs over the traded events."""
+    from lobnet.evaluation.plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, e in result["engines"].items():
+        if "_equity" in e:
+            ax.plot(e["_equity"], label=name, lw=1)
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("traded event")
+    ax.set_ylabel("equity net of costs ($)")
+    return _save(plt, fig, ax, path)
+
+
+def histogram(result: dict, path: Path) -> Path:
+    from lobnet.evaluation.plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    times = {name: e["_ns"] / 1e3 for name, e in result["engines"].items()}
+    lo = max(min(us.min() for us in times.values()), 0.5)
+    hi = max(np.percentile(us, 99.9) for us in times.values())
+    bins = np.logspace(np.log10(lo), np.log10(hi), 160)  # shared, so that the engines' heights compare
+    for name, us in times.items():
+        ax.hist(np.clip(us, None, np.percentile(us, 99.9)), bins=bins, histtype="step", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("per-event time, feature update + inference (µs, log scale; clipped at p99.9)")
+    ax.set_ylabel("events")
+    return _save(plt, fig, ax, path)
+
+
+def write(
+    result: dict,
+    tmp: Path,
+    tracking_uri: str | None = None,
+    experiment: str = "lobnet-stream",
+    artifact_location: str | None = None,
+) -> dict:
+    """stream.json, stream.md, latency.png and equity.png in ``tmp`` (the temporary folder of the command's
+    :class:`lobnet.io.OutputDir`, which replaces the output directory whole once everything is written), and an
+    MLflow run when ``tracking_uri`` is set, its artifacts in the experiment's ``artifact_location``
+    (:func:`lobnet.tracking.runs.experiment_id`)."""
+    histogram(result, tmp / "latency.png")
+    equity_plot(result, tmp / "equity.png")
+    clean = {
+        **result,
+        "engines": {k: {a: b for a, b in v.items() if a[0] != "_"} for k, v in result["engines"].items()},
+    }
+    (tmp / "stream.json").write_text(json.dumps(clean, indent=2))
+    (tmp / "stream.md").write_text(table(result))
+    if tracking_uri:
+        clean["mlflow_run_id"] = _log_run(clean, tmp, tracking_uri, experiment, artifact_location)
+        (tmp / "stream.json").write_text(json.dumps(clean, indent=2))
+    return clean
+
+
+def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artifact_location: str | None) -> str:
+    """One MLflow run of the replay, through the client API (no process-wide active run or experiment left
+    behind); FAILED if logging it fails."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from lobnet.tracking.runs import experiment_id, failed_on_error
+
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment_id(client, experiment, artifact_location), run_name=f"stream {clean['model']}")
+    rid = run.info.run_id
+    with failed_on_error(client, rid):
+        params = {"model": clean["model"], "model_dir": clean["model_dir"], "events": clean["events"]}
+        params.update({"window": clean["window"], **clean["settings"]})
+        metrics = {"parity_ok": float(clean["parity_ok"])}
+        for name, e in clean["engines"].items():
+            for part in ("features", "inference", "total"):
+                metrics.update({f"{name}.{part}.{q}": v for q, v in e[part].items()})
+            metrics.update({f"{name}.{key}": e[key] for key in ("events_per_s", "macro_f1", "accuracy")})
+            if "backtest" in e:
+                metrics.update({f"{name}.backtest.{key}": e["backtest"][key] for key in BACKTEST_METRICS})
+        ts = int(time.time() * 1000)
+        client.log_batch(
+            rid,
+            metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if v == v],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
+        for f in ("stream.json", "stream.md", "latency.png", "equity.png"):
+            client.log_artifact(rid, str(files / f))
+    client.set_terminated(rid)
+    return rid
