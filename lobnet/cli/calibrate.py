@@ -25,10 +25,9 @@ from lobnet.prep.prepared import load_events
 
 
 def plot(problem, result: dict, period: np.ndarray, out: Path) -> list[str]:
-    import matplotlib
+    from lobnet.evaluation.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     files = []
     alphas, mse = np.array(result["alphas"]), np.array(result["mse"])

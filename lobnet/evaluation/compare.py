@@ -79,11 +79,11 @@ PLOTTED = ("macro_f1", "net_sharpe", "bt_net")
 
 
 def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Path, metrics: list[str]) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import mlflow
+
+    from lobnet.evaluation.plots import pyplot
+
+    plt = pyplot()
 
     labels = [f"{m}\n{lo}" for m, lo in zip(summary["model"], summary["loss"], strict=True)]
     panels = [m for m in PLOTTED if m in metrics] or metrics[:1]

@@ -13,7 +13,8 @@ from sklearn.metrics import confusion_matrix, precision_recall_curve
 from lobnet.prep.labels import CLASS_NAMES
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no display): the one matplotlib setup of lobnet."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +45,7 @@ def attention_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor
 
 
 def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names, client, run_id) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     files: list[Path] = []
     horizons = labels.horizons
     # loss curves from the run's own metric history

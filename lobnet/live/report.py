@@ -67,9 +67,9 @@ def _save(plt, fig, ax, path: Path) -> Path:
 
 def equity_plot(result: dict, path: Path) -> Path:
     """Each engine's equity curve net of costs over the traded events."""
-    from lobnet.evaluation.plots import _plt
+    from lobnet.evaluation.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, e in result["engines"].items():
         if "_equity" in e:
@@ -81,9 +81,9 @@ def equity_plot(result: dict, path: Path) -> Path:
 
 
 def histogram(result: dict, path: Path) -> Path:
-    from lobnet.evaluation.plots import _plt
+    from lobnet.evaluation.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     times = {name: e["_ns"] / 1e3 for name, e in result["engines"].items()}
     lo = max(min(us.min() for us in times.values()), 0.5)
