@@ -56,7 +56,7 @@ CONSOLE_COLUMNS = (
 def print_table(summary: pl.DataFrame, console: Console | None = None) -> None:
     """The headline metrics on the console: those of ``CONSOLE_COLUMNS`` that the comparison holds (``metrics``
     in the config may leave some out). The backtest's net is shown beside the per-sample ``net_sharpe`` proxy,
-    as the two can disagree in sign (README, "Metrics")."""
+    as the two can disagree in sign (docs/training.md, "Metrics")."""
     shown = [c for c in CONSOLE_COLUMNS if c[1] in summary.columns]
     t = Table(title="test metrics, mean ± std over folds and seeds")
     for c in ("model", "loss", "h", "n", *(c[0] for c in shown)):

@@ -2,7 +2,7 @@
 
 LOBSTER's specification: a message file and an orderbook file per ticker-day, no header, row i of the orderbook
 is the book *after* message i. File names are ``TICKER_DATE_STARTMS_ENDMS_{message|orderbook}_LEVEL.csv``
-(LOBSTER's samples add a suffix such as ``_SAMPLE``). See the README's "Data formats" section.
+(LOBSTER's samples add a suffix such as ``_SAMPLE``). See docs/data.md.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def markdown(summary: pl.DataFrame, metrics: list[str]) -> str:
 
 
 # metric_by_model.png's panels, those of them the comparison holds: classification, the per-sample trading
-# proxy, and the backtest's net (the trading figure to believe, README "Metrics").
+# proxy, and the backtest's net (the trading figure to believe, docs/training.md "Metrics").
 PLOTTED = ("macro_f1", "net_sharpe", "bt_net")
 
 

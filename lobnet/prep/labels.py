@@ -1,6 +1,6 @@
 """Horizon labels: continuous targets per horizon k (in events) and their three-class direction labels.
 
-For each horizon k, on the mid price m_t (see the README's "Labels" section):
+For each horizon k, on the mid price m_t (see docs/features.md, "Labels"):
 
 * ``smooth_ret_k`` (FI-2010 style, the default): l_t = (mean(m_{t+1..t+k}) - m_t) / m_t. The reference is the
   current mid, which the model knows; all smoothing is in the future.
