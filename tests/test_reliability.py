@@ -42,7 +42,7 @@ def _copy_aapl(folder: Path) -> Path:
 
 def _prepare(path, out, cache, **kw):
     data = {"_target_": "lobnet.data.read_lobster", "path": str(path), "strict": False}
-    return prepare(data, FeatureSpec(), LabelConfig(horizons=(5, 10)), SPLIT, 10, out, cache, **kw)
+    return prepare(data, FeatureSpec(), LabelConfig(horizons=(5, 10)), SPLIT, 10, out, cache, **kw).summary
 
 
 def _cli(tmp: Path, module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

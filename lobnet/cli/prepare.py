@@ -30,7 +30,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict:
         window=int(cfg.window),
         output_dir=output_dir or cfg.output_dir,
         cache_dir=cfg.cache_dir,
-    )
+    ).summary
 
 
 def print_summary(summary: dict, output_dir: str, console: Console | None = None) -> None:

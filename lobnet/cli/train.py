@@ -15,11 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lobnet.cli import CONF_DIR, reports_errors
-from lobnet.data.schema import day_groups
-from lobnet.features import book_columns, warmup
+from lobnet.features import book_columns
 from lobnet.io import claim
-from lobnet.prep.prepared import load_prepared, prepare
-from lobnet.prep.splits import walk_forward
+from lobnet.prep.prepared import prepare
 from lobnet.tracking.runs import Tag
 from lobnet.train.loop import MlflowSettings, TrainSettings, flatten, train_walk_forward
 
@@ -43,7 +41,7 @@ def run(cfg: DictConfig) -> dict:
         pass
     labels = instantiate(cfg.labels, _convert_="all")
     features = instantiate(cfg.features, _convert_="all")
-    summary = prepare(
+    prepared = prepare(  # the table, its summary and folds, as prepare made (or found) them
         data=OmegaConf.to_container(cfg.data, resolve=True),
         features=features,
         labels=labels,
@@ -52,17 +50,8 @@ def run(cfg: DictConfig) -> dict:
         output_dir=cfg.prepared_dir,
         cache_dir=cfg.cache_dir,
     )
-    frame, summary = load_prepared(cfg.prepared_dir)
+    frame, summary, folds = prepared.frame, prepared.summary, prepared.folds
     names = summary["feature_names"]
-    groups = day_groups(frame)
-    folds = walk_forward(
-        [(s, e) for *_, s, e in groups],
-        window=int(cfg.window),
-        max_horizon=max(labels.horizons),
-        warmup=warmup(summary["feature_groups"]),
-        day_names=[f"{s} {d}" for s, d, _, _ in groups],
-        **OmegaConf.to_container(cfg.split, resolve=True),
-    )
     t = cfg.trainer
     settings = TrainSettings(
         loss=cfg.loss.kind,

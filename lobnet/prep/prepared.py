@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ from lobnet.data.schema import day_groups, n_levels
 from lobnet.features import FeatureSpec, compute_features, feature_names, warmup
 from lobnet.io import OutputDir, atomic_file, clean_stale
 from lobnet.prep.labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
-from lobnet.prep.splits import require_samples, walk_forward
+from lobnet.prep.splits import Fold, require_samples, walk_forward
 
-CACHE_VERSION = 1  # bump when the events schema or the prepared layout changes
+CACHE_VERSION = 2  # bump when the events schema or the prepared layout changes (2: folds.npz)
+FOLDS = "folds.npz"  # the walk-forward folds of a prepared table: sample rows of each block, purge counts
 
 
 def _hash_file(path: Path, h: Any) -> None:
@@ -98,19 +100,62 @@ def prepare(
     window: int,
     output_dir: str | Path,
     cache_dir: str | Path | None = ".lobnet_cache",
-) -> dict:
-    """Read, validate, compute features and targets, and write them as Parquet partitioned by symbol and day
-    under ``output_dir`` with ``summary.json``. Nothing is written unless everything succeeds: the output is
-    built in a temporary folder and renamed into place, and only over a folder that lobnet-prepare wrote
-    (:class:`lobnet.io.OutputDir`: never the input's folder or a user's). Returns the summary."""
+) -> Prepared:
+    """Read, validate, compute features and targets, cut the walk-forward folds, and write them as Parquet
+    partitioned by symbol and day under ``output_dir`` with ``summary.json`` and :data:`FOLDS`. Nothing is written
+    unless everything succeeds: the output is built in a temporary folder and renamed into place, and only over a
+    folder that lobnet-prepare wrote (:class:`lobnet.io.OutputDir`: never the input's folder or a user's).
+    Returns what it prepared (the table itself is read back only when asked for, if it was already there)."""
     t0 = time.perf_counter()
     with OutputDir(output_dir, "prepare", inputs=[data.get("path"), cache_dir]) as od:
         events, meta = load_events(data, cache_dir)
         key = content_key(meta["events_key"], features, labels, split, window)
         if (summary := _up_to_date(od.path, key)) is not None:
             od.keep()
-            return summary
-        return _write_prepared(od.tmp, events, meta, key, features, labels, split, window, t0)
+            return Prepared(od.path, summary, load_folds(od.path / FOLDS))
+        frame, summary, folds = _write_prepared(od.tmp, events, meta, key, features, labels, split, window, t0)
+    return Prepared(od.path, summary, folds, frame)
+
+
+@dataclass
+class Prepared:
+    """A prepared table: its folder, ``summary`` (summary.json), the walk-forward ``folds``, and the ``frame``,
+    read from the folder on first use when :func:`prepare` found it up to date (in memory when it made it)."""
+
+    path: Path
+    summary: dict
+    folds: list[Fold]
+    _frame: pl.DataFrame | None = None
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        if self._frame is None:
+            self._frame, _ = load_prepared(self.path)
+        return self._frame
+
+
+def save_folds(path: Path, folds: list[Fold]) -> None:
+    arrays = {}
+    for f in folds:
+        for part in ("train", "val", "test"):
+            arrays[f"{f.index}_{part}"] = getattr(f, part)
+        arrays[f"{f.index}_counts"] = np.array([f.purged_train, f.purged_val, f.embargoed])
+        arrays[f"{f.index}_labels"] = np.array(f.labels)
+    np.savez(path, n=np.array(len(folds)), **arrays)
+
+
+def _names(a: np.ndarray) -> tuple[str, ...]:
+    return tuple(str(x) for x in a)
+
+
+def load_folds(path: Path) -> list[Fold]:
+    with np.load(path, allow_pickle=False) as z:
+        return [
+            Fold(
+                i, z[f"{i}_train"], z[f"{i}_val"], z[f"{i}_test"], *map(int, z[f"{i}_counts"]), tuple(z[f"{i}_labels"])
+            )
+            for i in range(int(z["n"]))
+        ]
 
 
 def _up_to_date(out: Path, key: str) -> dict | None:
@@ -119,13 +164,14 @@ def _up_to_date(out: Path, key: str) -> dict | None:
         summary = json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    if summary.get("cache_key") == key and all((out / p).exists() for p in summary.get("partitions", [])):
+    parts = [*summary.get("partitions", []), FOLDS]
+    if summary.get("cache_key") == key and all((out / p).exists() for p in parts):
         summary["cached"] = True
         return summary
     return None
 
 
-def _write_prepared(tmp: Path, events, meta, key, features, labels, split, window, t0) -> dict:
+def _write_prepared(tmp: Path, events, meta, key, features, labels, split, window, t0):
     levels = n_levels(events)
     params = features.params(levels)
     names = feature_names(params, list(features.groups))
@@ -191,8 +237,9 @@ def _write_prepared(tmp: Path, events, meta, key, features, labels, split, windo
     }
     if levels == 1:
         summary["locked_crossed"] = locked_crossed_counts(events)
+    save_folds(tmp / FOLDS, folds)
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary
+    return frame, summary, folds
 
 
 def load_prepared(output_dir: str | Path) -> tuple[pl.DataFrame, dict]:
