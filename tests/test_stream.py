@@ -143,7 +143,7 @@ def test_factor_engines_use_no_label_realised_after_the_forecast(exported, amzn5
 
     s = StreamSettings(events=3000, calibration_events=1000)
     r = Replay(ModelDir.load(exported("lstm")), replay_day(amzn5, s), s)
-    c0, k = int(np.flatnonzero(r.scored)[0]), r.k
+    c0, k = int(np.flatnonzero(r.scored)[0]), r.horizon
     ofi = run_factors(r, s, "ew_ofi")[2]
     cut = c0 + 500  # the regression may use target[t] from event t + k on
     rls = run_factors(r, s, "ew_regression")[2]

@@ -152,23 +152,23 @@ class Replay:
         self.inputs = np.ascontiguousarray(self.features.input_matrix(events))
         self.n = len(self.inputs)
         self.update = self.features.compiled()  # features, then the z-score, into the engine's input buffer
-        self.f = np.zeros(len(self.features.names))  # the raw features of the current event
-        self.s = np.zeros(self.features.n_slots)
+        self.raw_row = np.zeros(len(self.features.names))  # the raw features of the current event
+        self.slots = np.zeros(self.features.n_slots)  # the incremental features' state between events
         self.start = warmup(list(spec.groups))  # the model sees no warm-up row, as in training
         self.window = int(card["window"])
         self.names = card["feature_names"]
         zscore = ZScore.from_card(card)
         self.mean, self.std = zscore.mean, zscore.std
         batch = compute_features(events, params, list(spec.groups))
-        self.X = feature_matrix(batch, self.names)
+        self.batch = feature_matrix(batch, self.names)  # the batch pipeline's raw features (n, F)
         with np.errstate(invalid="ignore"):
-            self.Xn = zscore.apply(self.X)  # exactly what training fed the model
+            self.normalised = zscore.apply(self.batch)  # exactly what training fed the model
         labels = LabelConfig(**card["labels"])
         horizons = list(card["horizons"])
         k = primary_horizon(horizons, card.get("primary_horizon"))
-        self.k = k
-        self.hi = horizons.index(k)
-        self.alpha = float(card["alphas"][self.hi])
+        self.horizon = k
+        self.horizon_index = horizons.index(k)
+        self.alpha = float(card["alphas"][self.horizon_index])
         self.target = compute_targets(events, labels, params)[labels.target(k)].to_numpy().astype(float)
         self.y = classify(self.target, self.alpha)
         c0 = max(self.start + self.window - 1, min(s.calibration_events, self.n))
@@ -187,13 +187,13 @@ class Replay:
 
 
 def _timed_replay(r: Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replay the day: the compiled feature update of every event (raw features into ``r.f``, z-scored into
+    """Replay the day: the compiled feature update of every event (raw features into ``r.raw_row``, z-scored into
     ``z``, float32), then ``infer(i)`` from the model's first event on, each timed; the collector frozen and
     disabled meanwhile. Returns (feature ns, inference ns)."""
     n, X, start = r.n, r.inputs, r.start
     t_feat = np.zeros(n, dtype=np.int64)
     t_inf = np.zeros(n, dtype=np.int64)
-    update, f, s, mean, std = r.update, r.f, r.s, r.mean, r.std
+    update, f, s, mean, std = r.update, r.raw_row, r.slots, r.mean, r.std
     update(X[0], f, s, True, mean, std, z)  # compiled (or loaded from numba's cache) before the clock starts
     clock = time.perf_counter_ns
     gc.collect()
@@ -268,10 +268,10 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
     if "ofi_1" not in r.names:
         raise ModelDirError("the factor engines read the 'ofi' feature group, which this model does not use")
     j = r.names.index("ofi_1")
-    start, n, k = r.start, r.n, r.k
+    start, n, k = r.start, r.n, r.horizon
     target, alpha = r.target, r.alpha
     # the flat band: |EW OFI| quantile matching the calibration prefix's share of flat labels
-    x = np.nan_to_num(r.X[:, j].astype(float))
+    x = np.nan_to_num(r.batch[:, j].astype(float))
     x[:start] = 0.0
     sig = ew_mean(x, s.alpha_ofi)
     cal = r.calib[r.y[r.calib] >= 0]
@@ -280,7 +280,7 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
     past = np.zeros(k)  # the EW OFI of the last k events: the regressor of each target when it is realised
     e, reg = EWMean(s.alpha_ofi), EWRegression(s.alpha_rls)
 
-    f = r.f
+    f = r.raw_row
 
     def infer(i):
         v = f[j]
@@ -295,7 +295,7 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
                 reg.update(past[slot], y_old)
             c0, c1 = reg.coef
             fc = c0 + c1 * m
-            pred[i] = 2 if fc > alpha else (0 if fc < -alpha else 1)
+            pred[i] = band_class(fc, alpha)  # the label rule: beyond ±alpha, else flat
         past[slot] = m
 
     return (*_timed_replay(r, infer, np.zeros(len(r.names), np.float32)), pred)
@@ -310,7 +310,7 @@ def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np
     model = md.torch_model()
     P = min(s.parity_events, r.n - r.start)
     rows = np.arange(r.start, r.start + P)
-    X = torch.from_numpy(r.Xn[r.start : r.start + P])
+    X = torch.from_numpy(r.normalised[r.start : r.start + P])
     with torch.no_grad():
         if kind == "onnx_step":
             return rows, sequence_outputs(model, X[None], r.window)[0][0].numpy()
@@ -336,7 +336,7 @@ def replay_day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
     day = replay_day(events, s)
     r = Replay(md, day, s)
-    H = r.hi
+    primary = r.horizon_index  # the primary horizon's place among the outputs (H is their count elsewhere)
     result = {
         "model": md.card["model"],
         "model_dir": str(md.path),
@@ -345,7 +345,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         "events": r.n,
         "offset": s.offset,
         "window": r.window,
-        "primary_horizon": r.k,
+        "primary_horizon": r.horizon,
         "scored_events": int(r.scored.sum()),
         "step": md.export.get("step"),
         "settings": {
@@ -375,7 +375,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
             raise ValueError(f"unknown engine {name!r}; known: {StreamSettings().engines}")
         wall = time.perf_counter() - t0
         if logits is not None:
-            cls = np.where(np.isnan(logits[:, H, 0]), -1, np.nan_to_num(logits[:, H]).argmax(-1))
+            cls = np.where(np.isnan(logits[:, primary, 0]), -1, np.nan_to_num(logits[:, primary]).argmax(-1))
             rows, ref = reference(md, r, s, name)
             got = logits[rows]
             ok = ~np.isnan(ref[:, 0, 0])
