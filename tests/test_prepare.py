@@ -82,7 +82,7 @@ def test_prepare_real_lobster_day(tmp_path):
 
 @pytest.mark.realdata
 def test_prepare_aig_ticks_makes_day_folds(tmp_path):
-    p = prepare(
+    args = (
         {"_target_": "lobnet.data.read_quotes", "path": str(need(AIG))},
         FeatureSpec(),
         LabelConfig(),
@@ -91,6 +91,7 @@ def test_prepare_aig_ticks_makes_day_folds(tmp_path):
         tmp_path / "aig",
         tmp_path / "cache",
     )
+    p = prepare(*args)
     s = p.summary
     assert s["days"] == ["2013-10-07", "2013-10-08", "2013-10-09", "2013-10-10", "2013-10-11"]
     assert len(s["partitions"]) == 5 and len(s["folds"]) == 2
@@ -98,15 +99,7 @@ def test_prepare_aig_ticks_makes_day_folds(tmp_path):
     assert s["locked_crossed"]["events"] == s["n_events"]
     print("AIG label balance per horizon:", s["label_counts"], "locked/crossed:", s["locked_crossed"])
     # prepared once: the folds come back as made, from memory and, when up to date, from the folder
-    again = prepare(
-        {"_target_": "lobnet.data.read_quotes", "path": str(need(AIG))},
-        FeatureSpec(),
-        LabelConfig(),
-        {"train_days": 2},
-        100,
-        tmp_path / "aig",
-        tmp_path / "cache",
-    )
+    again = prepare(*args)
     assert again.summary["cached"] and again._frame is None  # nothing read back until asked for
     assert [f.describe() for f in again.folds] == s["folds"] == [f.describe() for f in p.folds]
     for a, b in zip(again.folds, p.folds, strict=True):

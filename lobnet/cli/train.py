@@ -18,8 +18,8 @@ from lobnet.cli import CONF_DIR, reports_errors
 from lobnet.features import book_columns
 from lobnet.io import claim
 from lobnet.prep.prepared import prepare
-from lobnet.tracking.runs import Tag
-from lobnet.train.loop import MlflowSettings, TrainSettings, flatten, train_walk_forward
+from lobnet.tracking.runs import MlflowSettings, Tag
+from lobnet.train.loop import TrainSettings, flatten, train_walk_forward
 
 
 def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):

@@ -138,7 +138,7 @@ class Replay:
         levels = n_levels(events)
         if levels != card["features"]["levels"]:
             raise ModelDirError(
-                f"{md.path / 'model.json'}: the model was trained on {card['features']['levels']} book levels, "
+                f"{md.path / CARD}: the model was trained on {card['features']['levels']} book levels, "
                 f"the data has {levels}"
             )
         params = spec.params(levels)
@@ -146,7 +146,7 @@ class Replay:
         if self.features.names != card["feature_names"]:
             extra = sorted(set(self.features.names) ^ set(card["feature_names"]))
             raise ModelDirError(
-                f"{md.path / 'model.json'}: its feature list differs from the one these settings compute "
+                f"{md.path / CARD}: its feature list differs from the one these settings compute "
                 f"(differing: {extra[:8] or 'order'})"
             )
         self.inputs = np.ascontiguousarray(self.features.input_matrix(events))

@@ -1,13 +1,18 @@
-"""MLflow plumbing shared by the commands: the experiment (get or create, with an explicit artifact location),
+"""MLflow runs: the tags (:class:`Tag`), the experiment (get or create, with an explicit artifact location),
 runs that end FAILED or KILLED when the code logging them fails, the tracking URI for MLflow calls that read only
-the process-wide one, and the checks that refuse a store that cannot be meant."""
+the process-wide one, the checks that refuse a store that cannot be meant, and training's bookkeeping
+(:class:`MlflowSettings`, :class:`Tracker`: a parent run per invocation and a child per fold, and
+:func:`fold_logger`, Lightning's logger on a fold's run)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from lobnet.data.errors import LobDataError
 
@@ -99,3 +104,87 @@ def existing_store(uri: str, what: str = "tracking store") -> str:
         if not db.is_file():
             raise LobDataError(db, None, f"no such MLflow database ({what} {uri}): check the path")
     return uri
+
+
+@dataclass
+class MlflowSettings:
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "lobnet"
+    artifact_location: str | None = "mlartifacts"  # a folder (made absolute) or a URI; None: MLflow's default
+
+
+class Tracker:
+    """MLflow bookkeeping for one invocation (rank zero only; other ranks get no-ops)."""
+
+    def __init__(self, settings: MlflowSettings, state: dict, active: bool):
+        self.active, self.state = active, state
+        self.settings = settings
+        if not active:
+            return
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.mlflow = mlflow
+        self.client = MlflowClient(settings.tracking_uri)
+        self.experiment_id = experiment_id(self.client, settings.experiment_name, settings.artifact_location)
+
+    def parent(self, name: str, params: dict, tags: dict) -> str | None:
+        if not self.active:
+            return None
+        if self.state.get("parent_run_id"):  # resumed: running again (it may have ended FAILED or KILLED)
+            self.client.update_run(self.state["parent_run_id"], status="RUNNING")
+            return self.state["parent_run_id"]
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={Tag.KIND: PARENT, **tags})
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run.info.run_id, params=items[i : i + 100])
+        self.state["parent_run_id"] = run.info.run_id
+        self.state["tracking_uri"] = self.settings.tracking_uri
+        return run.info.run_id
+
+    def guard(self, *run_ids: str | None):
+        """Mark ``run_ids`` FAILED (KILLED on an interrupt) if the block raises (:func:`failed_on_error`)."""
+        return failed_on_error(self.client, *run_ids) if self.active else contextlib.nullcontext()
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        """Finite values as one timestamped step-0 point each, in batches MLflow accepts."""
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, 0) for k, v in metrics.items() if np.isfinite(v)]
+        for i in range(0, len(items), 200):
+            self.client.log_batch(run_id, metrics=items[i : i + 200])
+
+    def child(self, fold: int, name: str, tags: dict) -> str | None:
+        if not self.active:
+            return None
+        key = str(fold)
+        folds = self.state.setdefault("folds", {})
+        if folds.get(key, {}).get("run_id"):
+            self.client.update_run(folds[key]["run_id"], status="RUNNING")
+            return folds[key]["run_id"]
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{name} fold {fold}",
+            tags={Tag.PARENT_RUN: self.state["parent_run_id"], Tag.KIND: FOLD, Tag.FOLD: key, **tags},
+        )
+        folds.setdefault(key, {})["run_id"] = run.info.run_id
+        return run.info.run_id
+
+
+def fold_logger(mls: MlflowSettings, run_id: str):
+    """Lightning's MLflow logger on the fold's run, except that it leaves the run RUNNING when fit or test ends
+    well (Lightning's would mark it FINISHED before the test metrics and the model are logged); the training
+    loop marks it FINISHED once they are, and a failure still marks it FAILED."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class FoldLogger(MLFlowLogger):
+        def finalize(self, status: str = "success") -> None:
+            if status not in ("success", "finished"):
+                super().finalize(status)
+
+    return FoldLogger(experiment_name=mls.experiment_name, tracking_uri=mls.tracking_uri, run_id=run_id)

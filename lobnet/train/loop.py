@@ -35,7 +35,7 @@ from lobnet.models import LOBModel
 from lobnet.prep.labels import LabelConfig
 from lobnet.prep.splits import Fold
 from lobnet.prep.windows import FoldData, LOBDataModule
-from lobnet.tracking.runs import FOLD, PARENT, Tag, experiment_id, failed_on_error
+from lobnet.tracking.runs import MlflowSettings, Tag, Tracker, fold_logger
 from lobnet.train.losses import LobLoss, class_weights, default_cost
 from lobnet.train.module import LOBModule
 
@@ -62,13 +62,6 @@ class TrainSettings:
     )  # lobnet.evaluation.backtest.Costs fields (conf/backtest); None: none
     # the feature table's spread (ticks) in dollars, to rebuild the bid and ask: the feature spec's tick / price_scale
     dollars_per_tick: float = DEFAULT_TICK / PRICE_SCALE
-
-
-@dataclass
-class MlflowSettings:
-    tracking_uri: str = "sqlite:///mlflow.db"
-    experiment_name: str = "lobnet"
-    artifact_location: str | None = "mlartifacts"  # a folder (made absolute) or a URI; None: MLflow's default
 
 
 def is_rank_zero() -> bool:
@@ -103,69 +96,6 @@ class LineLog(Callback):
         m = trainer.callback_metrics
         parts = [f"{k}={float(m[k]):.4f}" for k in ("train/loss", "val/loss") if k in m]
         print(f"fold {self.fold} epoch {trainer.current_epoch}: " + " ".join(parts), flush=True)
-
-
-class Tracker:
-    """MLflow bookkeeping for one invocation (rank zero only; other ranks get no-ops)."""
-
-    def __init__(self, settings: MlflowSettings, state: dict, active: bool):
-        self.active, self.state = active, state
-        self.settings = settings
-        if not active:
-            return
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
-        self.mlflow = mlflow
-        self.client = MlflowClient(settings.tracking_uri)
-        self.experiment_id = experiment_id(self.client, settings.experiment_name, settings.artifact_location)
-
-    def parent(self, name: str, params: dict, tags: dict) -> str | None:
-        if not self.active:
-            return None
-        if self.state.get("parent_run_id"):  # resumed: running again (it may have ended FAILED or KILLED)
-            self.client.update_run(self.state["parent_run_id"], status="RUNNING")
-            return self.state["parent_run_id"]
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={Tag.KIND: PARENT, **tags})
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run.info.run_id, params=items[i : i + 100])
-        self.state["parent_run_id"] = run.info.run_id
-        self.state["tracking_uri"] = self.settings.tracking_uri
-        return run.info.run_id
-
-    def guard(self, *run_ids: str | None):
-        """Mark ``run_ids`` FAILED (KILLED on an interrupt) if the block raises (:func:`failed_on_error`)."""
-        return failed_on_error(self.client, *run_ids) if self.active else contextlib.nullcontext()
-
-    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
-        """Finite values as one timestamped step-0 point each, in batches MLflow accepts."""
-        import time
-
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, 0) for k, v in metrics.items() if np.isfinite(v)]
-        for i in range(0, len(items), 200):
-            self.client.log_batch(run_id, metrics=items[i : i + 200])
-
-    def child(self, fold: int, name: str, tags: dict) -> str | None:
-        if not self.active:
-            return None
-        key = str(fold)
-        folds = self.state.setdefault("folds", {})
-        if folds.get(key, {}).get("run_id"):
-            self.client.update_run(folds[key]["run_id"], status="RUNNING")
-            return folds[key]["run_id"]
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"{name} fold {fold}",
-            tags={Tag.PARENT_RUN: self.state["parent_run_id"], Tag.KIND: FOLD, Tag.FOLD: key, **tags},
-        )
-        folds.setdefault(key, {})["run_id"] = run.info.run_id
-        return run.info.run_id
 
 
 def quiet_lightning() -> None:
@@ -223,6 +153,20 @@ def train_walk_forward(
         if rank0:
             write_json(state_path, state)
         k_primary = primary_horizon(labels.horizons, settings.primary_horizon)
+        shared = FoldInputs(
+            frame,
+            feature_names,
+            labels,
+            window,
+            make_model,
+            settings,
+            run_dir,
+            mlflow_settings,
+            events_per_day,
+            progress,
+            tracker,
+            {**(card or {}), "primary_horizon": k_primary},
+        )
         with tracker.guard(state.get("parent_run_id")):
             fold_metrics = []
             for fold in folds:
@@ -234,22 +178,7 @@ def train_walk_forward(
                 if rank0:
                     write_json(state_path, state)
                 with tracker.guard(child_id):
-                    metrics = _fit_fold(
-                        frame,
-                        feature_names,
-                        fold,
-                        labels,
-                        window,
-                        make_model,
-                        settings,
-                        run_dir,
-                        child_id,
-                        mlflow_settings,
-                        events_per_day,
-                        progress,
-                        tracker,
-                        {**(card or {}), "primary_horizon": k_primary},
-                    )
+                    metrics = _fit_fold(shared, fold, child_id)
                 fstate.update(done=True, test=metrics)
                 fold_metrics.append(metrics)
                 if rank0:
@@ -276,27 +205,32 @@ def train_walk_forward(
     }
 
 
-def _fit_fold(
-    frame,
-    feature_names,
-    fold,
-    labels,
-    window,
-    make_model,
-    settings,
-    run_dir,
-    child_id,
-    mls,
-    events_per_day,
-    progress,
-    tracker,
-    card,
-) -> dict:
+@dataclass
+class FoldInputs:
+    """What every fold of one walk-forward run shares (:func:`_fit_fold` takes it and the fold)."""
+
+    frame: pl.DataFrame
+    feature_names: list[str]
+    labels: LabelConfig
+    window: int
+    make_model: Callable[[int, int], LOBModel]
+    settings: TrainSettings
+    run_dir: Path
+    mlflow: MlflowSettings
+    events_per_day: float
+    progress: bool
+    tracker: Tracker
+    card: dict  # what the model card holds beyond the model (feature spec, levels, primary horizon)
+
+
+def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
+    frame, feature_names, labels, window = shared.frame, shared.feature_names, shared.labels, shared.window
+    settings, run_dir, mls, tracker, card = shared.settings, shared.run_dir, shared.mlflow, shared.tracker, shared.card
     L.seed_everything(settings.seed + fold.index, workers=True, verbose=False)
     data = FoldData.build(frame, feature_names, fold, labels, window, normalization=settings.normalization)
     if len(data.train) == 0 or len(data.val) == 0 or len(data.test) == 0:
         raise ValueError(f"fold {fold.index} has an empty train, validation or test set: {fold.describe()}")
-    model = make_model(len(feature_names), len(labels.horizons))
+    model = shared.make_model(len(feature_names), len(labels.horizons))
     if hasattr(model, "check_window"):
         model.check_window(window)
     train_rows = data.train.samples.numpy()
@@ -310,7 +244,7 @@ def _fit_fold(
         settings.lr,
         settings.weight_decay,
         cost,
-        events_per_day,
+        shared.events_per_day,
         settings.seed + fold.index,
     )
     dm = LOBDataModule(data, settings.batch_size, seed=settings.seed + fold.index, contiguous=settings.loss != "ce")
@@ -326,7 +260,7 @@ def _fit_fold(
         save_on_train_epoch_end=True,
     )
     callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=settings.patience)]
-    if progress:
+    if shared.progress:
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar())
@@ -338,7 +272,7 @@ def _fit_fold(
         logger=logger,
         callbacks=callbacks,
         deterministic=True,
-        enable_progress_bar=progress,
+        enable_progress_bar=shared.progress,
         enable_model_summary=False,
         default_root_dir=ckpt_dir,
         num_sanity_val_steps=0,
@@ -387,20 +321,6 @@ def check_resume_state(last: Path, run_dir: Path) -> None:
             f"the resume state is damaged ({e.reason}); to start this fold afresh delete {last.parent}, or the "
             f"whole run {run_dir}, and run the same command again",
         ) from None
-
-
-def fold_logger(mls: MlflowSettings, run_id: str):
-    """Lightning's MLflow logger on the fold's run, except that it leaves the run RUNNING when fit or test ends
-    well (Lightning's would mark it FINISHED before the test metrics and the model are logged); the training
-    loop marks it FINISHED once they are, and a failure still marks it FAILED."""
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    class FoldLogger(MLFlowLogger):
-        def finalize(self, status: str = "success") -> None:
-            if status not in ("success", "finished"):
-                super().finalize(status)
-
-    return FoldLogger(experiment_name=mls.experiment_name, tracking_uri=mls.tracking_uri, run_id=run_id)
 
 
 def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: TrainSettings) -> dict[str, float]:
