@@ -52,21 +52,11 @@ def run(cfg: DictConfig) -> dict:
     )
     frame, summary, folds = prepared.frame, prepared.summary, prepared.folds
     names = summary["feature_names"]
-    t = cfg.trainer
+    own = {f.name for f in dataclasses.fields(TrainSettings)} - {"loss", "trainer", "backtest", "dollars_per_tick"}
     settings = TrainSettings(
-        loss=cfg.loss.kind,
-        lam=cfg.loss.lam,
-        cost=cfg.loss.cost,
-        class_weights=cfg.loss.class_weights,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        max_epochs=t.max_epochs,
-        patience=t.patience,
-        seed=cfg.seed,
-        primary_horizon=cfg.primary_horizon,
-        normalization=cfg.normalization,
-        trainer={"accelerator": t.accelerator, "devices": t.devices, **OmegaConf.to_container(t.extra, resolve=True)},
+        loss=instantiate(cfg.loss, _convert_="all"),  # conf/loss and conf/trainer build their objects
+        trainer=instantiate(cfg.trainer, _convert_="all"),
+        **{name: cfg[name] for name in own},  # the run's own settings: top-level keys of the same names
         backtest=OmegaConf.to_container(cfg.backtest, resolve=True) if cfg.get("backtest") is not None else None,
         dollars_per_tick=features.tick / features.price_scale,
     )

@@ -36,27 +36,39 @@ from lobnet.prep.labels import LabelConfig
 from lobnet.prep.splits import Fold
 from lobnet.prep.windows import FoldData, LOBDataModule
 from lobnet.tracking.runs import MlflowSettings, Tag, Tracker, fold_logger
-from lobnet.train.losses import LobLoss, class_weights, default_cost
+from lobnet.train.losses import LobLoss, LossSettings, class_weights, default_cost
 from lobnet.train.module import LOBModule
 
 PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe", "bt_net")
 
 
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Lightning's Trainer and early stopping (``conf/trainer``, built by ``_target_`` like a model)."""
+
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    max_epochs: int = 5
+    patience: int = 3  # early stopping on val/loss
+    extra: dict = field(default_factory=dict)  # any other lightning.Trainer argument (strategy, limits, ...)
+
+    def kwargs(self) -> dict:
+        return {"accelerator": self.accelerator, "devices": self.devices, **self.extra}
+
+
 @dataclass
 class TrainSettings:
-    loss: str = "ce"  # ce | sharpe | ce_sharpe
-    lam: float = 0.5  # weight of the Sharpe term in ce_sharpe
-    cost: float | None = None  # per unit of turnover; None: half the training fold's average relative spread
-    class_weights: bool = True  # inverse-frequency class weights from the training fold
+    """Everything the loop reads: the loss and trainer (config groups, built by ``_target_``) and the run's own
+    settings, which are ``conf/train.yaml``'s top-level keys of the same names (:func:`lobnet.cli.train.run`)."""
+
+    loss: LossSettings = field(default_factory=LossSettings)
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
-    max_epochs: int = 5
-    patience: int = 3  # early stopping on val/loss
     seed: int = 0
     primary_horizon: int = 50
     normalization: str = "train_zscore"
-    trainer: dict = field(default_factory=dict)  # passed to lightning.Trainer (accelerator, devices, strategy, limits)
     backtest: dict | None = field(
         default_factory=dict
     )  # lobnet.evaluation.backtest.Costs fields (conf/backtest); None: none
@@ -146,7 +158,7 @@ def train_walk_forward(
         tracker = Tracker(mlflow_settings, state, rank0)
         name = tags.get(Tag.MODEL, "model")
         tracker.parent(
-            f"{name} {settings.loss}",
+            f"{name} {settings.loss.kind}",
             {**params, "data.fingerprint": tags.get(Tag.DATA), "git.commit": git_commit()},
             tags,
         )
@@ -234,9 +246,10 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     if hasattr(model, "check_window"):
         model.check_window(window)
     train_rows = data.train.samples.numpy()
-    cost = settings.cost if settings.cost is not None else default_cost(frame["spread_rel"].to_numpy()[train_rows])
-    weights = class_weights(data.train.y[data.train.samples]) if settings.class_weights else None
-    loss = LobLoss(settings.loss, settings.lam, cost, weights)
+    spec = settings.loss
+    cost = spec.cost if spec.cost is not None else default_cost(frame["spread_rel"].to_numpy()[train_rows])
+    weights = class_weights(data.train.y[data.train.samples]) if spec.class_weights else None
+    loss = LobLoss(spec.kind, spec.lam, cost, weights)
     module = LOBModule(
         model,
         loss,
@@ -247,7 +260,7 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
         shared.events_per_day,
         settings.seed + fold.index,
     )
-    dm = LOBDataModule(data, settings.batch_size, seed=settings.seed + fold.index, contiguous=settings.loss != "ce")
+    dm = LOBDataModule(data, settings.batch_size, seed=settings.seed + fold.index, contiguous=spec.kind != "ce")
     ckpt_dir = run_dir / f"fold_{fold.index}"
     # saved at the end of the training epoch (after its validation): a checkpoint written at validation end
     # counts as mid-epoch, and resuming from it would train that epoch a second time
@@ -259,7 +272,7 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
         save_last=True,
         save_on_train_epoch_end=True,
     )
-    callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=settings.patience)]
+    callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=settings.trainer.patience)]
     if shared.progress:
         from lightning.pytorch.callbacks import RichProgressBar
 
@@ -268,7 +281,7 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
         callbacks.append(LineLog(fold.index))
     logger = fold_logger(mls, child_id) if child_id else False
     trainer = L.Trainer(
-        max_epochs=settings.max_epochs,
+        max_epochs=settings.trainer.max_epochs,
         logger=logger,
         callbacks=callbacks,
         deterministic=True,
@@ -277,7 +290,7 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
         default_root_dir=ckpt_dir,
         num_sanity_val_steps=0,
         log_every_n_steps=1,  # metrics are logged per epoch anyway; this only silences a warning
-        **settings.trainer,
+        **settings.trainer.kwargs(),
     )
     last = ckpt_dir / LAST
     if last.exists():
@@ -333,7 +346,7 @@ def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: Tra
     costs = Costs(**settings.backtest)
     out = {}
     for h, k in enumerate(horizons):
-        target = forecast_positions(result["prob"][:, h], result["position"][:, h], settings.loss, costs.flat)
+        target = forecast_positions(result["prob"][:, h], result["position"][:, h], settings.loss.kind, costs.flat)
         for name, v in backtest_forecasts(frame, rows, target, settings.dollars_per_tick, costs).items():
             out[f"bt_{name}_h{k}"] = v
     return out

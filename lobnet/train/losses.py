@@ -12,6 +12,7 @@ held before it. Batches must be contiguous in time for turnover and the Sharpe e
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -54,6 +55,16 @@ def sharpe_loss(
     """Negative Sharpe ratio of the per-sample PnL, averaged over horizons. position, returns: (B, H)."""
     r = strategy_returns(position, returns, cost)
     return (-(r.mean(dim=0) / (r.std(dim=0, unbiased=False) + eps))).mean()
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """The loss a model trains with (``conf/loss``, built by ``_target_`` like a model)."""
+
+    kind: str = "ce"  # ce | sharpe | ce_sharpe
+    lam: float = 0.5  # weight of the Sharpe term in ce_sharpe
+    class_weights: bool = True  # inverse-frequency class weights from the training fold
+    cost: float | None = None  # per unit of turnover; None: half the training fold's average relative spread
 
 
 class LobLoss(torch.nn.Module):
