@@ -17,6 +17,7 @@ from rich.table import Table
 
 from lobnet.cli import CONF_DIR, reports_errors
 from lobnet.cli import console as cli_console
+from lobnet.prep.labels import CLASS_NAMES
 from lobnet.prep.prepared import prepare
 
 
@@ -42,10 +43,10 @@ def print_summary(summary: dict, output_dir: str, console: Console | None = None
         f"({summary['events_per_s']:,.0f} events/s) -> {output_dir}{cached}"
     )
     t = Table(title=f"labels ({summary['label_method']}, alpha {summary['alpha_mode']}, fold-0 samples)")
-    for c in ("horizon", "alpha", "down", "flat", "up"):
+    for c in ("horizon", "alpha", *CLASS_NAMES):
         t.add_column(c, justify="right")
     for k, counts in summary["label_counts"].items():
-        t.add_row(k, f"{summary['alphas_fold0'][k]:.2e}", *(f"{counts[c]:,}" for c in ("down", "flat", "up")))
+        t.add_row(k, f"{summary['alphas_fold0'][k]:.2e}", *(f"{counts[c]:,}" for c in CLASS_NAMES))
     console.print(t)
     for f in summary["folds"]:
         console.print(f"  {f}")

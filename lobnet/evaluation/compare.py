@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lobnet.prep.labels import CLASS_NAMES, UP
 from lobnet.tracking.runs import PARENT, Tag
 
 
@@ -106,12 +107,12 @@ def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Pat
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(first["run"], "pr_curves.json", tmp)
             curves = json.loads(Path(path).read_text())
-        c = curves.get(str(r["horizon"]), {}).get("up")
+        c = curves.get(str(r["horizon"]), {}).get(CLASS_NAMES[UP])
         if c:
             ax.plot(c["recall"], c["precision"], label=f"{r['model']} ({r['loss']}), fold {first['fold']}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title("class 'up', first fold of each model")
+    ax.set_title(f"class '{CLASS_NAMES[UP]}', first fold of each model")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "pr_curves.png", dpi=110)

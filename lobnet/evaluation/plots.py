@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_curve
 
-from lobnet.prep.labels import CLASS_NAMES
+from lobnet.prep.labels import CLASS_NAMES, DOWN, FLAT, UP
 
 
 def pyplot():
@@ -66,7 +66,7 @@ def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names,
     fig, axes = plt.subplots(1, len(horizons), figsize=(3.2 * len(horizons), 3.2))
     axes = np.atleast_1d(axes)
     for h, (k, ax) in enumerate(zip(horizons, axes, strict=True)):
-        cm = confusion_matrix(y[:, h], prob[:, h].argmax(1), labels=[0, 1, 2])
+        cm = confusion_matrix(y[:, h], prob[:, h].argmax(1), labels=[DOWN, FLAT, UP])
         ax.imshow(cm, cmap="Blues")
         for i in range(3):
             for j in range(3):
