@@ -60,6 +60,7 @@ GROUPS = {
     "labels": ["default", "tlob"],
     "model": ["lstm", "tcn", "transformer", "hybrid", "deeplob"],
     "loss": ["ce", "sharpe", "ce_sharpe"],
+    "optimizer": ["adamw"],
     "trainer": ["cpu", "gpu", "ddp"],
     "backtest": ["default"],
     "experiment": ["synthetic_quick", "demo", "amzn_stream"],

@@ -52,10 +52,10 @@ def run(cfg: DictConfig) -> dict:
     )
     frame, summary, folds = prepared.frame, prepared.summary, prepared.folds
     names = summary["feature_names"]
-    own = {f.name for f in dataclasses.fields(TrainSettings)} - {"loss", "trainer", "backtest", "dollars_per_tick"}
+    groups = ("loss", "optimizer", "trainer")  # config groups that build their objects (_target_), as models do
+    own = {f.name for f in dataclasses.fields(TrainSettings)} - {*groups, "backtest", "dollars_per_tick"}
     settings = TrainSettings(
-        loss=instantiate(cfg.loss, _convert_="all"),  # conf/loss and conf/trainer build their objects
-        trainer=instantiate(cfg.trainer, _convert_="all"),
+        **{name: instantiate(cfg[name], _convert_="all") for name in groups},
         **{name: cfg[name] for name in own},  # the run's own settings: top-level keys of the same names
         backtest=OmegaConf.to_container(cfg.backtest, resolve=True) if cfg.get("backtest") is not None else None,
         dollars_per_tick=features.tick / features.price_scale,

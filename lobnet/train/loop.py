@@ -37,7 +37,7 @@ from lobnet.prep.splits import Fold
 from lobnet.prep.windows import FoldData, LOBDataModule
 from lobnet.tracking.runs import MlflowSettings, Tag, Tracker, fold_logger
 from lobnet.train.losses import LobLoss, LossSettings, class_weights, default_cost
-from lobnet.train.module import LOBModule
+from lobnet.train.module import LOBModule, OptimizerSettings
 
 PRIMARY = ("macro_f1", "accuracy", "majority_f1", "net_sharpe", "bt_net")
 
@@ -58,14 +58,13 @@ class TrainerSettings:
 
 @dataclass
 class TrainSettings:
-    """Everything the loop reads: the loss and trainer (config groups, built by ``_target_``) and the run's own
-    settings, which are ``conf/train.yaml``'s top-level keys of the same names (:func:`lobnet.cli.train.run`)."""
+    """Everything the loop reads: the loss, optimiser and trainer (config groups, built by ``_target_``) and the
+    run's own settings, ``conf/train.yaml``'s top-level keys of the same names (:func:`lobnet.cli.train.run`)."""
 
     loss: LossSettings = field(default_factory=LossSettings)
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
     seed: int = 0
     primary_horizon: int = 50
     normalization: str = "train_zscore"
@@ -254,8 +253,7 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
         model,
         loss,
         labels.horizons,
-        settings.lr,
-        settings.weight_decay,
+        settings.optimizer,
         cost,
         shared.events_per_day,
         settings.seed + fold.index,

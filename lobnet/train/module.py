@@ -7,6 +7,8 @@ so a run resumed from a checkpoint continues exactly as the uninterrupted run wo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import lightning.pytorch as L
 import numpy as np
 import torch
@@ -16,14 +18,28 @@ from lobnet.models import LOBModel
 from lobnet.train.losses import LobLoss
 
 
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """The optimiser (``conf/optimizer``, built by ``_target_`` like a model)."""
+
+    name: str = "adamw"  # adamw | adam
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def build(self, params) -> torch.optim.Optimizer:
+        optimizers = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+        if self.name not in optimizers:
+            raise ValueError(f"unknown optimizer {self.name!r}; known: {list(optimizers)}")
+        return optimizers[self.name](params, lr=self.lr, weight_decay=self.weight_decay)
+
+
 class LOBModule(L.LightningModule):
     def __init__(
         self,
         model: LOBModel,
         loss: LobLoss,
         horizons: tuple[int, ...],
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        optimizer: OptimizerSettings | None = None,
         cost: float = 0.0,
         events_per_day: float = 1e5,
         seed: int = 0,
@@ -31,7 +47,7 @@ class LOBModule(L.LightningModule):
         super().__init__()
         self.model, self.loss_fn = model, loss
         self.horizons = tuple(horizons)
-        self.lr, self.weight_decay, self.cost = lr, weight_decay, cost
+        self.optimizer, self.cost = optimizer or OptimizerSettings(), cost
         self.events_per_day, self.seed = events_per_day, seed
         self._outputs: dict[str, list] = {"val": [], "test": []}
         self.results: dict[str, dict] = {}  # the last evaluation's metrics per stage, and its raw arrays
@@ -96,7 +112,7 @@ class LOBModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return self.optimizer.build(self.parameters())
 
 
 def evaluate(
