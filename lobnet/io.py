@@ -176,7 +176,10 @@ def locked(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     lock = path.parent / f".{path.name}.lock"
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only folder, a path under a file
+            raise OutputDirError(path, None, f"cannot write beside it ({e.strerror or e})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
