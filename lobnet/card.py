@@ -43,8 +43,10 @@ def read_card(path: str | Path, required: tuple[str, ...] = REQUIRED) -> dict:
     if missing:
         raise LobDataError(path, None, f"the model card lacks {missing}: re-train (and re-export) with this lobnet")
     names = card["feature_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise LobDataError(path, None, "the card's feature_names is not a list of feature names")
     width = card["config"].get("n_features") if isinstance(card["config"], dict) else None
-    if not isinstance(names, list) or (width is not None and width != len(names)):
+    if width is not None and width != len(names):
         raise LobDataError(
             path, None, f"the card's feature list ({len(names)} names) does not fit the model's input width ({width})"
         )
