@@ -51,9 +51,9 @@ from lobnet.evaluation.backtest import Costs, backtest, positions_from_classes, 
 from lobnet.features import FeatureSpec, compute_features, warmup
 from lobnet.features.incremental import IncrementalFeatures
 from lobnet.live.runtime import StepRunner, ort_call, session
-from lobnet.online.baselines import band_class, flat_band, score
+from lobnet.online.baselines import flat_band, score
 from lobnet.online.estimators import EWMean, EWRegression, ew_mean
-from lobnet.prep.labels import LabelConfig, classify, compute_targets
+from lobnet.prep.labels import DOWN, FLAT, UP, LabelConfig, classify, compute_targets
 from lobnet.prep.windows import ZScore, feature_matrix
 
 PCTS = {"p50_us": 50, "p90_us": 90, "p99_us": 99, "p999_us": 99.9}
@@ -281,12 +281,13 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
     e, reg = EWMean(s.alpha_ofi), EWRegression(s.alpha_rls)
 
     f = r.raw_row
+    up, down, flat = UP, DOWN, FLAT  # bound here: the class rule below runs once per event, inside the timing
 
     def infer(i):
         v = f[j]
         m = e.update(v if v == v else 0.0)
         if kind == "ew_ofi":
-            pred[i] = band_class(m, band)
+            pred[i] = up if m > band else (down if m < -band else flat)
             return
         slot = i % k
         if i - k >= start:  # the target of event i - k is realised now
@@ -295,7 +296,7 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
                 reg.update(past[slot], y_old)
             c0, c1 = reg.coef
             fc = c0 + c1 * m
-            pred[i] = band_class(fc, alpha)  # the label rule: beyond ±alpha, else flat
+            pred[i] = up if fc > alpha else (down if fc < -alpha else flat)  # the label rule (prep.labels.classify)
         past[slot] = m
 
     return (*_timed_replay(r, infer, np.zeros(len(r.names), np.float32)), pred)

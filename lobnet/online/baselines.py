@@ -37,11 +37,6 @@ def flat_band(signal: np.ndarray, labels: np.ndarray) -> float:
     return float(np.quantile(np.abs(signal), flat_share)) if flat_share > 0 and signal.size else 0.0
 
 
-def band_class(value: float, band: float) -> int:
-    """UP above the band, DOWN below minus the band, FLAT inside it (one event, the streamer's form)."""
-    return UP if value > band else (DOWN if value < -band else FLAT)
-
-
 def ofi_sign_forecast(frame: pl.DataFrame, alpha: float, train: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
     """Classes from the sign of the EW mean of OFI; the flat band matches the training labels' flat share."""
     sig = ew_ofi(frame, alpha)

@@ -95,7 +95,7 @@ def existing_store(uri: str, what: str = "tracking store") -> str:
     """``uri``, refused (:class:`LobDataError`) when it is a file store (``./mlruns``, ``file:``: deprecated in
     MLflow 3 and refused by it) or a SQLite database that does not exist: MLflow would create an empty one at a
     mistyped path, and a command that only reads runs would then report that there are none."""
-    if uri.startswith("file:") or "://" not in uri:
+    if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):  # a bare path
         raise LobDataError(
             uri, None, f"a file {what} is not supported (MLflow 3 deprecates it): use sqlite:///PATH or a server URI"
         )
