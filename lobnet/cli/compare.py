@@ -1,9 +1,12 @@
-"""``lobnet-compare``: a table of models x metrics (mean +- std over folds and seeds, the majority floor beside),
-from the runs ``lobnet-train`` logged in one MLflow experiment, read through MLflow's API only.
+"""``lobnet-compare``: a table of models x metrics (mean +- std over folds and seeds, the majority floor beside)
+per data set and horizon, from the runs ``lobnet-train`` logged in one MLflow experiment, read through MLflow's
+API only; with baselines among them, every model against the best baseline with intervals and tests corrected
+for the number of comparisons and configurations (:mod:`lobnet.evaluation.significance`).
 
-    lobnet-compare mlflow.tracking_uri=sqlite:///mlflow.db mlflow.experiment_name=NAME output_dir=DIR
+    lobnet-compare mlflow.tracking_uri=sqlite:///mlflow.db mlflow.experiment_name=NAME output_dir=DIR horizon=all
 
-Writes DIR/comparison.md, DIR/comparison.csv, DIR/metric_by_model.png and DIR/pr_curves.png.
+Writes DIR/comparison.md, comparison.csv, snooping.csv, decay.csv and the figures metric_by_model.png,
+stability.png, pr_curves.png and decay.png.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from rich.table import Table
 
 from lobnet.cli import CONF_DIR, reports_errors
 from lobnet.cli import console as cli_console
-from lobnet.evaluation.compare import collect, markdown, plots, summarise
+from lobnet.evaluation.compare import collect, markdown, plots, select, summarise
+from lobnet.evaluation.significance import SignificanceSettings, load_all, significance
 from lobnet.io import OutputDir
 from lobnet.tracking.runs import existing_store
 
@@ -34,11 +38,40 @@ def run(cfg: DictConfig) -> pl.DataFrame:
     db = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else None
     with OutputDir(cfg.output_dir, "compare", inputs=[db]) as od:
         runs = collect(store, cfg.mlflow.experiment_name, metrics, cfg.horizon)
-        summary = summarise(runs, metrics)
-        (od.tmp / "comparison.md").write_text(markdown(summary, metrics) + "\n")
+        chosen = select(runs)
+        summary = summarise(chosen, metrics)
+        decay = None
+        if cfg.significance is not None:
+            import mlflow.tracking
+
+            from lobnet.models import BASELINES
+
+            loaded = load_all(mlflow.tracking.MlflowClient(store), runs["run"].unique().to_list())
+            settings = SignificanceSettings(**cfg.significance)
+            summary, snooping, decay = significance(summary, runs, loaded, settings, BASELINES)
+            snooping.write_csv(od.tmp / "snooping.csv")
+            decay.write_csv(od.tmp / "decay.csv")
+            md = markdown(summary, metrics) + "\n\n" + snooping_markdown(snooping)
+        else:
+            md = markdown(summary, metrics)
+        (od.tmp / "comparison.md").write_text(md + "\n")
         summary.write_csv(od.tmp / "comparison.csv")
-        plots(summary, runs, store, od.tmp, metrics)
+        plots(summary, chosen, store, od.tmp, metrics, decay)
     return summary
+
+
+def snooping_markdown(snooping: pl.DataFrame) -> str:
+    """The data-snooping table: per data set and horizon, the SPA test of the benchmark against every
+    configuration tried and the model confidence set."""
+    if snooping.is_empty():
+        return "No data-snooping test: the comparison holds no baseline, or nothing beside it."
+    head = ["data set", "h", "benchmark", "configurations tried", "SPA p (consistent)", "model confidence set"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in snooping.iter_rows(named=True):
+        cells = [r["dataset"], str(r["horizon"]), r["benchmark"], str(r["configurations"])]
+        cells += [f"{r['spa_p_consistent']:.3f}", f"{r['mcs']} ({r['mcs_configurations']} configurations)"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 # The console table's columns: (heading, summary column, format, with its std). comparison.md holds every metric.
@@ -59,13 +92,28 @@ def print_table(summary: pl.DataFrame, console: Console | None = None) -> None:
     as the two can disagree in sign (docs/training.md, "Metrics")."""
     shown = [c for c in CONSOLE_COLUMNS if c[1] in summary.columns]
     t = Table(title="test metrics, mean ± std over folds and seeds")
-    for c in ("model", "loss", "h", "n", *(c[0] for c in shown)):
-        t.add_column(c, justify="left" if c in ("model", "loss") else "right")
+    sig = "beats_baseline" in summary.columns
+    for c in (
+        "data set",
+        "model",
+        "loss",
+        "h",
+        "n",
+        *(c[0] for c in shown),
+        *(("Δ F1 [CI]", "p Holm", "beats"))[: 3 * sig],
+    ):
+        t.add_column(c, justify="left" if c in ("data set", "model", "loss") else "right")
     for r in summary.iter_rows(named=True):
         cells = [
             f"{r[col]:{fmt}} ± {r[f'{col}_std']:{fmt}}" if std else f"{r[col]:{fmt}}" for _, col, fmt, std in shown
         ]
-        t.add_row(r["model"], r["loss"], str(r["horizon"]), str(r["folds_x_seeds"]), *cells)
+        if sig:
+            if r.get("delta_macro_f1") is None or r["model"] == r.get("benchmark"):
+                cells += ["benchmark" if r["model"] == r.get("benchmark") else "–", "", ""]
+            else:
+                ci = f"{r['delta_macro_f1']:+.3f} [{r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f}]"
+                cells += [ci, f"{r['p_holm']:.3g}", "yes" if r["beats_baseline"] else "no"]
+        t.add_row(r["dataset"], r["model"], r["loss"], str(r["horizon"]), str(r["folds_x_seeds"]), *cells)
     (console or cli_console()).print(t)
 
 

@@ -35,6 +35,11 @@ def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):
     return lambda n_features, n_horizons: build(n_features=n_features, n_horizons=n_horizons, **extra)
 
 
+def dataset_name(summary: dict) -> str:
+    """``AMZN lobster L5 1d``: symbols, source, book levels and days of a prepared table."""
+    return f"{','.join(summary['symbols'])} {summary['source']} L{summary['levels']} {len(summary['days'])}d"
+
+
 def run(cfg: DictConfig) -> dict:
     # the training folder first: the prepared table goes inside it by default (prepared_dir)
     with claim(cfg.output_dir, "train", inputs=[cfg.data.get("path"), cfg.cache_dir], lock=False):
@@ -68,6 +73,8 @@ def run(cfg: DictConfig) -> dict:
         Tag.MODEL: cfg.model.name,
         Tag.LOSS: cfg.loss.kind,
         Tag.DATA: summary["cache_key"],
+        Tag.EVENTS: summary.get("events_key", summary["cache_key"]),
+        Tag.DATASET: dataset_name(summary),
         Tag.SOURCE: summary["source"],
         Tag.SYMBOLS: ",".join(summary["symbols"]),
     }

@@ -8,14 +8,35 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from lobnet.prep.labels import CLASS_NAMES, UP
 from lobnet.tracking.runs import PARENT, Tag
 
+# parent-run parameters that do not make a configuration: the seed (configurations are compared over seeds) and
+# bookkeeping
+NOT_CONFIG = ("seed", "git.commit", "data.fingerprint", "mlflow.")
 
-def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | None) -> pl.DataFrame:
-    """One row per fold run: model, loss, parent run, fold, and the test metrics at the horizon."""
+
+def config_key(params: dict) -> str:
+    """The hash of a parent run's parameters without the seed: the runs of one configuration over seeds."""
+    import hashlib
+
+    kept = {k: v for k, v in params.items() if not k.startswith(NOT_CONFIG)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _horizons(p, horizon) -> list[int]:
+    if horizon == "all":
+        return [int(x) for x in json.loads(p.data.params.get("labels.horizons", "[]"))]
+    return [int(horizon or p.data.tags.get(Tag.PRIMARY_HORIZON, 0))]
+
+
+def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | str | None) -> pl.DataFrame:
+    """One row per fold run and horizon: data set, model, loss, configuration, seed, parent and fold run, and the
+    test metrics (and the validation ones the configuration is chosen on) at the horizon. ``horizon``: a horizon,
+    None for each run's primary horizon, or ``"all"``."""
     import mlflow
 
     client = mlflow.tracking.MlflowClient(tracking_uri)
@@ -23,55 +44,110 @@ def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int
     if exp is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
     parents = client.search_runs(
-        [exp.experiment_id], f"tags.`{Tag.KIND}` = '{PARENT}' and attributes.status = 'FINISHED'"
+        [exp.experiment_id], f"tags.`{Tag.KIND}` = '{PARENT}' and attributes.status = 'FINISHED'", max_results=50000
     )
     rows = []
     for p in parents:
-        k = horizon or int(p.data.tags.get(Tag.PRIMARY_HORIZON, 0))
-        children = client.search_runs([exp.experiment_id], f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'")
-        for c in children:
-            m = c.data.metrics
-            row = {
-                "model": p.data.tags.get(Tag.MODEL, "?"),
-                "loss": p.data.tags.get(Tag.LOSS, "?"),
-                "parent": p.info.run_id,
-                "run": c.info.run_id,
-                "fold": int(c.data.tags.get(Tag.FOLD, -1)),
-                "seed": p.data.params.get("seed", "0"),
-                "horizon": k,
-            }
-            for name in [*metrics, "majority_f1", "majority_accuracy"]:
-                row[name] = m.get(f"test/{name}_h{k}", float("nan"))
-            rows.append(row)
+        children = client.search_runs(
+            [exp.experiment_id], f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'", max_results=50000
+        )
+        primary = int(p.data.tags.get(Tag.PRIMARY_HORIZON, 0))
+        for k in _horizons(p, horizon):
+            for c in children:
+                m = c.data.metrics
+                row = {
+                    "dataset": p.data.tags.get(Tag.DATASET, p.data.tags.get(Tag.SYMBOLS, "?")),
+                    "events": p.data.tags.get(Tag.EVENTS, p.data.tags.get(Tag.DATA, "?")),
+                    "model": p.data.tags.get(Tag.MODEL, "?"),
+                    "loss": p.data.tags.get(Tag.LOSS, "?"),
+                    "config": config_key(p.data.params),
+                    "parent": p.info.run_id,
+                    "run": c.info.run_id,
+                    "fold": int(c.data.tags.get(Tag.FOLD, -1)),
+                    "seed": p.data.params.get("seed", "0"),
+                    "horizon": k,
+                }
+                for name in [*metrics, "majority_f1", "majority_accuracy"]:
+                    row[name] = m.get(f"test/{name}_h{k}", float("nan"))
+                row["val_macro_f1"] = m.get(f"val_best/macro_f1_h{k}", float("nan"))
+                row["val_primary"] = m.get(f"val_best/macro_f1_h{primary}", float("nan"))
+                rows.append(row)
     if not rows:
         raise ValueError(f"no finished lobnet-train runs in experiment {experiment!r}")
     return pl.DataFrame(rows)
 
 
+def select(runs: pl.DataFrame) -> pl.DataFrame:
+    """Each model's configuration chosen on validation: per (data set, model, loss), the configuration with the
+    best mean validation macro-F1 at the primary horizon over its folds and seeds, one choice for every horizon
+    as one network predicts them all (runs without validation scores, from before they were logged, count as
+    one configuration). Adds ``configs``, the number tried, to the kept runs."""
+    key = ["events", "model", "loss"]
+    per_config = runs.group_by([*key, "config"]).agg(
+        pl.col("val_primary").fill_nan(None).mean().fill_null(float("-inf")).alias("_val")
+    )
+    chosen = (
+        per_config.sort(["_val", "config"], descending=[True, False])
+        .group_by(key, maintain_order=True)
+        .agg(pl.col("config").first().alias("config"), pl.len().alias("configs"))
+    )
+    return runs.join(chosen, on=[*key, "config"], how="inner")
+
+
 def summarise(runs: pl.DataFrame, metrics: list[str]) -> pl.DataFrame:
-    """Mean and std of every metric per (model, loss, horizon), best first by the first metric."""
-    cols = [*metrics, "majority_f1", "majority_accuracy"]
+    """Mean and std of every metric per (data set, model, loss, horizon) over the runs :func:`select` kept, best
+    first by the first metric within each data set and horizon."""
+    cols = [*metrics, "majority_f1", "majority_accuracy", "val_macro_f1", "val_primary"]
+    if "configs" not in runs.columns:
+        runs = select(runs)
     return (
-        runs.group_by(["model", "loss", "horizon"], maintain_order=True)
+        runs.group_by(["dataset", "events", "model", "loss", "horizon", "config", "configs"], maintain_order=True)
         .agg(
             pl.len().alias("folds_x_seeds"),
             pl.col("seed").n_unique().alias("seeds"),
             *[pl.col(c).mean().alias(c) for c in cols],
             *[pl.col(c).std(ddof=0).alias(f"{c}_std") for c in cols],
         )
-        .sort(metrics[0], descending=True)
+        .sort(["dataset", "horizon", metrics[0]], descending=[False, False, True])
     )
 
 
 def markdown(summary: pl.DataFrame, metrics: list[str]) -> str:
-    head = ["model", "loss", "h", "n", *metrics, "majority F1", "majority acc."]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in summary.iter_rows(named=True):
-        cells = [r["model"], r["loss"], str(r["horizon"]), str(r["folds_x_seeds"])]
-        cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in metrics]
-        cells += [f"{r['majority_f1']:.3f}", f"{r['majority_accuracy']:.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """The table, one section per data set: mean ± std over folds and seeds, the majority floor, and (when the
+    comparison holds them) the difference to the benchmark with its interval, the adjusted p-values, and a mark on
+    the rows that beat it after adjustment."""
+    sig = "delta_macro_f1" in summary.columns
+    head = ["model", "loss", "h", "n", "configs", *metrics, "majority F1"]
+    if sig:
+        head += ["Δ macro-F1 vs benchmark [95% CI]", "DM p", "p Holm", "p BH", "deflated Sharpe", "beats"]
+    out = []
+    for (dataset,), g in summary.group_by(["dataset"], maintain_order=True):
+        lines = [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in g.iter_rows(named=True):
+            cells = [r["model"], r["loss"], str(r["horizon"]), str(r["folds_x_seeds"]), str(r["configs"])]
+            cells += [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in metrics]
+            cells += [f"{r['majority_f1']:.3f}"]
+            if sig:
+                if r.get("delta_macro_f1") is None:
+                    cells += ["–"] * 6
+                elif r["model"] == r["benchmark"]:
+                    cells += ["benchmark", "", "", "", _fmt(r["deflated_sharpe"]), ""]
+                else:
+                    cells += [
+                        f"{r['delta_macro_f1']:+.3f} [{r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f}]",
+                        _fmt(r["p_value"]),
+                        _fmt(r["p_holm"]),
+                        _fmt(r["p_bh"]),
+                        _fmt(r["deflated_sharpe"]),
+                        "**yes**" if r["beats_baseline"] else "no",
+                    ]
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _fmt(v) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
 # metric_by_model.png's panels, those of them the comparison holds: classification, the per-sample trading
@@ -79,42 +155,95 @@ def markdown(summary: pl.DataFrame, metrics: list[str]) -> str:
 PLOTTED = ("macro_f1", "net_sharpe", "bt_net")
 
 
-def plots(summary: pl.DataFrame, runs: pl.DataFrame, tracking_uri: str, out: Path, metrics: list[str]) -> list[str]:
+def plots(
+    summary: pl.DataFrame,
+    runs: pl.DataFrame,
+    tracking_uri: str,
+    out: Path,
+    metrics: list[str],
+    decay: pl.DataFrame | None = None,
+) -> list[str]:
+    """metric_by_model.png (a row per data set and horizon, mean ± std, the majority floor), stability.png (every
+    fold x seed run as a point), pr_curves.png (the first data set and horizon), decay.png (when folds test more
+    than one unit)."""
     import mlflow
 
     from lobnet.evaluation.plots import pyplot
 
     plt = pyplot()
-
-    labels = [f"{m}\n{lo}" for m, lo in zip(summary["model"], summary["loss"], strict=True)]
+    groups = list(summary.group_by(["dataset", "horizon"], maintain_order=True))
     panels = [m for m in PLOTTED if m in metrics] or metrics[:1]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], panels, strict=True):
-        ax.bar(labels, summary[metric].to_numpy(), yerr=summary[f"{metric}_std"].to_numpy(), capsize=4)
-        if metric == "macro_f1":
-            ax.plot(labels, summary["majority_f1"].to_numpy(), "k_", ms=30, label="majority floor")
-            ax.legend(fontsize=8)
-        ax.set_title(f"test {metric} (mean ± std over folds and seeds)")
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(5.5 * len(panels), 3.6 * len(groups)), squeeze=False)
+    for row, ((dataset, horizon), g) in zip(axes, groups, strict=True):
+        labels = [f"{m}\n{lo}" for m, lo in zip(g["model"], g["loss"], strict=True)]
+        for ax, metric in zip(row, panels, strict=True):
+            ax.bar(labels, g[metric].to_numpy(), yerr=g[f"{metric}_std"].to_numpy(), capsize=4)
+            if metric == "macro_f1":
+                ax.plot(labels, g["majority_f1"].to_numpy(), "k_", ms=30, label="majority floor")
+                ax.legend(fontsize=8)
+            ax.set_title(f"{dataset}, h={horizon}: test {metric}", fontsize=9)
+            ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
-    fig.savefig(out / "metric_by_model.png", dpi=110)
+    fig.savefig(out / "metric_by_model.png", dpi=100)
+    plt.close(fig)
+    files = ["metric_by_model.png", "stability.png", "pr_curves.png"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
+    for ax, ((dataset, horizon), g) in zip(axes[0], groups, strict=True):
+        for i, r in enumerate(g.iter_rows(named=True)):
+            pts = runs.filter(
+                (pl.col("events") == r["events"])
+                & (pl.col("model") == r["model"])
+                & (pl.col("loss") == r["loss"])
+                & (pl.col("config") == r["config"])
+                & (pl.col("horizon") == horizon)
+            )
+            jitter = np.linspace(-0.2, 0.2, max(len(pts), 1))[: len(pts)]
+            ax.scatter(i + jitter, pts[metrics[0]].to_numpy(), s=12)
+        ax.set_xticks(range(len(g)), [f"{m}\n{lo}" for m, lo in zip(g["model"], g["loss"], strict=True)], fontsize=7)
+        ax.set_title(f"{dataset}, h={horizon}: {metrics[0]} of every fold x seed", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "stability.png", dpi=100)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     client = mlflow.tracking.MlflowClient(tracking_uri)  # the given store only: no process-wide URI is set
-    for r in summary.iter_rows(named=True):
+    (dataset, horizon), g = groups[0]
+    for r in g.iter_rows(named=True):
         first = (
-            runs.filter((pl.col("model") == r["model"]) & (pl.col("loss") == r["loss"])).sort("fold").row(0, named=True)
+            runs.filter(
+                (pl.col("events") == r["events"])
+                & (pl.col("model") == r["model"])
+                & (pl.col("loss") == r["loss"])
+                & (pl.col("config") == r["config"])
+            )
+            .sort("fold")
+            .row(0, named=True)
         )
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(first["run"], "pr_curves.json", tmp)
             curves = json.loads(Path(path).read_text())
-        c = curves.get(str(r["horizon"]), {}).get(CLASS_NAMES[UP])
+        c = curves.get(str(horizon), {}).get(CLASS_NAMES[UP])
         if c:
             ax.plot(c["recall"], c["precision"], label=f"{r['model']} ({r['loss']}), fold {first['fold']}")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title(f"class '{CLASS_NAMES[UP]}', first fold of each model")
+    ax.set_title(f"{dataset}, h={horizon}: class '{CLASS_NAMES[UP]}', first fold of each model", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "pr_curves.png", dpi=110)
     plt.close(fig)
-    return ["metric_by_model.png", "pr_curves.png"]
+    if decay is not None and not decay.is_empty() and decay["unit"].n_unique() > 1:
+        dgroups = list(decay.group_by(["dataset", "horizon"], maintain_order=True))
+        fig, axes = plt.subplots(1, len(dgroups), figsize=(5 * len(dgroups), 3.8), squeeze=False)
+        for ax, ((dataset, horizon), g) in zip(axes[0], dgroups, strict=True):
+            for (model, loss), gm in g.group_by(["model", "loss"], maintain_order=True):
+                gm = gm.sort("unit")
+                ax.plot(gm["unit"], gm["macro_f1"], "o-", ms=3, label=f"{model} ({loss})")
+            ax.set_xlabel("test unit after the end of training (day or block; validation is 1)")
+            ax.set_ylabel("macro-F1")
+            ax.set_title(f"{dataset}, h={horizon}", fontsize=9)
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / "decay.png", dpi=100)
+        plt.close(fig)
+        files.append("decay.png")
+    return files

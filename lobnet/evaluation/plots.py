@@ -44,11 +44,8 @@ def attention_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor
     return maps
 
 
-def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names, client, run_id) -> list[Path]:
-    plt = pyplot()
-    files: list[Path] = []
-    horizons = labels.horizons
-    # loss curves from the run's own metric history
+def _loss_curves(out: Path, plt, client, run_id) -> Path:
+    """Train and validation loss by step, from the run's own metric history."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for key in ("train/loss", "val/loss"):
         hist = client.get_metric_history(run_id, key)
@@ -59,9 +56,18 @@ def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names,
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
-    files.append(out / "loss_curves.png")
-    fig.savefig(files[-1], dpi=100)
+    fig.savefig(out / "loss_curves.png", dpi=100)
     plt.close(fig)
+    return out / "loss_curves.png"
+
+
+def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names, client, run_id) -> list[Path]:
+    """The fold's figures and JSON; ``module`` None for a baseline (no loss curves, no attention)."""
+    plt = pyplot()
+    files: list[Path] = []
+    horizons = labels.horizons
+    if module is not None:
+        files.append(_loss_curves(out, plt, client, run_id))
     prob, y = result["prob"], result["y"]
     fig, axes = plt.subplots(1, len(horizons), figsize=(3.2 * len(horizons), 3.2))
     axes = np.atleast_1d(axes)
@@ -102,6 +108,8 @@ def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names,
     files[-1].write_text(json.dumps(curves))
     files.append(out / "test_metrics.json")
     files[-1].write_text(json.dumps(result["metrics"], indent=1))
+    if module is None:
+        return files
     x0, _, _ = data.test[len(data.test) // 2]
     module.model.eval()
     maps = attention_maps(module.model, x0.unsqueeze(0))

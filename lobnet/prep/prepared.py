@@ -24,7 +24,7 @@ from lobnet.io import OutputDir, atomic_file, clean_stale
 from lobnet.prep.labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
 from lobnet.prep.splits import Fold, require_samples, walk_forward
 
-CACHE_VERSION = 2  # bump when the events schema or the prepared layout changes (2: folds.npz)
+CACHE_VERSION = 3  # bump when the events schema or the prepared layout changes (2: folds.npz; 3: test_starts)
 FOLDS = "folds.npz"  # the walk-forward folds of a prepared table: sample rows of each block, purge counts
 
 
@@ -141,6 +141,7 @@ def save_folds(path: Path, folds: list[Fold]) -> None:
             arrays[f"{f.index}_{part}"] = getattr(f, part)
         arrays[f"{f.index}_counts"] = np.array([f.purged_train, f.purged_val, f.embargoed])
         arrays[f"{f.index}_labels"] = np.array(f.labels)
+        arrays[f"{f.index}_test_starts"] = np.array(f.test_starts, dtype=np.int64)
     np.savez(path, n=np.array(len(folds)), **arrays)
 
 
@@ -152,7 +153,13 @@ def load_folds(path: Path) -> list[Fold]:
     with np.load(path, allow_pickle=False) as z:
         return [
             Fold(
-                i, z[f"{i}_train"], z[f"{i}_val"], z[f"{i}_test"], *map(int, z[f"{i}_counts"]), tuple(z[f"{i}_labels"])
+                i,
+                z[f"{i}_train"],
+                z[f"{i}_val"],
+                z[f"{i}_test"],
+                *map(int, z[f"{i}_counts"]),
+                _names(z[f"{i}_labels"]),
+                tuple(int(x) for x in z[f"{i}_test_starts"]),
             )
             for i in range(int(z["n"]))
         ]
@@ -211,6 +218,7 @@ def _write_prepared(tmp: Path, events, meta, key, features, labels, split, windo
         "reader": meta["reader"],
         "reader_args": meta["args"],
         "files": meta["files"],
+        "events_key": meta["events_key"],  # the events alone (not features, labels or split): the data set
         "symbols": sorted({g[0] for g in groups}),
         "days": sorted({str(g[1]) for g in groups}),
         "levels": levels,

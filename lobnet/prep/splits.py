@@ -34,6 +34,9 @@ class Fold:
     purged_val: int
     embargoed: int
     labels: tuple[str, str, str] = ("", "", "")  # human-readable period names (days) for train, val, test
+    # the first test row of each test unit (day or block), when the test period holds several (``test_units``):
+    # how far after training a test sample lies, for the decay of scores with distance from training
+    test_starts: tuple[int, ...] = ()
 
     def describe(self) -> str:
         def rng(a: np.ndarray) -> str:
@@ -87,12 +90,14 @@ def walk_forward(
     train_days: int = 1,
     blocks: int = 5,
     train_blocks: int = 2,
+    test_units: int = 1,
     embargo: int = 0,
     day_names: list[str] | None = None,
     max_folds: int | None = None,
 ) -> list[Fold]:
     """Walk-forward folds (see the module docstring). ``day_bounds``: (start, end) rows of each symbol-day in
-    time order (:func:`lobnet.data.schema.day_groups`)."""
+    time order (:func:`lobnet.data.schema.day_groups`). ``test_units``: days (or blocks) in each test period, so
+    that scores can be followed with distance from training (the folds still step by one unit)."""
     if scheme not in ("rolling", "anchored"):
         raise ValueError(f"split scheme must be rolling or anchored, not {scheme!r}")
     if int(window) < 1:
@@ -104,8 +109,10 @@ def walk_forward(
         units = per_day
         names = day_names or [f"day {i}" for i in range(len(per_day))]
         n_train = train_days
-        if len(units) < n_train + 2:
-            raise ValueError(f"{len(units)} days cannot make a fold of {n_train} train + 1 val + 1 test days")
+        if len(units) < n_train + 1 + test_units:
+            raise ValueError(
+                f"{len(units)} days cannot make a fold of {n_train} train + 1 val + {test_units} test days"
+            )
     elif unit == "blocks":
         allrows = np.concatenate(per_day) if per_day else np.empty(0, dtype=np.int64)
         if allrows.size < blocks:
@@ -115,19 +122,26 @@ def walk_forward(
         units = np.array_split(allrows, blocks)
         names = [f"block {i}" for i in range(blocks)]
         n_train = train_blocks
-        if blocks < n_train + 2:
-            raise ValueError(f"{blocks} blocks cannot make a fold of {n_train} train + 1 val + 1 test blocks")
+        if blocks < n_train + 1 + test_units:
+            raise ValueError(
+                f"{blocks} blocks cannot make a fold of {n_train} train + 1 val + {test_units} test blocks"
+            )
     else:
         raise ValueError(f"split unit must be auto, days or blocks, not {unit!r}")
+    if int(test_units) < 1:
+        raise ValueError(f"test_units must be at least 1, not {test_units}")
     folds = []
-    for i in range(len(units) - n_train - 1):
+    for i in range(len(units) - n_train - test_units):
         first = 0 if scheme == "anchored" else i
         tr_units = units[first : i + n_train]
-        val, test = units[i + n_train], units[i + n_train + 1]
+        tests = [u for u in units[i + n_train + 1 : i + n_train + 1 + test_units] if u.size]
+        val, test = units[i + n_train], np.concatenate(tests) if tests else units[i + n_train + 1]
         train = np.concatenate(tr_units)
         train, p_tr, emb = purge(train, [val, test], window, max_horizon, embargo)
         val_kept, p_val, _ = purge(val, [test], window, max_horizon, embargo)
         label_tr = names[first] if len(tr_units) == 1 else f"{names[first]}..{names[i + n_train - 1]}"
+        j = i + n_train + 1
+        label_te = names[j] if test_units == 1 else f"{names[j]}..{names[j + test_units - 1]}"
         folds.append(
             Fold(
                 len(folds),
@@ -137,7 +151,8 @@ def walk_forward(
                 p_tr,
                 p_val,
                 emb,
-                (label_tr, names[i + n_train], names[i + n_train + 1]),
+                (label_tr, names[i + n_train], label_te),
+                tuple(int(u[0]) for u in tests) if test_units > 1 else (),
             )
         )
         if max_folds is not None and len(folds) >= max_folds:

@@ -26,6 +26,8 @@ class Tag:
     MODEL = "lobnet.model"  # the architecture's config name
     LOSS = "lobnet.loss"  # ce | sharpe | ce_sharpe
     DATA = "lobnet.data"  # the prepared data's content key
+    EVENTS = "lobnet.events"  # the events' content key: runs on the same data set share it whatever their features
+    DATASET = "lobnet.dataset"  # a readable name of the data set: symbols, source, levels, days
     SOURCE = "lobnet.source"  # lobster | quotes | synthetic
     SYMBOLS = "lobnet.symbols"  # comma-separated
     PRIMARY_HORIZON = "lobnet.primary_horizon"  # the horizon of the parent's headline metrics

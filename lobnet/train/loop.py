@@ -31,7 +31,7 @@ from lobnet.data.schema import DEFAULT_TICK, PRICE_SCALE
 from lobnet.evaluation.backtest import Costs, backtest_forecasts
 from lobnet.evaluation.metrics import forecast_positions
 from lobnet.io import claim, locked, write_json
-from lobnet.models import LOBModel
+from lobnet.models import Baseline, LOBModel
 from lobnet.prep.labels import LabelConfig
 from lobnet.prep.splits import Fold
 from lobnet.prep.windows import FoldData, LOBDataModule
@@ -242,6 +242,10 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     if len(data.train) == 0 or len(data.val) == 0 or len(data.test) == 0:
         raise ValueError(f"fold {fold.index} has an empty train, validation or test set: {fold.describe()}")
     model = shared.make_model(len(feature_names), len(labels.horizons))
+    if isinstance(model, Baseline):
+        from lobnet.train.tabular import fit_baseline_fold
+
+        return fit_baseline_fold(shared, fold, child_id, data, model)
     if hasattr(model, "check_window"):
         model.check_window(window)
     train_rows = data.train.samples.numpy()
@@ -298,22 +302,78 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     best = checkpoint.best_model_path or str(last)
     if is_rank_zero():
         _write_model_card(ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels)})
+    # the validation scores of the weights that are tested: what a configuration is chosen on (lobnet-compare)
+    trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)
+    val = module.results["val"]
     trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)
-    result = module.results["test"]
-    metrics = {k: float(v) for k, v in result["metrics"].items()}
-    bt = fold_backtest(frame, data.test.samples.numpy(), result, labels.horizons, settings)
-    metrics.update(bt)
+    metrics = report_fold(shared, fold, child_id, data, module.results["test"], val, module.cost, spec.kind, module)
     if tracker.active:
-        tracker.log_metrics(child_id, {f"test/{k}": v for k, v in bt.items()})
-        from lobnet.evaluation.plots import fold_artifacts
         from lobnet.tracking.model import log_fold_model
 
-        with tempfile.TemporaryDirectory() as tmp:
-            files = fold_artifacts(Path(tmp), module, data, labels, result, feature_names, tracker.client, child_id)
-            for f in files:
-                tracker.client.log_artifact(child_id, str(f))
         log_fold_model(tracker.settings.tracking_uri, child_id, ckpt_dir, Path(best))  # runs:/<id>/model
         tracker.client.set_terminated(child_id)
+    return metrics
+
+
+def report_fold(
+    shared: FoldInputs,
+    fold: Fold,
+    child_id: str | None,
+    data: FoldData,
+    result: dict,
+    val: dict,
+    cost: float,
+    loss_kind: str,
+    module: LOBModule | None = None,
+    extra: dict[str, dict] | None = None,
+) -> dict:
+    """A fitted fold's test metrics and backtest, logged to its run with the validation scores it was chosen on
+    (``val_best/*``), the figures, ``predictions.npz`` (:mod:`lobnet.evaluation.predictions`) and ``extra`` JSON
+    files; shared by the deep models (``module``: their Lightning module) and the baselines. Returns the metrics."""
+    from lobnet.evaluation import predictions
+
+    settings, tracker, labels = shared.settings, shared.tracker, shared.labels
+    metrics = {k: float(v) for k, v in result["metrics"].items()}
+    rows = data.test.samples.numpy()
+    bt = fold_backtest(shared.frame, rows, result, labels.horizons, settings, loss_kind)
+    metrics.update(bt)
+    if not tracker.active:
+        return metrics
+    logged = {f"test/{k}": v for k, v in bt.items()} | {f"val_best/{k}": v for k, v in val["metrics"].items()}
+    if module is None:  # Lightning's test loop logged a deep model's test metrics
+        logged |= {f"test/{k}": v for k, v in result["metrics"].items()}
+    tracker.log_metrics(child_id, logged)
+    from lobnet.evaluation.plots import fold_artifacts
+
+    flat = Costs(**settings.backtest).flat if settings.backtest is not None else "close"
+    position = np.stack(
+        [
+            forecast_positions(result["prob"][:, h], result["position"][:, h], loss_kind, flat)
+            for h in range(len(labels.horizons))
+        ],
+        axis=1,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        files = fold_artifacts(Path(tmp), module, data, labels, result, shared.feature_names, tracker.client, child_id)
+        unit = predictions.test_units(rows, fold.test_starts)
+        files.append(
+            predictions.save(
+                Path(tmp) / predictions.PREDICTIONS,
+                rows,
+                result["y"],
+                result["prob"],
+                position,
+                result["returns"],
+                unit,
+                labels.horizons,
+                cost,
+            )
+        )
+        for name, payload in (extra or {}).items():
+            files.append(Path(tmp) / name)
+            files[-1].write_text(json.dumps(payload, indent=1, default=float))
+        for f in files:
+            tracker.client.log_artifact(child_id, str(f))
     return metrics
 
 
@@ -334,7 +394,9 @@ def check_resume_state(last: Path, run_dir: Path) -> None:
         ) from None
 
 
-def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: TrainSettings) -> dict[str, float]:
+def fold_backtest(
+    frame, rows: np.ndarray, result: dict, horizons, settings: TrainSettings, loss_kind: str | None = None
+) -> dict[str, float]:
     """The fold's test forecasts traded net of costs (:func:`lobnet.evaluation.backtest.backtest_forecasts`), per
     horizon: ``bt_<net|gross|latency|spread|fees|trades|shares_traded|max_drawdown|net_per_share>_h<k>`` in dollars.
     Positions: the position head for Sharpe-trained models, else the predicted class (``Costs.flat`` says what
@@ -344,7 +406,8 @@ def fold_backtest(frame, rows: np.ndarray, result: dict, horizons, settings: Tra
     costs = Costs(**settings.backtest)
     out = {}
     for h, k in enumerate(horizons):
-        target = forecast_positions(result["prob"][:, h], result["position"][:, h], settings.loss.kind, costs.flat)
+        kind = loss_kind or settings.loss.kind
+        target = forecast_positions(result["prob"][:, h], result["position"][:, h], kind, costs.flat)
         for name, v in backtest_forecasts(frame, rows, target, settings.dollars_per_tick, costs).items():
             out[f"bt_{name}_h{k}"] = v
     return out
