@@ -241,7 +241,7 @@ def test_multirun_sweep_then_compare(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "backtest net $/fold" in r.stdout and "net Sharpe/day" in r.stdout
-    row = next(line for line in r.stdout.splitlines() if line.startswith("│ lstm "))
+    row = next(line for line in r.stdout.splitlines() if "│ lstm " in line)
     bt = table.filter(pl.col("model") == "lstm").row(0, named=True)
     assert f"{bt['bt_net']:,.2f} ± {bt['bt_net_std']:,.2f}" in row
     # any list of metrics: the first orders the table, the console and the plot show what the list holds

@@ -264,7 +264,8 @@ class GBDT(Baseline):
             m.fit(
                 Xtr,
                 ytr[:, h],
-                eval_set=[(Xva, yva[:, h])],
+                eval_X=(Xva,),
+                eval_y=(yva[:, h],),
                 callbacks=[lgb.early_stopping(c.early_stopping_rounds, verbose=False)],
             )
             self.fitted.append(m)

@@ -44,6 +44,9 @@ def fit_baseline_fold(shared, fold: Fold, child_id: str | None, data: FoldData, 
     results["test"]["metrics"]["fit_seconds"] = fit_s
     print(f"fold {fold.index}: {model.name} fitted in {fit_s:.1f} s", flush=True)
     summary = {**model.summary(), "fit_seconds": fit_s, "features": view.names}
-    return report_fold(
+    metrics = report_fold(
         shared, fold, child_id, data, results["test"], results["val"], cost, "ce", extra={"baseline.json": summary}
     )
+    if shared.tracker.active:
+        shared.tracker.client.set_terminated(child_id)  # FINISHED once everything is logged, as a deep model's fold
+    return metrics
