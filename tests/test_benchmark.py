@@ -13,10 +13,11 @@ import polars as pl
 import pytest
 from sklearn.metrics import f1_score
 from statsmodels.stats.multitest import multipletests
-from .conftest import AMZN5, DATA_DIR, need
-from .test_train import _compose, _overrides
 
 from lobnet.evaluation import stats
+
+from .conftest import AMZN5, DATA_DIR, need
+from .test_train import _compose, _overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
