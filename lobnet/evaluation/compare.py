@@ -155,6 +155,16 @@ def _fmt(v) -> str:
 PLOTTED = ("macro_f1", "net_sharpe", "bt_net")
 
 
+def _runs_of(runs: pl.DataFrame, row: dict) -> pl.DataFrame:
+    """The fold runs behind a summary row: its data set, model, loss and configuration."""
+    return runs.filter(
+        (pl.col("events") == row["events"])
+        & (pl.col("model") == row["model"])
+        & (pl.col("loss") == row["loss"])
+        & (pl.col("config") == row["config"])
+    )
+
+
 def plots(
     summary: pl.DataFrame,
     runs: pl.DataFrame,
@@ -190,13 +200,7 @@ def plots(
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
     for ax, ((dataset, horizon), g) in zip(axes[0], groups, strict=True):
         for i, r in enumerate(g.iter_rows(named=True)):
-            pts = runs.filter(
-                (pl.col("events") == r["events"])
-                & (pl.col("model") == r["model"])
-                & (pl.col("loss") == r["loss"])
-                & (pl.col("config") == r["config"])
-                & (pl.col("horizon") == horizon)
-            )
+            pts = _runs_of(runs, r).filter(pl.col("horizon") == horizon)
             jitter = np.linspace(-0.2, 0.2, max(len(pts), 1))[: len(pts)]
             ax.scatter(i + jitter, pts[metrics[0]].to_numpy(), s=12)
         ax.set_xticks(range(len(g)), [f"{m}\n{lo}" for m, lo in zip(g["model"], g["loss"], strict=True)], fontsize=7)
@@ -208,16 +212,7 @@ def plots(
     client = mlflow.tracking.MlflowClient(tracking_uri)  # the given store only: no process-wide URI is set
     (dataset, horizon), g = groups[0]
     for r in g.iter_rows(named=True):
-        first = (
-            runs.filter(
-                (pl.col("events") == r["events"])
-                & (pl.col("model") == r["model"])
-                & (pl.col("loss") == r["loss"])
-                & (pl.col("config") == r["config"])
-            )
-            .sort("fold")
-            .row(0, named=True)
-        )
+        first = _runs_of(runs, r).sort("fold").row(0, named=True)
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(first["run"], "pr_curves.json", tmp)
             curves = json.loads(Path(path).read_text())
