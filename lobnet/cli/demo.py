@@ -1,5 +1,5 @@
 """``lobnet-demo``: the main job on the built-in synthetic day: generate and strictly validate the day, prepare
-features, labels and walk-forward folds, fit the baselines (majority, EW-OFI sign, boosted trees) and
+features, labels and walk-forward folds, fit the majority and EW-OFI sign baselines and
 train the LSTM, TCN, Transformer and hybrid briefly on the same folds (experiment=demo), print the
 comparison table (every model against the best baseline), export every deep model to ONNX and replay the last
 ``stream_events`` events of the day (after the first fold's training and validation blocks) through each
