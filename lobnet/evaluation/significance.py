@@ -12,8 +12,8 @@
    headline metric, after the number of comparisons.
 3. Across the sweep, over **every configuration tried** (every hyperparameter setting of every model, not only
    the chosen ones): Hansen's SPA test of the benchmark against all of them, and the model confidence set, on
-   log-loss (``snooping.csv``); and each row's deflated Sharpe ratio of the traded forecast given that number of
-   trials.
+   log-loss averaged over consecutive blocks of samples (``snooping.csv``); and each row's deflated Sharpe ratio
+   of the traded forecast given that number of trials.
 4. **Decay**: macro-F1 by test unit (day or block) counted from the end of training (``decay.csv``).
 
 Statistics in :mod:`lobnet.evaluation.stats`.
@@ -202,12 +202,13 @@ def significance(
                 )
         others = [k for k in cfgs if k != bkey]
         if others:
-            losses = np.stack([cfgs[k].log_loss() for k in others], axis=1)
-            spa = stats.spa(b_loss, losses, block, settings.reps, settings.seed)
+            # on the means of consecutive blocks of samples: the same mean loss, without most of the overlap between
+            # neighbours, and a series short enough for SPA's studentisation (quadratic in its length)
+            bl = _block_means(np.column_stack([b_loss, *(cfgs[k].log_loss() for k in others)]), block)
+            bb = stats.block_length(len(bl), 1)
+            spa = stats.spa(bl[:, 0], bl[:, 1:], bb, settings.reps, settings.seed)
             keys = [bkey, *others]
-            mcs = stats.confidence_set(
-                np.column_stack([b_loss, losses]), block, settings.mcs_size, settings.reps, settings.seed
-            )
+            mcs = stats.confidence_set(bl, bb, settings.mcs_size, settings.reps, settings.seed)
             snooping.append(
                 {
                     "dataset": srows["dataset"][0],
@@ -233,6 +234,13 @@ def significance(
         ).gt(0.0)
         out = out.with_columns(beats.alias("beats_baseline"))
     return out, pl.DataFrame(snooping), pl.DataFrame(decay)
+
+
+def _block_means(x: np.ndarray, block: int) -> np.ndarray:
+    """(N // block, K): the means of consecutive, non-overlapping blocks of ``block`` rows (a last partial block
+    dropped)."""
+    n = (len(x) // block) * block
+    return x[:n].reshape(-1, block, x.shape[1]).mean(axis=1)
 
 
 def _one_seed(c: Runs, s: int) -> Runs:
