@@ -303,7 +303,9 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     if is_rank_zero():
         _write_model_card(ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels)})
     # the validation scores of the weights that are tested: what a configuration is chosen on (lobnet-compare)
+    loggers, trainer.loggers = trainer.loggers, []  # logged as val_best/*, not as one more point of val/loss
     trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)
+    trainer.loggers = loggers
     val = module.results["val"]
     trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)
     metrics = report_fold(shared, fold, child_id, data, module.results["test"], val, module.cost, spec.kind, module)
