@@ -82,7 +82,6 @@ print(dataset_name(json.load(open(sys.argv[1]))))" "$(ls "$OUT"/train/$SET/major
   xargs -P "$JOBS" -d '\n' -I{} bash -c {} < "$OUT/jobs-$SET-2.sh"
 fi
 echo "$SET: trained in $(( $(date +%s) - t0 )) s"
-rm -rf "$OUT/compare"
 .venv/bin/lobnet-compare mlflow.tracking_uri="$DB" mlflow.experiment_name=benchmark output_dir="$OUT/compare" \
   horizon=all ${QUICK:+significance.reps=99}
 echo "$SET: done in $(( $(date +%s) - t0 )) s"

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from lobnet.data.schema import day_slices
-from lobnet.online.baselines import ew_ofi, flat_band
+from lobnet.online.baselines import ew_ofi, flat_band, sign_classes
 from lobnet.prep.labels import DOWN, FLAT, UP
 
 STAGES = ("train", "val", "test")
@@ -139,9 +139,6 @@ class EWOFI(Baseline):
     name = "ew_ofi"
     cfg: EWOFIConfig
 
-    def _classes(self, sig: np.ndarray, band: float) -> np.ndarray:
-        return np.where(sig > band, UP, np.where(sig < -band, DOWN, FLAT))
-
     def fit(self, view, seed, class_weights):
         if self.cfg.column not in view.frame.columns:
             raise ValueError(f"ew_ofi reads the feature {self.cfg.column!r} (feature group 'ofi'), not in this table")
@@ -153,18 +150,18 @@ class EWOFI(Baseline):
             best = None
             for a, sig in self.signals.items():
                 band = flat_band(sig[rows["train"]], y["train"][:, h])
-                score = macro_f1(y["val"][:, h], self._classes(sig[rows["val"]], band))
+                score = macro_f1(y["val"][:, h], sign_classes(sig[rows["val"]], band))
                 if best is None or score > best[0]:
                     best = (score, a, band)
             _, a, band = best
-            shares = conditional_shares(self._classes(self.signals[a][rows["train"]], band), y["train"][:, h])
+            shares = conditional_shares(sign_classes(self.signals[a][rows["train"]], band), y["train"][:, h])
             self.fitted.append((a, band, shares))
             self.chosen.append({"alpha": a, "val_macro_f1": best[0]})
             self.learned.append({"band": band, "class_shares_given_forecast": shares.tolist()})
 
     def predict(self, view, stage):
         rows = view.rows(stage)
-        out = [shares[self._classes(self.signals[a][rows], band)] for a, band, shares in self.fitted]
+        out = [shares[sign_classes(self.signals[a][rows], band)] for a, band, shares in self.fitted]
         return np.stack(out, axis=1).astype(np.float32)
 
 

@@ -37,11 +37,15 @@ def flat_band(signal: np.ndarray, labels: np.ndarray) -> float:
     return float(np.quantile(np.abs(signal), flat_share)) if flat_share > 0 and signal.size else 0.0
 
 
+def sign_classes(signal: np.ndarray, band: float) -> np.ndarray:
+    """UP above the band, DOWN below minus the band, FLAT between: a signed signal's class forecast."""
+    return np.where(signal > band, UP, np.where(signal < -band, DOWN, FLAT))
+
+
 def ofi_sign_forecast(frame: pl.DataFrame, alpha: float, train: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
     """Classes from the sign of the EW mean of OFI; the flat band matches the training labels' flat share."""
     sig = ew_ofi(frame, alpha)
-    band = flat_band(sig[train], train_labels)
-    return np.where(sig > band, UP, np.where(sig < -band, DOWN, FLAT))
+    return sign_classes(sig, flat_band(sig[train], train_labels))
 
 
 def rls_forecast(
