@@ -140,6 +140,29 @@ def test_test_units_span_several_blocks_or_days_and_round_trip(tmp_path):
         walk_forward([(0, 5000)], window=10, max_horizon=5, unit="blocks", test_units=0)
 
 
+def test_max_eval_samples_thins_validation_and_test_alike_and_leaves_training_whole(tmp_path):
+    from lobnet.evaluation.predictions import test_units
+    from lobnet.prep.prepared import load_folds, save_folds
+    from lobnet.prep.splits import eval_stride, walk_forward
+
+    days = [(i * 1000, (i + 1) * 1000) for i in range(5)]
+    kw = dict(window=10, max_horizon=5, unit="days", train_days=2, test_units=2)
+    (full,) = walk_forward(days, **kw)
+    (thin,) = walk_forward(days, **kw, max_eval_samples=500)
+    assert full.eval_stride == 1 and thin.eval_stride == eval_stride(full.test.size, 500) == 4
+    assert np.array_equal(thin.train, full.train)  # training is not thinned, nor purged differently
+    assert np.array_equal(thin.test, full.test[::4]) and np.array_equal(thin.val, full.val[::4])
+    assert thin.test.size <= 500 and thin.val.size <= 500
+    # both test days keep their samples, so the decay by day is still measured
+    assert set(np.unique(test_units(thin.test, thin.test_starts))) == {2, 3}
+    assert "every 4th validation and test sample" in thin.describe()
+    save_folds(tmp_path / "f.npz", [thin])
+    assert load_folds(tmp_path / "f.npz")[0].eval_stride == 4
+    assert eval_stride(100, None) == 1 and eval_stride(100, 100) == 1 and eval_stride(101, 100) == 2
+    with pytest.raises(ValueError, match="max_eval_samples must be at least 1"):
+        walk_forward(days, **kw, max_eval_samples=0)
+
+
 # --- baselines as models --------------------------------------------------------------------------------------
 
 

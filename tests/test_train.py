@@ -63,7 +63,16 @@ GROUPS = {
     "optimizer": ["adamw"],
     "trainer": ["cpu", "gpu", "ddp"],
     "backtest": ["default"],
-    "experiment": ["synthetic_quick", "demo", "amzn_stream", "benchmark", "benchmark_amzn", "benchmark_aapl"],
+    "experiment": [
+        "synthetic_quick",
+        "demo",
+        "amzn_stream",
+        "benchmark",
+        "benchmark_amzn",
+        "benchmark_aapl",
+        "benchmark_aig",
+        "benchmark_bac",
+    ],
 }
 
 

@@ -126,6 +126,14 @@ class Runs:
 KEYS = ("rows", "y", "prob", "position", "returns", "unit")
 
 
+def horizon_in_samples(rows: np.ndarray, horizon: int) -> int:
+    """A horizon of ``horizon`` events in test samples: the samples are every event's, or every k-th's when the
+    evaluation blocks were thinned (``split.max_eval_samples``), so neighbouring labels overlap for h / k samples.
+    k is the typical spacing of the test rows (their median step)."""
+    spacing = int(np.median(np.diff(rows))) if len(rows) > 1 else 1
+    return max(1, -(-int(horizon) // max(spacing, 1)))
+
+
 def _by_config(runs: pl.DataFrame, loaded: dict, horizon: int) -> dict[tuple, Runs]:
     out = {}
     for (model, loss, config), g in runs.group_by(["model", "loss", "config"], maintain_order=True):
@@ -159,12 +167,11 @@ def significance(
         cfgs = {k: c.restrict(common) for k, c in cfgs.items()}
         b = cfgs[bkey]
         n = len(common)
-        block = settings.block or stats.block_length(n, int(horizon))
+        step = horizon_in_samples(common, int(horizon))
+        block = settings.block or stats.block_length(n, step)
         b_pred, b_loss = b.prob.argmax(-1), b.log_loss()
         trial_sharpes = [
-            stats.sharpe(Runs.period_returns(_one_seed(c, s), int(horizon)))
-            for c in cfgs.values()
-            for s in range(len(c.prob))
+            stats.sharpe(Runs.period_returns(_one_seed(c, s), step)) for c in cfgs.values() for s in range(len(c.prob))
         ]
         for r in srows.iter_rows(named=True):
             key = (r["model"], r["loss"], r["config"])
@@ -183,8 +190,8 @@ def significance(
                 )
                 dm, p = stats.diebold_mariano(c.log_loss(), b_loss, block)
                 out.update(delta_macro_f1=d, delta_ci_low=lo, delta_ci_high=hi, p_value=p, dm_stat=dm)
-            dsr, sr0 = stats.deflated_sharpe(c.period_returns(int(horizon)), np.array(trial_sharpes))
-            out.update(deflated_sharpe=dsr, sharpe_period=stats.sharpe(c.period_returns(int(horizon))), sharpe0=sr0)
+            dsr, sr0 = stats.deflated_sharpe(c.period_returns(step), np.array(trial_sharpes))
+            out.update(deflated_sharpe=dsr, sharpe_period=stats.sharpe(c.period_returns(step)), sharpe0=sr0)
             extra.append(out)
             for u in np.unique(c.unit):
                 m = c.unit == u

@@ -24,8 +24,9 @@ EPS = 1e-7  # probabilities are clipped to [EPS, 1] in the log-loss
 
 
 def block_length(n: int, horizon: int) -> int:
-    """Bootstrap block (samples): the horizon, or n^(1/3) when that is longer (the usual rate for a block
-    bootstrap of a mean), never more than n."""
+    """Bootstrap block (samples): the horizon in samples
+    (:func:`lobnet.evaluation.significance.horizon_in_samples`), or n^(1/3) when that is longer (the usual rate
+    for a block bootstrap of a mean), never more than n."""
     return int(max(1, min(n, max(int(horizon), math.ceil(n ** (1 / 3))))))
 
 

@@ -24,7 +24,8 @@ from lobnet.io import OutputDir, atomic_file, clean_stale
 from lobnet.prep.labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
 from lobnet.prep.splits import Fold, require_samples, walk_forward
 
-CACHE_VERSION = 3  # bump when the events schema or the prepared layout changes (2: folds.npz; 3: test_starts)
+CACHE_VERSION = 4  # bump when the events schema or the prepared layout changes (2: folds.npz; 3: test_starts;
+# 4: eval_stride)
 FOLDS = "folds.npz"  # the walk-forward folds of a prepared table: sample rows of each block, purge counts
 
 
@@ -142,6 +143,7 @@ def save_folds(path: Path, folds: list[Fold]) -> None:
         arrays[f"{f.index}_counts"] = np.array([f.purged_train, f.purged_val, f.embargoed])
         arrays[f"{f.index}_labels"] = np.array(f.labels)
         arrays[f"{f.index}_test_starts"] = np.array(f.test_starts, dtype=np.int64)
+        arrays[f"{f.index}_eval_stride"] = np.array(f.eval_stride)
     np.savez(path, n=np.array(len(folds)), **arrays)
 
 
@@ -160,6 +162,7 @@ def load_folds(path: Path) -> list[Fold]:
                 *map(int, z[f"{i}_counts"]),
                 _names(z[f"{i}_labels"]),
                 tuple(int(x) for x in z[f"{i}_test_starts"]),
+                int(z[f"{i}_eval_stride"]),
             )
             for i in range(int(z["n"]))
         ]

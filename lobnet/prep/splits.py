@@ -11,6 +11,12 @@ Folds move forward in time: train, then validation, then test, never training on
 * Over **contiguous blocks** of samples otherwise (a single day): the samples, in time order, are cut into
   ``blocks`` equal blocks and folds walk over them the same way.
 
+**Evaluation stride** (``max_eval_samples``): neighbouring samples share all but one row of their windows and most
+of their label spans, so a long validation block or test period holds far fewer independent observations than
+samples. Capping them keeps every k-th sample (k = the smallest stride that leaves at most the cap), the same
+samples for every model, which bounds the cost of the deep models' evaluation passes on multi-day tick data
+without changing what is measured; training samples are not thinned (an epoch draws its own batches).
+
 **Purge**: a training (or validation) sample is dropped when any row it reads (input window or label span)
 is also read by a sample of a later evaluation block, so no training target overlaps a test sample's inputs or
 targets. **Embargo**: after each evaluation block, ``embargo`` more rows are kept out of training (this matters
@@ -37,6 +43,7 @@ class Fold:
     # the first test row of each test unit (day or block), when the test period holds several (``test_units``):
     # how far after training a test sample lies, for the decay of scores with distance from training
     test_starts: tuple[int, ...] = ()
+    eval_stride: int = 1  # every k-th validation and test sample is kept (``max_eval_samples``)
 
     def describe(self) -> str:
         def rng(a: np.ndarray) -> str:
@@ -47,6 +54,7 @@ class Fold:
             f"fold {self.index}: train{lt} {rng(self.train)}, purged {self.purged_train:,}, "
             f"embargoed {self.embargoed:,}"
             f" | val{lv} {rng(self.val)}, purged {self.purged_val:,} | test{ls} {rng(self.test)}"
+            + (f" | every {self.eval_stride}th validation and test sample" if self.eval_stride > 1 else "")
         )
 
 
@@ -57,6 +65,15 @@ def sample_rows(day_bounds: list[tuple[int, int]], window: int, max_horizon: int
         lo, hi = start + warmup + window - 1, end - 1 - max_horizon
         out.append(np.arange(lo, hi + 1, dtype=np.int64) if hi >= lo else np.empty(0, dtype=np.int64))
     return out
+
+
+def eval_stride(n: int, max_samples: int | None) -> int:
+    """The smallest stride k such that every k-th of ``n`` samples leaves at most ``max_samples``."""
+    if max_samples is None:
+        return 1
+    if int(max_samples) < 1:
+        raise ValueError(f"max_eval_samples must be at least 1 (or null), not {max_samples}")
+    return max(1, -(-int(n) // int(max_samples)))
 
 
 def purge(
@@ -94,10 +111,13 @@ def walk_forward(
     embargo: int = 0,
     day_names: list[str] | None = None,
     max_folds: int | None = None,
+    max_eval_samples: int | None = None,
 ) -> list[Fold]:
     """Walk-forward folds (see the module docstring). ``day_bounds``: (start, end) rows of each symbol-day in
     time order (:func:`lobnet.data.schema.day_groups`). ``test_units``: days (or blocks) in each test period, so
-    that scores can be followed with distance from training (the folds still step by one unit)."""
+    that scores can be followed with distance from training (the folds still step by one unit).
+    ``max_eval_samples``: the most samples kept in a validation block and in a test period (see the module
+    docstring); one stride, the larger of the two blocks', thins both."""
     if scheme not in ("rolling", "anchored"):
         raise ValueError(f"split scheme must be rolling or anchored, not {scheme!r}")
     if int(window) < 1:
@@ -139,6 +159,8 @@ def walk_forward(
         train = np.concatenate(tr_units)
         train, p_tr, emb = purge(train, [val, test], window, max_horizon, embargo)
         val_kept, p_val, _ = purge(val, [test], window, max_horizon, embargo)
+        k = max(eval_stride(val_kept.size, max_eval_samples), eval_stride(test.size, max_eval_samples))
+        val_kept, test = val_kept[::k], test[::k]
         label_tr = names[first] if len(tr_units) == 1 else f"{names[first]}..{names[i + n_train - 1]}"
         j = i + n_train + 1
         label_te = names[j] if test_units == 1 else f"{names[j]}..{names[j + test_units - 1]}"
@@ -153,6 +175,7 @@ def walk_forward(
                 emb,
                 (label_tr, names[i + n_train], label_te),
                 tuple(int(u[0]) for u in tests) if test_units > 1 else (),
+                k,
             )
         )
         if max_folds is not None and len(folds) >= max_folds:
