@@ -1,6 +1,7 @@
 """Readers, validation and the synthetic day generator. Every source becomes one events table
 (:mod:`lobnet.data.schema`)."""
 
+from lobnet.data.bars import read_bars
 from lobnet.data.errors import (
     ArchiveError,
     BookConsistencyError,
@@ -41,6 +42,7 @@ __all__ = [
     "level_columns",
     "locked_crossed_counts",
     "n_levels",
+    "read_bars",
     "read_lobster",
     "read_quotes",
 ]

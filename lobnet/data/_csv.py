@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
+from pathlib import Path
+from zlib import error as zlib_error  # raised on a truncated deflate stream
 
 import polars as pl
 
-from lobnet.data.errors import ColumnCountError, EmptyFileError, ParseError
+from lobnet.data.errors import ArchiveError, ColumnCountError, EmptyFileError, ParseError
 
 Source = str | bytes
 
@@ -59,3 +62,15 @@ def read_numeric_csv(source: Source, name: str, columns: dict[str, pl.DataType])
     if any(df.null_count().row(0)):
         diagnose(source, name, columns)
     return df
+
+
+def zip_member(path: Path) -> tuple[bytes, str]:
+    """The bytes and name of the one file in a zip archive (AlgoSeek ticks, LEAN bars each hold one CSV)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            if len(names) != 1:
+                raise ArchiveError(path, None, f"expected one CSV in the archive, found {len(names)}")
+            return zf.read(names[0]), names[0]
+    except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as e:
+        raise ArchiveError(path, None, f"corrupt or unreadable zip archive ({e})") from None

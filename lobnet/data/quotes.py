@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from lobnet.data._csv import read_numeric_csv
+from lobnet.data._csv import read_numeric_csv, zip_member
 from lobnet.data.errors import ArchiveError, LobDataError, NegativeValueError, SchemaError, TimeOrderError
 from lobnet.data.schema import EventType, check_finite, check_magnitudes, conform
 
@@ -113,24 +112,11 @@ def read_quotes(
 
 
 def _zip_member(path: Path) -> tuple[bytes, str, re.Match]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if not n.endswith("/")]
-            if len(names) != 1:
-                raise ArchiveError(path, None, f"expected one CSV in the archive, found {len(names)}")
-            data = zf.read(names[0])
-    except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as e:
-        raise ArchiveError(path, None, f"corrupt or unreadable zip archive ({e})") from None
-    m = MEMBER_RE.match(Path(names[0]).name)
+    data, member = zip_member(path)
+    m = MEMBER_RE.match(Path(member).name)
     if not m:
-        raise ArchiveError(path, None, f"member {names[0]!r} is not named YYYYMMDD_ticker_{{Quote|Trade}}_Tick.csv")
-    return data, f"{path}:{names[0]}", m
-
-
-try:  # zlib.error is raised on a truncated deflate stream
-    from zlib import error as zlib_error
-except ImportError:  # pragma: no cover
-    zlib_error = OSError
+        raise ArchiveError(path, None, f"member {member!r} is not named YYYYMMDD_ticker_{{Quote|Trade}}_Tick.csv")
+    return data, f"{path}:{member}", m
 
 
 def _check_times(t: np.ndarray, name: str) -> None:
