@@ -94,6 +94,25 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
     assert "| onnx_window |" in md and "Net of costs" in md and "| volatility low" in md
 
 
+def test_stream_executes_parent_orders_by_every_schedule_with_each_engines_forecast(tmp_path, exported):
+    ex = ["execution=twap", "execution.orders=6", "execution.events=500", "execution.quantity=500"]
+    r = _stream(tmp_path, exported("lstm"), *ex, "mlflow.tracking_uri=null")
+    saved = json.loads((tmp_path / "stream" / "execution.json").read_text())
+    engines = ["onnx_step", "onnx_window", "ew_ofi", "ew_regression"]
+    assert list(saved["schedules"]) == ["immediate", "twap", *(f"forecast_{e}" for e in engines)]
+    assert "not run" in saved["vwap"]  # one LOBSTER day: no earlier day to take a volume profile from
+    for name, e in saved["schedules"].items():
+        assert e["orders"] == 6
+        parts = sum(e[f"{p}_bps"] for p in ("timing", "spread", "impact", "fees"))
+        assert e["shortfall_bps"] == pytest.approx(parts), name
+        assert e["spread_bps"] > 0 and e["fees_bps"] > 0
+    assert saved["schedules"]["twap"]["saving_vs_twap_bps"] == 0.0
+    assert len(saved["orders"]) == 6 * 6 and {o["side"] for o in saved["orders"]} == {1, -1}
+    assert r["execution"]["schedules"].keys() == saved["schedules"].keys() and "orders" not in r["execution"]
+    assert (tmp_path / "stream" / "execution.png").stat().st_size > 0
+    assert "| forecast_ew_ofi |" in (tmp_path / "stream" / "stream.md").read_text()
+
+
 def test_stream_rejects_a_model_directory_with_a_missing_file(tmp_path, exported):
     from lobnet.live.replay import ModelDirError
 

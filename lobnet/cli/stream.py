@@ -16,7 +16,8 @@ def run(cfg: DictConfig) -> dict:
     md = ModelDir.load(cfg.model_dir)  # before reading any data: a bad directory fails fast
     with OutputDir(cfg.output_dir, "stream", [cfg.model_dir, cfg.data.get("path"), cfg.cache_dir]) as od:
         events, _ = load_events(OmegaConf.to_container(cfg.data, resolve=True), cfg.cache_dir)
-        settings = StreamSettings(**OmegaConf.to_container(cfg.stream, resolve=True))
+        execution = OmegaConf.to_container(cfg.execution, resolve=True) if cfg.get("execution") else None
+        settings = StreamSettings(**OmegaConf.to_container(cfg.stream, resolve=True), execution=execution)
         result = stream(md, events, settings)
         m = cfg.mlflow
         clean = write(result, od.tmp, m.tracking_uri, m.experiment_name, m.get("artifact_location"))
@@ -28,7 +29,8 @@ def run(cfg: DictConfig) -> dict:
 def _main(cfg: DictConfig) -> None:
     r = run(cfg)
     print(r["table"])
-    print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png, equity.png")
+    extra = ", execution.json, execution.png" if cfg.get("execution") else ""
+    print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png, equity.png{extra}")
 
 
 def main() -> None:

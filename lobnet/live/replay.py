@@ -36,6 +36,7 @@ Outputs in ``output_dir``: ``stream.json``, ``stream.md`` (the tables), ``latenc
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import time
@@ -79,6 +80,9 @@ class StreamSettings:
     # lobnet.evaluation.backtest.Costs fields, and charge_compute: whether each decision also waits for the engine's
     # measured time for that event
     backtest: dict = field(default_factory=dict)
+    # lobnet.evaluation.execution.ExecutionSettings fields (lobnet-stream execution=twap): parent orders executed
+    # over the scored stretch by every schedule, one forecast-timed schedule per engine; None: no execution
+    execution: dict | None = None
 
     def costs(self) -> tuple[Costs, bool]:
         bt = dict(self.backtest)
@@ -323,6 +327,32 @@ def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np
         return rows, out
 
 
+def _execution(events: pl.DataFrame, day: pl.DataFrame, r: Replay, s: StreamSettings, preds: dict, costs) -> dict:
+    """The replayed day's parent orders executed by every schedule (:func:`lobnet.evaluation.execution.evaluate`),
+    each engine's forecast at the primary horizon timing one schedule. The VWAP profile comes from the data's
+    earlier days (never the replayed one, whose volume is the future), when they hold trades."""
+    from lobnet.evaluation import execution as ex
+
+    es = ex.ExecutionSettings(**s.execution)
+    book = ex.Book.from_events(day)
+    parents = ex.parents_over(r.n, r.trade_from, es)
+    earlier = events[: day_slices(events)[s.day].start]
+    earlier = earlier.filter(pl.col("symbol") == day["symbol"][0])
+    profile, note = None, "no earlier day of this symbol in the data to take the volume profile from"
+    if earlier.height:
+        try:
+            profile, note = ex.volume_profile(earlier, es.buckets), None
+        except ValueError as e:
+            note = str(e)
+    c0 = r.trade_from
+    labels = {k: np.concatenate([np.full(c0, v[0]), v]) for k, v in r.regimes.items()}  # rows before c0: unused
+    out = ex.evaluate(book, parents, costs, es, preds, profile, labels)
+    out["settings"] = dataclasses.asdict(es)
+    if note:
+        out["vwap"] = f"not run: {note}"
+    return out
+
+
 def replay_day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
     days = day_slices(events)
     if not 0 <= s.day < len(days):
@@ -416,6 +446,8 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         )
         result["engines"][name]["_equity"] = bt.pop("_equity")
         result["engines"][name]["backtest"] = bt
+    if s.execution is not None:
+        result["execution"] = _execution(events, day, r, s, preds, costs)
     if "onnx_step" in preds and "onnx_window" in preds:
         a, b = preds["onnx_step"], preds["onnx_window"]
         both = (a >= 0) & (b >= 0) & (np.arange(r.n) >= r.start + r.window - 1)

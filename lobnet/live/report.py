@@ -53,6 +53,25 @@ def table(result: dict) -> str:
                 for v, row in rows.items():
                     nets = " | ".join(f"{b['regimes'][kind][v]['net']:,.2f}" for b in bts.values())
                     lines.append(f"| {kind} {v} | {row['events']:,} | {nets} |")
+    if ex := result.get("execution"):
+        st = ex["settings"]
+        lines += [
+            "",
+            f"Execution: {st['orders']} parent orders of {st['quantity']:,} shares over {st['events']:,} events, "
+            f"{st['children']} children; "
+            "shortfall against the arrival mid, bps (positive: a cost); saving: TWAP's shortfall minus this one's"
+            + (f"; VWAP {ex['vwap']}" if "vwap" in ex else ""),
+            "",
+            "| schedule | shortfall | std | timing | spread | impact | fees | saving vs TWAP ± se "
+            "| cheaper than TWAP |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, e in ex["schedules"].items():
+            lines.append(
+                f"| {name} | {e['shortfall_bps']:.2f} | {e['shortfall_bps_std']:.2f} | {e['timing_bps']:.2f} | "
+                f"{e['spread_bps']:.2f} | {e['impact_bps']:.2f} | {e['fees_bps']:.2f} | "
+                f"{e['saving_vs_twap_bps']:+.2f} ± {e['saving_vs_twap_se_bps']:.2f} | {e['cheaper_than_twap']:.0%} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -97,6 +116,28 @@ def histogram(result: dict, path: Path) -> Path:
     return _save(plt, fig, ax, path)
 
 
+EXECUTION = "execution.json"  # lobnet-stream execution=...: every schedule over every parent order
+
+
+def execution_plot(ex: dict, path: Path) -> Path:
+    """Implementation shortfall per parent order, one box per schedule, its split in the title's order."""
+    from lobnet.evaluation.plots import pyplot
+
+    plt = pyplot()
+    names = list(ex["schedules"])
+    data = [[o["shortfall_bps"] for o in ex["orders"] if o["schedule"] == n] for n in names]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4))
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20, fontsize=8)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("implementation shortfall (bps of the arrival mid)")
+    ax.set_title(f"{len(data[0])} parent orders per schedule; the mean is the triangle")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write(
     result: dict,
     tmp: Path,
@@ -114,6 +155,10 @@ def write(
         **result,
         "engines": {k: {a: b for a, b in v.items() if a[0] != "_"} for k, v in result["engines"].items()},
     }
+    if "execution" in result:  # every parent order in execution.json; stream.json keeps the schedules' summary
+        (tmp / EXECUTION).write_text(json.dumps(result["execution"], indent=2, default=str))
+        execution_plot(result["execution"], tmp / "execution.png")
+        clean["execution"] = {k: v for k, v in result["execution"].items() if k != "orders"}
     (tmp / "stream.json").write_text(json.dumps(clean, indent=2))
     (tmp / "stream.md").write_text(table(result))
     if tracking_uri:
@@ -143,13 +188,16 @@ def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artif
             metrics.update({f"{name}.{key}": e[key] for key in ("events_per_s", "macro_f1", "accuracy")})
             if "backtest" in e:
                 metrics.update({f"{name}.backtest.{key}": e["backtest"][key] for key in BACKTEST_METRICS})
+        for name, e in clean.get("execution", {}).get("schedules", {}).items():
+            metrics.update({f"execution.{name}.{k}": e[k] for k in ("shortfall_bps", "saving_vs_twap_bps")})
         ts = int(time.time() * 1000)
         client.log_batch(
             rid,
             metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if v == v],
             params=[Param(k, str(v)) for k, v in params.items()],
         )
-        for f in ("stream.json", "stream.md", "latency.png", "equity.png"):
-            client.log_artifact(rid, str(files / f))
+        for f in ("stream.json", "stream.md", "latency.png", "equity.png", EXECUTION, "execution.png"):
+            if (files / f).exists():
+                client.log_artifact(rid, str(files / f))
     client.set_terminated(rid)
     return rid
