@@ -171,3 +171,28 @@ def test_bad_input_names_the_row():
         backtest(t, b, np.array([100_100, 100_100, np.nan, np.nan]), np.array([0, 1, 1, 1.0]), Costs(latency_us=1.5))
     with pytest.raises(ValueError, match="backtest.flat must be one of"):
         Costs(flat="reverse")
+
+
+def test_naive_benchmarks_flat_buy_and_hold_and_random_forecasts_with_the_same_turnover():
+    from lobnet.evaluation.backtest import Costs, backtest, naive_benchmarks, random_targets
+
+    rng = np.random.default_rng(11)
+    n = 5000
+    t = np.arange(n, dtype=np.int64) * 10**8
+    mid = 1_000_000 + np.cumsum(rng.integers(-1, 2, n)) * 100.0
+    bid, ask = mid - 100, mid + 100
+    target = np.repeat(rng.choice([-1.0, 0.0, 1.0], n // 50), 50)
+    changes = np.count_nonzero(np.diff(target, prepend=0.0)[:-1])
+    paths = random_targets(target, 20, seed=3)
+    assert paths.shape == (20, n) and set(np.unique(paths)) <= {-1.0, 0.0, 1.0}
+    assert all(np.count_nonzero(np.diff(p, prepend=0.0)[:-1]) == changes for p in paths)  # the same turnover
+    c = Costs(latency_us=0.0)
+    nb = naive_benchmarks(t, bid, ask, target, c, draws=50)
+    assert nb["flat"] == 0.0 and nb["random_draws"] == 50
+    assert nb["buy_and_hold"] == pytest.approx(backtest(t, bid, ask, np.ones(n), c)["net"])
+    assert nb["forecast_net"] == pytest.approx(backtest(t, bid, ask, target, c)["net"])
+    lo, med, hi = nb["random_quartiles"]
+    assert lo <= med <= hi <= nb["random_p95"] and 0 < nb["p_random"] <= 1
+    # a perfect forecast of the next move beats every random path with its turnover
+    perfect = np.sign(np.diff(mid, append=mid[-1]))
+    assert naive_benchmarks(t, bid, ask, perfect, Costs(latency_us=0.0, fee_per_share=0.0), draws=50)["p_random"] < 0.05

@@ -79,6 +79,8 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
         assert bt["net"] == pytest.approx(bt["gross"] - bt["latency"] - bt["spread"] - bt["fees"], abs=1e-6), e
         for rows in bt["regimes"].values():
             assert sum(row["net"] for row in rows.values()) == pytest.approx(bt["net"], abs=1e-6), e
+        naive = bt["naive"]  # beside always flat, buy-and-hold and random forecasts with the engine's turnover
+        assert naive["random_draws"] == 200 and 0 < naive["p_random"] <= 1 and naive["flat"] == 0.0
     saved = json.loads((tmp_path / "stream" / "stream.json").read_text())
     assert saved["engines"].keys() == engines.keys() and saved["mlflow_run_id"]
     import mlflow
@@ -91,7 +93,7 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
     assert (tmp_path / "stream" / "latency.png").stat().st_size > 0
     assert (tmp_path / "stream" / "equity.png").stat().st_size > 0
     md = (tmp_path / "stream" / "stream.md").read_text()
-    assert "| onnx_window |" in md and "Net of costs" in md and "| volatility low" in md
+    assert "| onnx_window |" in md and "Net of costs" in md and "| volatility low" in md and "buy-and-hold" in md
 
 
 def test_stream_executes_parent_orders_by_every_schedule_with_each_engines_forecast(tmp_path, exported):

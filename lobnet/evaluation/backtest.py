@@ -283,6 +283,55 @@ def regimes(events: pl.DataFrame, params: FeatureParams, vol_alpha: float = 0.99
     return {"spread": spread, "hour": hour, "volatility": _terciles(np.sqrt(var), "")}
 
 
+def random_targets(target: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
+    """(draws, n) random position paths with the same turnover as ``target``: as many position changes, at event
+    rows drawn uniformly, each to a position in {-1, 0, +1} other than the one held, the first after the same
+    start, flat at the end. The distribution a forecast must beat to show that it is more than its trading."""
+    target = np.asarray(target, dtype=float)
+    n = target.size
+    changes = int(np.count_nonzero(np.diff(target, prepend=0.0)[:-1]))  # the last event's close is not a choice
+    rng = np.random.default_rng(seed)
+    out = np.zeros((draws, n))
+    if changes == 0 or n < 2:
+        return out
+    for d in range(draws):
+        rows = np.sort(rng.choice(n - 1, size=min(changes, n - 1), replace=False))
+        pos = np.zeros(rows.size)
+        cur = 0.0
+        for j in range(rows.size):
+            cur = rng.choice([v for v in (-1.0, 0.0, 1.0) if v != cur])
+            pos[j] = cur
+        path = np.full(n, np.nan)
+        path[rows] = pos
+        out[d] = _hold(path)
+    return out
+
+
+def naive_benchmarks(
+    time_ns, bid, ask, target, costs: Costs | None = None, price_scale: int = PRICE_SCALE, draws: int = 200, seed=0
+) -> dict:
+    """What a forecast's backtest must beat, under the same costs (no engine compute time: a naive rule has none):
+    ``flat`` (never trade: 0), ``buy_and_hold`` (long one unit from the first event to the last) and ``random``,
+    the net of ``draws`` random position paths with the forecast's turnover (:func:`random_targets`): their mean,
+    quartiles and 95th percentile, and ``p_random``, the share of draws whose net is at least the forecast's."""
+    c = costs or Costs()
+    model = backtest(time_ns, bid, ask, target, c, price_scale)["net"]
+    hold = backtest(time_ns, bid, ask, np.ones(len(target)), c, price_scale)["net"]
+    nets = np.array(
+        [backtest(time_ns, bid, ask, t, c, price_scale)["net"] for t in random_targets(target, draws, seed)]
+    )
+    return {
+        "flat": 0.0,
+        "buy_and_hold": float(hold),
+        "random_mean": float(nets.mean()),
+        "random_quartiles": [float(q) for q in np.quantile(nets, [0.25, 0.5, 0.75])],
+        "random_p95": float(np.quantile(nets, 0.95)),
+        "random_draws": int(draws),
+        "forecast_net": float(model),  # the forecast's own net under the same costs, what p_random compares
+        "p_random": float((np.sum(nets >= model) + 1) / (draws + 1)),
+    }
+
+
 def summary_table(results: dict[str, dict]) -> str:
     """One row per engine: the Markdown table of its backtest."""
     lines = [

@@ -45,6 +45,22 @@ def table(result: dict) -> str:
             "",
             summary_table(bts).rstrip("\n"),
         ]
+        naive = {name: b["naive"] for name, b in bts.items() if "naive" in b}
+        if naive:
+            k = next(iter(naive.values()))["random_draws"]
+            lines += [
+                "",
+                f"Against naive benchmarks under the same costs (no compute time): always flat ($0), buy-and-hold, and "
+                f"{k} random forecasts with the engine's turnover; p: the share of them that did at least as well",
+                "",
+                "| engine | net $ (no compute time) | buy-and-hold $ | random median $ | random 95th pct $ | p |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            for name, nv in naive.items():
+                lines.append(
+                    f"| {name} | {nv['forecast_net']:,.2f} | {nv['buy_and_hold']:,.2f} | "
+                    f"{nv['random_quartiles'][1]:,.2f} | {nv['random_p95']:,.2f} | {nv['p_random']:.3f} |"
+                )
         kinds = c.get("regimes", {})
         if kinds:
             lines += ["", "Net $ by regime (paper PnL by the interval's start, costs by the decision's event)", ""]
@@ -188,6 +204,9 @@ def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artif
             metrics.update({f"{name}.{key}": e[key] for key in ("events_per_s", "macro_f1", "accuracy")})
             if "backtest" in e:
                 metrics.update({f"{name}.backtest.{key}": e["backtest"][key] for key in BACKTEST_METRICS})
+                for key in ("buy_and_hold", "random_mean", "p_random"):
+                    if key in e["backtest"].get("naive", {}):
+                        metrics[f"{name}.backtest.naive.{key}"] = e["backtest"]["naive"][key]
         for name, e in clean.get("execution", {}).get("schedules", {}).items():
             metrics.update({f"execution.{name}.{k}": e[k] for k in ("shortfall_bps", "saving_vs_twap_bps")})
         ts = int(time.time() * 1000)
