@@ -86,6 +86,11 @@ def test_lean_bar_errors_name_the_file_and_row(tmp_path):
     bad(["20200102 00:00,1,2,3"], SchemaError, 1, "6 \\(trade\\) or 11 \\(quote\\)")
     with pytest.raises(LobDataError, match="no such file"):
         read_bars(tmp_path / "missing.zip")
+    # LEAN hour bars share the daily layout; their times are the bars' starts
+    hour = read_bars(_lean_zip(tmp_path / "hhh.zip", [r.replace("00:00", "10:00") for r in GOOD[:1]] + [
+        GOOD[1].replace("00:00", "11:00")]))  # fmt: skip
+    assert hour["time"].to_list() == [10 * 3600 * 10**9, 11 * 3600 * 10**9]
+    assert read_bars(tmp_path / "hhh.zip", session=("10:30", "16:00"))["time"].to_list() == [11 * 3600 * 10**9]
 
 
 def test_generic_ohlcv_csv_and_parquet_with_symbols_and_errors(tmp_path):
