@@ -155,7 +155,7 @@ def test_max_eval_samples_thins_validation_and_test_alike_and_leaves_training_wh
     assert thin.test.size <= 500 and thin.val.size <= 500
     # both test days keep their samples, so the decay by day is still measured
     assert set(np.unique(test_units(thin.test, thin.test_starts))) == {2, 3}
-    assert "every 4th validation and test sample" in thin.describe()
+    assert "one validation and test sample in 4 kept" in thin.describe()
     save_folds(tmp_path / "f.npz", [thin])
     assert load_folds(tmp_path / "f.npz")[0].eval_stride == 4
     assert eval_stride(100, None) == 1 and eval_stride(100, 100) == 1 and eval_stride(101, 100) == 2

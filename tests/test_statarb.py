@@ -93,7 +93,7 @@ def test_walk_forward_trades_only_what_each_formation_period_chose():
     wf = walk_forward(panel, s, formation=300, trading=100)
     assert wf.windows.height == 7 and (wf.windows["pairs_tested"] == 10).all()
     assert (wf.windows["pairs_selected"] >= 1).sum() >= 5  # the built-in pair is found in most windows
-    assert wf.trades["pair"].unique().to_list() == ["A/B"] or set(wf.trades["pair"]) >= {"A/B"}
+    assert "A/B" in set(wf.trades["pair"])  # and traded out of sample
     assert wf.returns["ret"].sum() > 0  # a truly mean-reverting spread, traded out of sample, earns
     # causality: changing the prices after a window's formation leaves that window's screen unchanged
     later = panel.with_columns(pl.when(pl.int_range(n) >= 300).then(pl.col("A") + 0.3).otherwise(pl.col("A")))

@@ -295,6 +295,14 @@ def bar_gaps(bars: pl.DataFrame, max_step: dict[str, float] | None = None) -> pl
     return g.select("symbol", pl.col("prev_day").alias("from"), pl.col("date").alias("to"), "days")
 
 
+def panel_returns(prices: pl.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, pl.Series]:
+    """(asset names, closes P (T + 1, N), simple returns R (T, N), the date of each return) of a close panel
+    (:func:`close_panel`: ``date`` then one column per asset, no nulls). R[t] ends at P[t + 1], on dates[t]."""
+    names = [c for c in prices.columns if c != "date"]
+    P = prices.select(names).to_numpy().astype(float)
+    return names, P, P[1:] / P[:-1] - 1, prices["date"][1:]
+
+
 def close_panel(bars: pl.DataFrame, price: str = "close", how: str = "inner") -> pl.DataFrame:
     """Daily closes of every symbol side by side: ``date`` then one column per symbol. ``how="inner"``: only the
     dates where every symbol has a bar; ``"forward"``: every date any symbol has, a symbol without a bar that day

@@ -54,7 +54,7 @@ class Fold:
             f"fold {self.index}: train{lt} {rng(self.train)}, purged {self.purged_train:,}, "
             f"embargoed {self.embargoed:,}"
             f" | val{lv} {rng(self.val)}, purged {self.purged_val:,} | test{ls} {rng(self.test)}"
-            + (f" | every {self.eval_stride}th validation and test sample" if self.eval_stride > 1 else "")
+            + (f" | one validation and test sample in {self.eval_stride} kept" if self.eval_stride > 1 else "")
         )
 
 

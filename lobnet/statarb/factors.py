@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from lobnet.data.bars import panel_returns
+
 
 @dataclass
 class PCASettings:
@@ -89,10 +91,7 @@ class PCAResult:
 def pca_strategy(prices: pl.DataFrame, cfg: PCASettings) -> PCAResult:
     """Trade the s-scores over a close-price panel (``date`` then one column per asset, no nulls). The book's
     daily return is the sum of its unit positions' returns over the number of assets (its gross capacity)."""
-    names = [c for c in prices.columns if c != "date"]
-    P = prices.select(names).to_numpy().astype(float)
-    R = P[1:] / P[:-1] - 1
-    dates = prices["date"][1:]
+    names, P, R, dates = panel_returns(prices)
     T, N = R.shape
     start = max(cfg.corr_window, cfg.reg_window)
     if T <= start + 1:

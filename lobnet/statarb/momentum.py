@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from lobnet.data.bars import panel_returns
+
 
 @dataclass
 class MomentumSettings:
@@ -32,10 +34,7 @@ def momentum(prices: pl.DataFrame, cfg: MomentumSettings, kind: str = "time_seri
     return is the mean of its positions' returns (each position is vol-scaled, so the book is too)."""
     if kind not in ("time_series", "cross_section"):
         raise ValueError(f"momentum kind must be time_series or cross_section, not {kind!r}")
-    names = [c for c in prices.columns if c != "date"]
-    P = prices.select(names).to_numpy().astype(float)
-    R = P[1:] / P[:-1] - 1
-    dates = prices["date"][1:]
+    names, P, R, dates = panel_returns(prices)
     T, N = R.shape
     start = max(cfg.lookback, cfg.vol_window)
     if T <= start + 1:
