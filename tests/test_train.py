@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import polars as pl
 import pytest
 from hydra import compose, initialize_config_dir
@@ -114,6 +115,10 @@ def test_training_is_tracked_in_mlflow_and_deterministic(tmp_path):
         g, lat, spr, fee = (c[f"metrics.test/bt_{x}_h10"] for x in ("gross", "latency", "spread", "fees"))
         assert c["metrics.test/bt_net_h10"] == pytest.approx(g - lat - spr - fee, abs=1e-6)
         assert c["metrics.test/bt_trades_h10"] > 0 and spr > 0 and fee > 0
+        # beside the naive benchmarks under the same costs: buy-and-hold and random forecasts with its turnover
+        assert 0 < c["metrics.test/bt_p_random_h10"] <= 1
+        assert c["metrics.test/bt_random_mean_h10"] <= c["metrics.test/bt_random_p95_h10"]
+        assert np.isfinite(c["metrics.test/bt_buy_and_hold_h10"])
     assert p["params.model.name"] == "lstm" and p["params.seed"] == "0" and len(p["params.git.commit"]) >= 7
     assert p["params.data.fingerprint"] == p["tags.lobnet.data"]
     client = mlflow.tracking.MlflowClient()

@@ -64,6 +64,20 @@ class Costs:
             raise ValueError(f"backtest costs must be non-negative and shares positive: {asdict(self)}")
 
 
+NAIVE_DRAWS = 200  # conf/backtest's naive_draws when it is left out
+
+
+def backtest_settings(cfg: dict | None) -> tuple[Costs, int]:
+    """``conf/backtest`` (lobnet-train's ``backtest``, lobnet-stream's ``stream.backtest`` less its
+    ``charge_compute``): the :class:`Costs` and ``naive_draws``, how many random forecasts with a forecast's
+    turnover its backtest is set against (:func:`naive_benchmarks`; 0: none)."""
+    d = dict(cfg or {})
+    draws = int(d.pop("naive_draws", NAIVE_DRAWS))
+    if draws < 0:
+        raise ValueError(f"backtest.naive_draws must be 0 or more, not {draws}")
+    return Costs(**d), draws
+
+
 def positions_from_classes(pred: np.ndarray, flat: str = "close") -> np.ndarray:
     """Target positions from direction classes: up +1, down -1; a flat forecast 0 (``close``) or the previous
     target (``hold``, DeepLOB's trading rule); no forecast (-1) keeps the previous target. Starts flat."""
@@ -284,42 +298,64 @@ def regimes(events: pl.DataFrame, params: FeatureParams, vol_alpha: float = 0.99
 
 
 def random_targets(target: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
-    """(draws, n) random position paths with the same turnover as ``target``: as many position changes, at event
-    rows drawn uniformly, each to a position in {-1, 0, +1} other than the one held, the first after the same
-    start, flat at the end. The distribution a forecast must beat to show that it is more than its trading."""
+    """(draws, n) random position paths with the turnover of ``target``: each is ``target`` rotated by a random
+    offset (at least a tenth of the path from either end, distinct offsets where there are enough), so it holds the
+    same positions for the same spells and trades as much (to within the one jump where the ends meet); only when
+    it holds them is random against the market. A rotation suits class positions and a Sharpe head's fractional
+    ones alike. The distribution a forecast must beat to show that it is more than its trading."""
     target = np.asarray(target, dtype=float)
     n = target.size
-    changes = int(np.count_nonzero(np.diff(target, prepend=0.0)[:-1]))  # the last event's close is not a choice
-    rng = np.random.default_rng(seed)
     out = np.zeros((draws, n))
-    if changes == 0 or n < 2:
+    if n < 10 or not np.any(target):
         return out
-    for d in range(draws):
-        rows = np.sort(rng.choice(n - 1, size=min(changes, n - 1), replace=False))
-        pos = np.zeros(rows.size)
-        cur = 0.0
-        for j in range(rows.size):
-            cur = rng.choice([v for v in (-1.0, 0.0, 1.0) if v != cur])
-            pos[j] = cur
-        path = np.full(n, np.nan)
-        path[rows] = pos
-        out[d] = _hold(path)
+    rng = np.random.default_rng(seed)
+    lo, hi = n // 10, n - n // 10  # offsets in [lo, hi): never a near-copy of the forecast itself
+    shifts = rng.choice(np.arange(lo, hi), size=draws, replace=draws > hi - lo)
+    for d, s in enumerate(shifts):
+        out[d] = np.roll(target, int(s))
     return out
 
 
 def naive_benchmarks(
-    time_ns, bid, ask, target, costs: Costs | None = None, price_scale: int = PRICE_SCALE, draws: int = 200, seed=0
+    time_ns,
+    bid,
+    ask,
+    target,
+    costs: Costs | None = None,
+    price_scale: int = PRICE_SCALE,
+    draws: int = NAIVE_DRAWS,
+    seed=0,
 ) -> dict:
     """What a forecast's backtest must beat, under the same costs (no engine compute time: a naive rule has none):
     ``flat`` (never trade: 0), ``buy_and_hold`` (long one unit from the first event to the last) and ``random``,
     the net of ``draws`` random position paths with the forecast's turnover (:func:`random_targets`): their mean,
     quartiles and 95th percentile, and ``p_random``, the share of draws whose net is at least the forecast's."""
     c = costs or Costs()
-    model = backtest(time_ns, bid, ask, target, c, price_scale)["net"]
-    hold = backtest(time_ns, bid, ask, np.ones(len(target)), c, price_scale)["net"]
-    nets = np.array(
-        [backtest(time_ns, bid, ask, t, c, price_scale)["net"] for t in random_targets(target, draws, seed)]
+    return _naive(lambda tgt: backtest(time_ns, bid, ask, tgt, c, price_scale)["net"], target, draws, seed)
+
+
+def naive_forecasts(
+    frame: pl.DataFrame,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    dollars_per_tick: float,
+    costs: Costs | None = None,
+    draws: int = NAIVE_DRAWS,
+    seed: int = 0,
+) -> dict:
+    """:func:`naive_benchmarks` for forecasts at rows of a prepared feature table, traded as
+    :func:`backtest_forecasts` trades them (each symbol-day from its first forecast to its last): buy-and-hold
+    is long over those same spans, and the random paths rotate the forecasts across the rows."""
+    return _naive(
+        lambda tgt: backtest_forecasts(frame, rows, tgt, dollars_per_tick, costs)["net"], targets, draws, seed
     )
+
+
+def _naive(net_of, target: np.ndarray, draws: int, seed: int) -> dict:
+    target = np.asarray(target, dtype=float)
+    model = net_of(target)
+    hold = net_of(np.ones(target.size))
+    nets = np.array([net_of(t) for t in random_targets(target, draws, seed)])
     return {
         "flat": 0.0,
         "buy_and_hold": float(hold),

@@ -48,7 +48,14 @@ import polars as pl
 
 from lobnet.card import CARD, STREAMING, WEIGHTS, build_model, load_weights, primary_horizon, read_card, torch_file
 from lobnet.data.schema import day_slices, n_levels
-from lobnet.evaluation.backtest import Costs, backtest, naive_benchmarks, positions_from_classes, regimes
+from lobnet.evaluation.backtest import (
+    Costs,
+    backtest,
+    backtest_settings,
+    naive_benchmarks,
+    positions_from_classes,
+    regimes,
+)
 from lobnet.features import FeatureSpec, compute_features, warmup
 from lobnet.features.incremental import IncrementalFeatures
 from lobnet.live.runtime import StepRunner, ort_call, session
@@ -83,12 +90,13 @@ class StreamSettings:
     # lobnet.evaluation.execution.ExecutionSettings fields (lobnet-stream execution=twap): parent orders executed
     # over the scored stretch by every schedule, one forecast-timed schedule per engine; None: no execution
     execution: dict | None = None
-    naive_draws: int = 200  # random forecasts with each engine's turnover it is set against (0: no naive benchmarks)
 
-    def costs(self) -> tuple[Costs, bool]:
+    def costs(self) -> tuple[Costs, int, bool]:
+        """The backtest's costs, the naive benchmarks' draws, and whether each decision waits for the engine's
+        compute time."""
         bt = dict(self.backtest)
         charge_compute = bool(bt.pop("charge_compute", True))
-        return Costs(**bt), charge_compute
+        return *backtest_settings(bt), charge_compute
 
 
 @dataclass
@@ -391,7 +399,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         "parity": {},
     }
     preds = {}
-    costs, charge_compute = s.costs()
+    costs, naive_draws, charge_compute = s.costs()
     for name in s.engines:
         if name == "onnx_step" and md.step is None:
             continue  # the window engine is this model's streaming path
@@ -446,9 +454,9 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
             regime_labels=r.regimes,
         )
         result["engines"][name]["_equity"] = bt.pop("_equity")
-        if s.naive_draws:
+        if naive_draws:
             bt["naive"] = naive_benchmarks(
-                r.time[c0:], r.bid[c0:], r.ask[c0:], target, costs, r.price_scale, draws=s.naive_draws
+                r.time[c0:], r.bid[c0:], r.ask[c0:], target, costs, r.price_scale, draws=naive_draws
             )
         result["engines"][name]["backtest"] = bt
     if s.execution is not None:

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from lobnet.card import BEST, LAST, primary_horizon, write_fold
 from lobnet.data.schema import DEFAULT_TICK, PRICE_SCALE
-from lobnet.evaluation.backtest import Costs, backtest_forecasts
+from lobnet.evaluation.backtest import backtest_forecasts, backtest_settings, naive_forecasts
 from lobnet.evaluation.metrics import forecast_positions
 from lobnet.io import claim, locked, write_json
 from lobnet.models import Baseline, LOBModel
@@ -347,7 +347,7 @@ def report_fold(
     tracker.log_metrics(child_id, logged)
     from lobnet.evaluation.plots import fold_artifacts
 
-    flat = Costs(**settings.backtest).flat if settings.backtest is not None else "close"
+    flat = backtest_settings(settings.backtest)[0].flat if settings.backtest is not None else "close"
     position = np.stack(
         [
             forecast_positions(result["prob"][:, h], result["position"][:, h], loss_kind, flat)
@@ -400,18 +400,26 @@ def fold_backtest(
     frame, rows: np.ndarray, result: dict, horizons, settings: TrainSettings, loss_kind: str | None = None
 ) -> dict[str, float]:
     """The fold's test forecasts traded net of costs (:func:`lobnet.evaluation.backtest.backtest_forecasts`), per
-    horizon: ``bt_<net|gross|latency|spread|fees|trades|shares_traded|max_drawdown|net_per_share>_h<k>`` in dollars.
-    Positions: the position head for Sharpe-trained models, else the predicted class (``Costs.flat`` says what
-    a flat forecast does). Empty without the ``mid`` and ``spread`` features, or with ``backtest: null``."""
+    horizon: ``bt_<net|gross|latency|spread|fees|trades|shares_traded|max_drawdown|net_per_share>_h<k>`` in dollars;
+    beside them, unless ``backtest.naive_draws`` is 0, the naive benchmarks under the same costs
+    (:func:`lobnet.evaluation.backtest.naive_forecasts`): ``bt_buy_and_hold_h<k>``, ``bt_random_mean_h<k>``,
+    ``bt_random_p95_h<k>`` and ``bt_p_random_h<k>`` (the share of random forecasts with the fold's turnover that
+    did at least as well). Positions: the position head for Sharpe-trained models, else the predicted class
+    (``Costs.flat`` says what a flat forecast does). Empty without the ``mid`` and ``spread`` features, or with
+    ``backtest: null``."""
     if settings.backtest is None or not {"mid", "spread"} <= set(frame.columns):
         return {}
-    costs = Costs(**settings.backtest)
+    costs, draws = backtest_settings(settings.backtest)
     out = {}
     for h, k in enumerate(horizons):
         kind = loss_kind or settings.loss.kind
         target = forecast_positions(result["prob"][:, h], result["position"][:, h], kind, costs.flat)
         for name, v in backtest_forecasts(frame, rows, target, settings.dollars_per_tick, costs).items():
             out[f"bt_{name}_h{k}"] = v
+        if draws:
+            nv = naive_forecasts(frame, rows, target, settings.dollars_per_tick, costs, draws, seed=settings.seed)
+            for name in ("buy_and_hold", "random_mean", "random_p95", "p_random"):
+                out[f"bt_{name}_h{k}"] = nv[name]
     return out
 
 
