@@ -105,7 +105,11 @@ def main(out: Path, dest: Path) -> None:
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     if streams.height:
-        for (d, loss, e), g in streams.sort("data", "loss", "engine").group_by(
+        # the factor's stream does not depend on the model it ran beside: one row per data set, from one job
+        factor = streams.filter((pl.col("engine") != "onnx_step") & (pl.col("loss") == "ce") & (pl.col("seed") == 0))
+        factor = factor.with_columns(loss=pl.lit("–"))
+        shown = pl.concat([streams.filter(pl.col("engine") == "onnx_step"), factor])
+        for (d, loss, e), g in shown.sort("data", "engine", "loss").group_by(
             "data", "loss", "engine", maintain_order=True
         ):
             lines.append(

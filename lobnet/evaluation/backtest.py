@@ -230,6 +230,11 @@ def backtest_forecasts(
     stores them (float32: a few thousandths of a cent), so this needs those two feature groups. Returns the
     :func:`backtest` totals over the days (``BACKTEST_METRICS`` and ``net_per_share``); the drawdown is that of the
     days' equity curves laid end to end."""
+    rows, targets = _checked_rows(frame, rows, targets)
+    return _trade_at_rows(_table_book(frame, dollars_per_tick), rows, targets, costs)
+
+
+def _checked_rows(frame: pl.DataFrame, rows, targets) -> tuple[np.ndarray, np.ndarray]:
     rows = np.asarray(rows, dtype=np.int64)
     targets = np.asarray(targets, dtype=float)
     if rows.shape != targets.shape:
@@ -238,14 +243,24 @@ def backtest_forecasts(
         raise ValueError(f"backtest_forecasts: rows must increase (row {int(np.argmax(np.diff(rows) <= 0)) + 1})")
     if missing := [c for c in ("time", "mid", "spread") if c not in frame.columns]:
         raise ValueError(f"backtest_forecasts: the feature table has no {missing} (add the mid and spread groups)")
+    return rows, targets
+
+
+def _table_book(frame: pl.DataFrame, dollars_per_tick: float) -> tuple:
+    """The feature table's timestamps, rebuilt best bid and ask (dollars) and symbol-day slices, read once for
+    every path traded on it."""
     from lobnet.data.schema import day_slices
 
     mid = frame["mid"].cast(pl.Float64).to_numpy()
     half = frame["spread"].cast(pl.Float64).to_numpy() * dollars_per_tick / 2
-    bid, ask, t = mid - half, mid + half, frame["time"].to_numpy()
+    return frame["time"].to_numpy(), mid - half, mid + half, day_slices(frame)
+
+
+def _trade_at_rows(book: tuple, rows: np.ndarray, targets: np.ndarray, costs: Costs | None) -> dict:
+    t, bid, ask, days = book
     total = dict.fromkeys(BACKTEST_METRICS, 0.0)
     curves, end = [], 0.0
-    for sl in day_slices(frame):
+    for sl in days:
         on = (rows >= sl.start) & (rows < sl.stop)
         if not on.any():
             continue
@@ -346,9 +361,9 @@ def naive_forecasts(
     """:func:`naive_benchmarks` for forecasts at rows of a prepared feature table, traded as
     :func:`backtest_forecasts` trades them (each symbol-day from its first forecast to its last): buy-and-hold
     is long over those same spans, and the random paths rotate the forecasts across the rows."""
-    return _naive(
-        lambda tgt: backtest_forecasts(frame, rows, tgt, dollars_per_tick, costs)["net"], targets, draws, seed
-    )
+    rows, targets = _checked_rows(frame, rows, targets)
+    book = _table_book(frame, dollars_per_tick)
+    return _naive(lambda tgt: _trade_at_rows(book, rows, tgt, costs)["net"], targets, draws, seed)
 
 
 def _naive(net_of, target: np.ndarray, draws: int, seed: int) -> dict:
