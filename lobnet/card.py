@@ -42,6 +42,8 @@ def read_card(path: str | Path, required: tuple[str, ...] = REQUIRED) -> dict:
     missing = [k for k in required if card.get(k) is None]
     if missing:
         raise LobDataError(path, None, f"the model card lacks {missing}: re-train (and re-export) with this lobnet")
+    if card.get("loss", "ce") not in LOSS_KINDS:
+        raise LobDataError(path, None, f"the card's loss {card['loss']!r} is not one of {list(LOSS_KINDS)}")
     names = card["feature_names"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise LobDataError(path, None, "the card's feature_names is not a list of feature names")
@@ -62,6 +64,17 @@ def read_card(path: str | Path, required: tuple[str, ...] = REQUIRED) -> dict:
                 "the weights read features by position",
             )
     return card
+
+
+LOSS_KINDS = ("ce", "sharpe", "ce_sharpe")  # lobnet.train.losses.LobLoss; the card's "loss" is one of them
+
+
+def traded_head(card: dict) -> str:
+    """The head a model's forecasts are traded and timed with: ``position`` (the tanh position head) for a model
+    trained with a Sharpe term, whose class head the Sharpe loss alone leaves untrained, else ``class`` (the
+    predicted class); the fold's backtest applies the same rule (:func:`lobnet.evaluation.metrics.forecast_positions`).
+    A card without ``loss`` predates the key, when the stream read the class head of every model."""
+    return "class" if card.get("loss", "ce") == "ce" else "position"
 
 
 def primary_horizon(horizons, wanted: int | None = None) -> int:

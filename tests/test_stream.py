@@ -115,6 +115,41 @@ def test_stream_executes_parent_orders_by_every_schedule_with_each_engines_forec
     assert "| forecast_ew_ofi |" in (tmp_path / "stream" / "stream.md").read_text()
 
 
+def test_stream_trades_a_sharpe_trained_model_by_its_position_head(tmp_path):
+    """The Sharpe loss trains the position head alone: the stream trades that head's fractional positions (as
+    the fold's backtest does), scores and times execution by its sign, and holds it to the batch pipeline."""
+    from lobnet.live.export import export_checkpoint
+
+    ckpt = train_real(tmp_path, "lstm", "loss=sharpe")
+    assert json.loads((ckpt.parent / "model.json").read_text())["loss"] == "sharpe"
+    export_checkpoint(ckpt, tmp_path / "export")
+    ex = ["execution=twap", "execution.orders=4", "execution.events=400", "mlflow.tracking_uri=null"]
+    r = _stream(tmp_path, tmp_path / "export", "stream.engines=[onnx_step,ew_ofi]", *ex)
+    assert r["traded_head"] == "position" and r["parity_ok"], r["parity"]
+    p = r["parity"]["onnx_step"]
+    assert p["max_abs_diff_position"] <= 1e-4 and p["same_position_signs"]
+    step, factor = r["engines"]["onnx_step"], r["engines"]["ew_ofi"]
+    assert step["signal"] == "position head" and factor["signal"] == "factor"
+    bt = step["backtest"]  # fractional positions: less exposure than the time in the market at full size
+    assert 0 < bt["mean_abs_position"] < bt["time_in_market"] - 1e-3
+    fb = factor["backtest"]  # a class forecast holds +-1 whenever it is in the market
+    assert fb["mean_abs_position"] == pytest.approx(fb["time_in_market"])
+    assert "forecast_onnx_step" in r["execution"]["schedules"]
+
+
+def test_a_card_with_an_unknown_loss_is_refused(tmp_path, exported):
+    from lobnet.data.errors import LobDataError
+    from lobnet.live.replay import ModelDir
+
+    bad = tmp_path / "bad"
+    shutil.copytree(exported("lstm"), bad)
+    card = json.loads((bad / "model.json").read_text())
+    assert card["loss"] == "ce"
+    (bad / "model.json").write_text(json.dumps({**card, "loss": "hinge"}))
+    with pytest.raises(LobDataError, match="loss 'hinge' is not one of"):
+        ModelDir.load(bad)
+
+
 def test_stream_rejects_a_model_directory_with_a_missing_file(tmp_path, exported):
     from lobnet.live.replay import ModelDirError
 

@@ -178,6 +178,7 @@ def backtest(
         "shares_traded": int(round(np.abs(q).sum() * sh)),
         "max_drawdown": float((np.maximum.accumulate(np.maximum(equity, 0.0)) - equity).max()),
         "time_in_market": float(np.mean(pos != 0)),
+        "mean_abs_position": float(np.mean(np.abs(pos))),  # in units of `shares`: time_in_market for +-1 positions
         "mean_fill_delay_us": float((t[fill] - t[dec]).mean() / 1e3) if q.size else 0.0,
     }
     summary["net_per_share"] = summary["net"] / summary["shares_traded"] if summary["shares_traded"] else 0.0

@@ -14,9 +14,12 @@ which writes the normalised row into the engine's input buffer; then one engine:
   (recursive least squares with forgetting) of the primary horizon's target on that EW mean, updated k events
   late, when each target is realised.
 
-Each engine's forecasts are then traded through :func:`lobnet.evaluation.backtest.backtest` from the first scored event
-on (``backtest``: spread, fees, latency; by default each decision also waits for the engine's own measured time
-for that event, so a slower engine trades later), with the PnL attributed to spread, hour and volatility regimes.
+A model's signal is its predicted class at the primary horizon, or, for a model trained with a Sharpe term (the
+card's ``loss``: :func:`lobnet.card.traded_head`), its position head: traded as it is, its sign the direction that
+scores it and times execution. Each engine's forecasts are then traded through
+:func:`lobnet.evaluation.backtest.backtest` from the first scored event on (``backtest``: spread, fees, latency; by
+default each decision also waits for the engine's own measured time for that event, so a slower engine trades
+later), with the PnL attributed to spread, hour and volatility regimes.
 
 Each engine replays the day separately, so its timings are its own: per event, the feature update, the
 inference, and both together (``time.perf_counter_ns``). Hot-loop discipline: one intra-op thread,
@@ -46,7 +49,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from lobnet.card import CARD, STREAMING, WEIGHTS, build_model, load_weights, primary_horizon, read_card, torch_file
+from lobnet.card import (
+    CARD,
+    STREAMING,
+    WEIGHTS,
+    build_model,
+    load_weights,
+    primary_horizon,
+    read_card,
+    torch_file,
+    traded_head,
+)
 from lobnet.data.schema import day_slices, n_levels
 from lobnet.evaluation.backtest import (
     Costs,
@@ -59,7 +72,7 @@ from lobnet.evaluation.backtest import (
 from lobnet.features import FeatureSpec, compute_features, warmup
 from lobnet.features.incremental import IncrementalFeatures
 from lobnet.live.runtime import StepRunner, ort_call, session
-from lobnet.online.baselines import flat_band, score
+from lobnet.online.baselines import flat_band, score, sign_classes
 from lobnet.online.estimators import EWMean, EWRegression, ew_mean
 from lobnet.prep.labels import DOWN, FLAT, UP, LabelConfig, classify, compute_targets
 from lobnet.prep.windows import ZScore, feature_matrix
@@ -229,20 +242,23 @@ def _timed_replay(r: Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return t_feat, t_inf
 
 
-def run_step(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The step engine: (feature ns, inference ns, logits (n, H, 3), NaN before the model's first event)."""
+def run_step(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The step engine: (feature ns, inference ns, logits (n, H, 3), positions (n, H)), NaN before the model's
+    first event."""
     step = StepRunner(md.step, s.providers, s.threads)
     out = np.full((r.n, *step.logits.shape[1:]), np.nan, np.float32)
-    logits = step.logits
+    pos = np.full((r.n, *step.position.shape[1:]), np.nan, np.float32)
+    logits, position = step.logits, step.position
 
     def infer(i):
         step()  # the feature update wrote this event's normalised row into the bound input
         out[i] = logits[0]
+        pos[i] = position[0]
 
-    return (*_timed_replay(r, infer, step.row), out)
+    return (*_timed_replay(r, infer, step.row), out, pos)
 
 
-def run_window(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_window(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The full-window engine: the normalised row into a ring buffer, ``model.onnx`` on the last W rows (on the
     rows so far while fewer than W, from 8)."""
     sess = session(md.path / "model.onnx", s.providers, s.threads)
@@ -256,6 +272,7 @@ def run_window(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, 
     b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
     b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
     out = np.full((r.n, H, 3), np.nan, np.float32)
+    pos = np.full((r.n, H), np.nan, np.float32)
     base, row_bytes = ring.ctypes.data, F * 4
     run, arg = ort_call(sess, b)
     seen = 0
@@ -272,8 +289,9 @@ def run_window(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, 
             b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + first * row_bytes)
             run(arg, None)
             out[i] = logits[0]
+            pos[i] = position[0]
 
-    return (*_timed_replay(r, infer, z), out)
+    return (*_timed_replay(r, infer, z), out, pos)
 
 
 def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -315,8 +333,9 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
     return (*_timed_replay(r, infer, np.zeros(len(r.names), np.float32)), pred)
 
 
-def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """The batch pipeline's logits at the first ``parity_events`` model events: (event rows, logits (P, H, 3))."""
+def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch pipeline's outputs at the first ``parity_events`` model events: (event rows, logits (P, H, 3),
+    positions (P, H))."""
     import torch
 
     from lobnet.models.streaming import sequence_outputs
@@ -327,13 +346,37 @@ def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np
     X = torch.from_numpy(r.normalised[r.start : r.start + P])
     with torch.no_grad():
         if kind == "onnx_step":
-            return rows, sequence_outputs(model, X[None], r.window)[0][0].numpy()
-        out = np.full((P, len(md.card["horizons"]), 3), np.nan, np.float32)
+            logits, pos = sequence_outputs(model, X[None], r.window)
+            return rows, logits[0].numpy(), pos[0].numpy()
+        H = len(md.card["horizons"])
+        out, pos = np.full((P, H, 3), np.nan, np.float32), np.full((P, H), np.nan, np.float32)
         W = r.window
         for t in range(7, P):
             a = max(0, t - W + 1)
-            out[t] = model(X[None, a : t + 1])[0][0].numpy()
-        return rows, out
+            lg, ps = model(X[None, a : t + 1])
+            out[t], pos[t] = lg[0].numpy(), ps[0].numpy()
+        return rows, out, pos
+
+
+def _parity(logits: np.ndarray, pos: np.ndarray, ref: tuple, tolerance: float, head: str) -> dict:
+    """An engine's outputs at the reference rows against the batch pipeline's: the logits within ``tolerance``
+    and the same predicted classes; for a model traded on its position head, the positions within ``tolerance``
+    and of the same sign too."""
+    rows, ref_logits, ref_pos = ref
+    got, got_pos = logits[rows], pos[rows]
+    ok = ~np.isnan(ref_logits[:, 0, 0])
+    if not ok.any():
+        return {"events": 0, "max_abs_diff_logits": float("nan"), "same_classes": False, "parity": False}
+    diff = float(np.abs(got[ok] - ref_logits[ok]).max())
+    same = bool((got[ok].argmax(-1) == ref_logits[ok].argmax(-1)).all())
+    out = {"events": int(ok.sum()), "max_abs_diff_logits": diff, "same_classes": same}
+    good = diff <= tolerance and same
+    if head == "position":
+        dpos = float(np.abs(got_pos[ok] - ref_pos[ok]).max())
+        same_sign = bool((np.sign(got_pos[ok]) == np.sign(ref_pos[ok])).all())
+        out |= {"max_abs_diff_position": dpos, "same_position_signs": same_sign}
+        good = good and dpos <= tolerance and same_sign
+    return out | {"parity": bool(good)}
 
 
 def _execution(events: pl.DataFrame, day: pl.DataFrame, r: Replay, s: StreamSettings, preds: dict, costs) -> dict:
@@ -400,14 +443,17 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
     }
     preds = {}
     costs, naive_draws, charge_compute = s.costs()
+    head = traded_head(md.card)
+    result["traded_head"] = head
     for name in s.engines:
         if name == "onnx_step" and md.step is None:
             continue  # the window engine is this model's streaming path
         t0 = time.perf_counter()
+        position = None  # the model's position head at the primary horizon, when it is the traded signal
         if name == "onnx_step":
-            tf, ti, logits = run_step(md, r, s)
+            tf, ti, logits, pos = run_step(md, r, s)
         elif name == "onnx_window":
-            tf, ti, logits = run_window(md, r, s)
+            tf, ti, logits, pos = run_window(md, r, s)
         elif name in ("ew_ofi", "ew_regression"):
             tf, ti, cls = run_factors(r, s, name)
             logits = None
@@ -415,18 +461,13 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
             raise ValueError(f"unknown engine {name!r}; known: {StreamSettings().engines}")
         wall = time.perf_counter() - t0
         if logits is not None:
-            cls = np.where(np.isnan(logits[:, primary, 0]), -1, np.nan_to_num(logits[:, primary]).argmax(-1))
-            rows, ref = reference(md, r, s, name)
-            got = logits[rows]
-            ok = ~np.isnan(ref[:, 0, 0])
-            diff = float(np.abs(got[ok] - ref[ok]).max()) if ok.any() else float("nan")
-            same = bool((got[ok].argmax(-1) == ref[ok].argmax(-1)).all())
-            result["parity"][name] = {
-                "events": int(ok.sum()),
-                "max_abs_diff_logits": diff,
-                "same_classes": same,
-                "parity": bool(diff <= s.parity_tolerance and same),
-            }
+            none = np.isnan(logits[:, primary, 0])
+            if head == "position":  # the Sharpe head's sign is its direction forecast (scores, execution timing)
+                position = np.nan_to_num(pos[:, primary])
+                cls = np.where(none, -1, sign_classes(position, 0.0))
+            else:
+                cls = np.where(none, -1, np.nan_to_num(logits[:, primary]).argmax(-1))
+            result["parity"][name] = _parity(logits, pos, reference(md, r, s, name), s.parity_tolerance, head)
         preds[name] = cls
         m = r.start  # model events only: the warm-up events run the feature update alone
         total = tf + ti
@@ -439,10 +480,14 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
             "wall_s": wall,
             **score(r.y[sc], cls[sc]),
             "scored_events": int(sc.sum()),
+            "signal": "factor" if logits is None else f"{head} head",
         }
         result["engines"][name]["_ns"] = total[m:]
         c0 = r.trade_from
-        target = positions_from_classes(cls[c0:], costs.flat)  # flat until the first forecast after c0
+        if position is None:
+            target = positions_from_classes(cls[c0:], costs.flat)  # flat until the first forecast after c0
+        else:
+            target = position[c0:]  # the Sharpe head's position, traded as the fold's backtest trades it
         bt = backtest(
             r.time[c0:],
             r.bid[c0:],

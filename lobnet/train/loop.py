@@ -301,7 +301,9 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     best = checkpoint.best_model_path or str(last)
     if is_rank_zero():
-        _write_model_card(ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels)})
+        _write_model_card(
+            ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels), "loss": spec.kind}
+        )
     # the validation scores of the weights that are tested: what a configuration is chosen on (lobnet-compare)
     loggers, trainer.loggers = trainer.loggers, []  # logged as val_best/*, not as one more point of val/loss
     trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)

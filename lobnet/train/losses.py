@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
+from lobnet.card import LOSS_KINDS
+
 
 def class_weights(labels: np.ndarray | torch.Tensor, n_classes: int = 3) -> torch.Tensor:
     """Inverse-frequency weights per horizon from the training fold's labels (N, H) -> (H, n_classes), each row
@@ -72,8 +74,8 @@ class LobLoss(torch.nn.Module):
 
     def __init__(self, kind: str = "ce", lam: float = 1.0, cost: float = 0.0, weights: torch.Tensor | None = None):
         super().__init__()
-        if kind not in ("ce", "sharpe", "ce_sharpe"):
-            raise ValueError(f"loss must be ce, sharpe or ce_sharpe, not {kind!r}")
+        if kind not in LOSS_KINDS:
+            raise ValueError(f"loss must be one of {', '.join(LOSS_KINDS)}, not {kind!r}")
         self.kind, self.lam, self.cost = kind, lam, cost
         self.register_buffer("weights", weights if weights is not None else torch.empty(0), persistent=False)
 
