@@ -56,9 +56,9 @@ def _compose(name: str, overrides: list[str]):
 
 
 GROUPS = {
-    "data": ["synthetic", "lobster", "quotes"],
-    "features": ["default", "with_book"],
-    "labels": ["default", "tlob"],
+    "data": ["synthetic", "lobster", "quotes", "bars"],
+    "features": ["default", "with_book", "bars"],
+    "labels": ["default", "tlob", "next_bar"],
     "model": ["lstm", "tcn", "transformer", "hybrid", "deeplob", "majority", "ew_ofi", "logreg", "gbdt"],
     "loss": ["ce", "sharpe", "ce_sharpe"],
     "optimizer": ["adamw"],
@@ -73,13 +73,16 @@ GROUPS = {
         "benchmark_aapl",
         "benchmark_aig",
         "benchmark_bac",
+        "minute_direction",
     ],
 }
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_config_group_and_experiment_composes(group, option):
-    cfg = _compose("train", [f"{group}={option}"] + (["data.path=x"] if option in ("lobster", "quotes") else []))
+    cfg = _compose(
+        "train", [f"{group}={option}"] + (["data.path=x"] if option in ("lobster", "quotes", "bars") else [])
+    )
     build = instantiate(cfg.model)
     kw = {"levels": 10} if cfg.model.name == "deeplob" else {}
     from lobnet.models import Baseline

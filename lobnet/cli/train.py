@@ -36,8 +36,10 @@ def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):
 
 
 def dataset_name(summary: dict) -> str:
-    """``AMZN lobster L5 1d``: symbols, source, book levels and days of a prepared table."""
-    return f"{','.join(summary['symbols'])} {summary['source']} L{summary['levels']} {len(summary['days'])}d"
+    """``AMZN lobster L5 1d``: symbols, source, book levels (none for bars: ``SPY bars 7d``) and days of a
+    prepared table."""
+    levels = f" L{summary['levels']}" if summary["levels"] else ""
+    return f"{','.join(summary['symbols'])} {summary['source']}{levels} {len(summary['days'])}d"
 
 
 def run(cfg: DictConfig) -> dict:

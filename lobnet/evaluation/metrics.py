@@ -26,10 +26,11 @@ from lobnet.evaluation.backtest import positions_from_classes
 from lobnet.prep.labels import CLASS_NAMES
 
 
-def classification_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
-    """y (N,) in {0, 1, 2}; prob (N, 3) class probabilities."""
+def classification_metrics(y: np.ndarray, prob: np.ndarray, classes: tuple[int, ...] = (0, 1, 2)) -> dict[str, float]:
+    """y (N,) in ``classes`` (:attr:`lobnet.prep.labels.LabelConfig.classes`: all three, or down and up for binary
+    labels, whose F1 averages over those two); prob (N, 3) class probabilities."""
     pred = prob.argmax(axis=1)
-    labels = [0, 1, 2]
+    labels = list(classes)
     out = {
         "accuracy": accuracy_score(y, pred),
         "macro_f1": f1_score(y, pred, average="macro", labels=labels, zero_division=0),
@@ -37,9 +38,10 @@ def classification_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
         "mcc": matthews_corrcoef(y, pred) if len(np.unique(np.concatenate([y, pred]))) > 1 else 0.0,
     }
     prec, rec, _, _ = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    for c, name in enumerate(CLASS_NAMES):
-        out[f"precision_{name}"] = prec[c]
-        out[f"recall_{name}"] = rec[c]
+    for i, c in enumerate(labels):
+        name = CLASS_NAMES[c]
+        out[f"precision_{name}"] = prec[i]
+        out[f"recall_{name}"] = rec[i]
         present = (y == c).any()
         out[f"pr_auc_{name}"] = average_precision_score(y == c, prob[:, c]) if present else float("nan")
     majority = np.bincount(y, minlength=3).argmax()

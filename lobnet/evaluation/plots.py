@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_curve
 
-from lobnet.prep.labels import CLASS_NAMES, DOWN, FLAT, UP
+from lobnet.prep.labels import CLASS_NAMES
 
 
 def pyplot():
@@ -72,13 +72,15 @@ def fold_artifacts(out: Path, module, data, labels, result: dict, feature_names,
     fig, axes = plt.subplots(1, len(horizons), figsize=(3.2 * len(horizons), 3.2))
     axes = np.atleast_1d(axes)
     for h, (k, ax) in enumerate(zip(horizons, axes, strict=True)):
-        cm = confusion_matrix(y[:, h], prob[:, h].argmax(1), labels=[DOWN, FLAT, UP])
+        classes = list(labels.classes)  # binary labels: down (not up) and up
+        cm = confusion_matrix(y[:, h], prob[:, h].argmax(1), labels=classes)
         ax.imshow(cm, cmap="Blues")
-        for i in range(3):
-            for j in range(3):
+        for i in range(len(classes)):
+            for j in range(len(classes)):
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(3), CLASS_NAMES)
-        ax.set_yticks(range(3), CLASS_NAMES)
+        names = [CLASS_NAMES[c] for c in classes]
+        ax.set_xticks(range(len(classes)), names)
+        ax.set_yticks(range(len(classes)), names)
         ax.set_title(f"h={k} (rows: true)")
     fig.tight_layout()
     files.append(out / "confusion_matrices.png")

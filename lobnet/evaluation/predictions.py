@@ -6,7 +6,8 @@ Arrays: ``rows`` (N,) the samples' last-event rows in the prepared table; ``y`` 
 (N, H, 3) class probabilities; ``position`` (N, H) the traded position; ``returns`` (N, H) the future log return
 over each horizon; ``unit`` (N,) the test unit (day or block) the sample lies in, counted from the end of training
 (the validation unit is 1, so the first test unit is 2); ``horizons`` (H,); ``cost`` the per-unit-turnover cost of
-the trading metrics.
+the trading metrics; ``classes`` the label's classes (:attr:`lobnet.prep.labels.LabelConfig.classes`: 0, 2 for
+binary labels), which macro-F1 averages over (absent from older files: all three).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def test_units(rows: np.ndarray, test_starts: tuple[int, ...]) -> np.ndarray:
     return (1 + np.searchsorted(np.asarray(test_starts), rows, side="right")).astype(np.int16)
 
 
-def save(path: Path, rows, y, prob, position, returns, unit, horizons, cost: float) -> Path:
+def save(path: Path, rows, y, prob, position, returns, unit, horizons, cost: float, classes=(0, 1, 2)) -> Path:
     np.savez_compressed(
         path,
         rows=np.asarray(rows, dtype=np.int64),
@@ -38,6 +39,7 @@ def save(path: Path, rows, y, prob, position, returns, unit, horizons, cost: flo
         unit=np.asarray(unit, dtype=np.int16),
         horizons=np.asarray(horizons, dtype=np.int64),
         cost=np.float64(cost),
+        classes=np.asarray(classes, dtype=np.int64),
     )
     return path
 
@@ -49,4 +51,6 @@ def load(path: Path) -> dict[str, np.ndarray]:
         missing = [k for k in KEYS if k not in z.files]
         if missing:
             raise ValueError(f"{path}: not a lobnet predictions file (missing {', '.join(missing)})")
-        return {k: z[k] for k in KEYS}
+        out = {k: z[k] for k in KEYS}
+        out["classes"] = z["classes"] if "classes" in z.files else np.arange(3)
+        return out

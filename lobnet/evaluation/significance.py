@@ -67,6 +67,7 @@ class Runs:
     returns: np.ndarray  # (N,)
     unit: np.ndarray  # (N,)
     cost: float
+    classes: tuple[int, ...] = (0, 1, 2)  # the label's classes, which macro-F1 averages over
 
     @classmethod
     def build(cls, preds: list[list[dict]], horizon: int) -> Runs | None:
@@ -97,6 +98,7 @@ class Runs:
             first["returns"].astype(float),
             first["unit"],
             seeds[0][1],
+            tuple(int(c) for c in preds[0][0].get("classes", range(3))) if preds[0] else (0, 1, 2),
         )
 
     def restrict(self, rows: np.ndarray) -> Runs:
@@ -109,6 +111,7 @@ class Runs:
             self.returns[idx],
             self.unit[idx],
             self.cost,
+            self.classes,
         )
 
     def log_loss(self) -> np.ndarray:
@@ -186,7 +189,7 @@ def significance(
                 out.update(delta_macro_f1=0.0, delta_ci_low=0.0, delta_ci_high=0.0, p_value=float("nan"), dm_stat=0.0)
             else:
                 d, lo, hi = stats.paired_delta_f1(
-                    b.y, c.prob.argmax(-1), b_pred, block, settings.reps, settings.level, settings.seed
+                    b.y, c.prob.argmax(-1), b_pred, block, settings.reps, settings.level, settings.seed, c.classes
                 )
                 dm, p = stats.diebold_mariano(c.log_loss(), b_loss, block)
                 out.update(delta_macro_f1=d, delta_ci_low=lo, delta_ci_high=hi, p_value=p, dm_stat=dm)
@@ -195,7 +198,7 @@ def significance(
             extra.append(out)
             for u in np.unique(c.unit):
                 m = c.unit == u
-                f1 = np.mean([stats.macro_f1(c.y[m], p[m]) for p in c.prob.argmax(-1)])
+                f1 = np.mean([stats.macro_f1(c.y[m], p[m], c.classes) for p in c.prob.argmax(-1)])
                 decay.append(
                     {
                         "dataset": r["dataset"],

@@ -30,14 +30,15 @@ def block_length(n: int, horizon: int) -> int:
     return int(max(1, min(n, max(int(horizon), math.ceil(n ** (1 / 3))))))
 
 
-def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int = 3) -> float:
-    """Macro-F1 over the classes present in ``y`` or ``pred`` (as scikit-learn's with ``zero_division=0`` over
-    fixed labels, where an absent class scores 0), from a confusion matrix: fast enough to bootstrap."""
-    cm = np.bincount(y.astype(np.int64) * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, -1)
+def macro_f1(y: np.ndarray, pred: np.ndarray, classes: tuple[int, ...] = (0, 1, 2)) -> float:
+    """Macro-F1 over the label's ``classes`` (as scikit-learn's with ``zero_division=0`` and those labels, where a
+    class absent from ``y`` and ``pred`` scores 0), from a confusion matrix: fast enough to bootstrap."""
+    n = 3
+    cm = np.bincount(y.astype(np.int64) * n + pred, minlength=n * n).reshape(n, -1)
     tp = np.diag(cm).astype(float)
     denom = cm.sum(0) + cm.sum(1)
-    f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
-    return float(f1.mean())
+    f1 = np.divide(2 * tp, denom, out=np.zeros(n), where=denom > 0)
+    return float(f1[list(classes)].mean())
 
 
 def log_loss(y: np.ndarray, prob: np.ndarray) -> np.ndarray:
@@ -54,6 +55,7 @@ def paired_delta_f1(
     reps: int = 999,
     level: float = 0.95,
     seed: int = 0,
+    classes: tuple[int, ...] = (0, 1, 2),
 ) -> tuple[float, float, float]:
     """Macro-F1 of ``pred`` minus that of ``bench_pred`` on the same samples, and its percentile interval.
     ``pred`` and ``bench_pred``: (S, N) or (N,) predicted classes, S runs (seeds) each; a run's score is
@@ -64,8 +66,8 @@ def paired_delta_f1(
 
     def delta(idx: np.ndarray) -> float:
         yy = y[idx]
-        a = np.mean([macro_f1(yy, p[idx]) for p in pred])
-        b = np.mean([macro_f1(yy, p[idx]) for p in bench_pred])
+        a = np.mean([macro_f1(yy, p[idx], classes) for p in pred])
+        b = np.mean([macro_f1(yy, p[idx], classes) for p in bench_pred])
         return a - b
 
     point = delta(np.arange(len(y)))

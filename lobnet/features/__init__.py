@@ -1,6 +1,7 @@
 """Causal order-flow features, each defined once (:mod:`lobnet.features.catalogue`)."""
 
 from lobnet.features.catalogue import (
+    BAR_GROUPS,
     CATALOGUE,
     DEFAULT_GROUPS,
     FeatureParams,
@@ -12,6 +13,7 @@ from lobnet.features.catalogue import (
 )
 
 __all__ = [
+    "BAR_GROUPS",
     "CATALOGUE",
     "DEFAULT_GROUPS",
     "FeatureParams",

@@ -8,8 +8,14 @@ one event and the previous one (the streaming path). Definitions may use only th
 (``col``, ``prev``, ``where``, ``log``, ``log1p``, ``fill_null``, ``isin``, ``null``) and arithmetic or
 comparison operators, so that both backends compute the same thing.
 
-Warm-up: features that use ``prev`` are null on the first event of each day (``Feature.warmup`` = 1). They
-are never filled with zeros; the window dataset starts after the warm-up.
+Warm-up: features that use ``prev`` are null on the first event of each day (``Feature.warmup`` = 1), a rolling
+bar feature on its first ``warmup`` bars. They are never filled with zeros; the window dataset starts after the
+warm-up.
+
+Bar features (``source="bars"``: ``bar_return``, ``bar_range``, ``bar_volume``, ``bar_volatility``) read the bars
+table of :mod:`lobnet.data.bars` instead of a book: a day is a symbol's session of intraday bars, and the same
+walk-forward, windows and models run on them. They are computed in batch only (``rolling_std`` has no per-event
+form), since bars are not streamed.
 
 Units: prices in dollars (source units / ``price_scale``), spreads and gaps in ticks, sizes in shares,
 returns as log returns, time in microseconds.
@@ -48,6 +54,13 @@ class FeatureSpec:
         unknown = [g for g in self.groups if g not in CATALOGUE]
         if unknown:
             raise ValueError(f"unknown feature groups {unknown}; known: {list(CATALOGUE)}")
+        if len({CATALOGUE[g].source for g in self.groups}) > 1:
+            raise ValueError(f"feature groups {list(self.groups)} mix book events and bars ({BAR_GROUPS} read bars)")
+
+    @property
+    def source(self) -> str:
+        """What the features read: ``events`` (a book's events table) or ``bars``."""
+        return CATALOGUE[self.groups[0]].source
 
     def params(self, levels: int) -> FeatureParams:
         return FeatureParams(
@@ -62,6 +75,7 @@ class Feature:
     define: Callable[[Any, FeatureParams], dict[str, Any]]
     warmup: int
     doc: str
+    source: str = "events"  # what it reads: "events" (the events table of a book) or "bars" (the bars table)
 
 
 class PolarsBackend:
@@ -69,6 +83,7 @@ class PolarsBackend:
     ``prev`` shifts by one event and is null on the first event of each symbol-day, so nothing crosses a day."""
 
     FIRST = "__first_of_day"  # computed once per table by :func:`compute_features`
+    POS = "__row_in_day"  # the row's place in its symbol-day, when a feature's warm-up is longer than one row
 
     def __init__(self, first: pl.Expr | None = None) -> None:
         self._first = pl.col(self.FIRST) if first is None else first
@@ -85,8 +100,17 @@ class PolarsBackend:
         # (warmup > 0) is masked to null there by compute_features, once per feature rather than once per prev
         return e.shift(1)
 
-    def mask_warmup(self, e: pl.Expr) -> pl.Expr:
-        return pl.when(self._first).then(None).otherwise(e)
+    def mask_warmup(self, e: pl.Expr, warmup: int = 1) -> pl.Expr:
+        """``e`` null on the first ``warmup`` rows of each symbol-day."""
+        first = self._first if warmup <= 1 else pl.col(self.POS) < warmup
+        return pl.when(first).then(None).otherwise(e)
+
+    @staticmethod
+    def rolling_std(x: pl.Expr, n: int) -> pl.Expr:
+        """The standard deviation of the last ``n`` values of ``x``, the current one included. Batch only: the
+        per-event backend has no state for it, so features using it are bar features, which are not streamed; a
+        plain rolling window that crosses into the previous day, so such a feature declares ``warmup >= n``."""
+        return x.rolling_std(n)
 
     @staticmethod
     def where(cond: pl.Expr, a: Any, b: Any) -> pl.Expr:
@@ -226,6 +250,38 @@ def f_log_dt(B, p):
     return {"log_dt": B.log1p((t - B.prev(t)) / 1000.0)}
 
 
+# --- bar features (the bars table of lobnet.data.bars: open, high, low, close in dollars, volume) -------------
+
+BAR_VOL_WINDOW = 20  # bars in bar_volatility's rolling standard deviation
+
+
+def f_bar_return(B, p):
+    c, o = B.col("close"), B.col("open")
+    return {
+        "ret": B.log(c / B.prev(c)),  # close to close
+        "ret_intrabar": B.log(c / o),  # open to close of this bar
+        "ret_gap": B.log(o / B.prev(c)),  # previous close to this open
+    }
+
+
+def f_bar_range(B, p):
+    h, lo, c = B.col("high"), B.col("low"), B.col("close")
+    return {
+        "range": B.log(h / lo),  # Parkinson's range, the bar's volatility proxy
+        "close_location": B.where(h > lo, (c - lo) / (h - lo), 0.5),  # 0 at the low, 1 at the high
+    }
+
+
+def f_bar_volume(B, p):
+    v = B.log1p(B.col("volume"))
+    return {"log_volume": v, "log_volume_change": v - B.prev(v)}
+
+
+def f_bar_volatility(B, p):
+    c = B.col("close")
+    return {f"volatility_{BAR_VOL_WINDOW}": B.rolling_std(B.log(c / B.prev(c)), BAR_VOL_WINDOW)}
+
+
 def _names(fn):
     """Column names of a definition, read by building (not running) its polars expressions."""
     return lambda p: list(fn(PolarsBackend(pl.lit(False)), p))
@@ -265,9 +321,36 @@ CATALOGUE: dict[str, Feature] = {
         Feature(
             "book", _names(f_book), f_book, 0, "per level: ask/bid distance from the mid in ticks, sizes (DeepLOB)"
         ),
+        Feature(
+            "bar_return",
+            _names(f_bar_return),
+            f_bar_return,
+            1,
+            "log returns: close to close, open to close, previous close to open",
+            "bars",
+        ),
+        Feature(
+            "bar_range",
+            _names(f_bar_range),
+            f_bar_range,
+            0,
+            "log(high / low); where the close lies in the range",
+            "bars",
+        ),
+        Feature("bar_volume", _names(f_bar_volume), f_bar_volume, 1, "log(1 + volume) and its change", "bars"),
+        Feature(
+            "bar_volatility",
+            _names(f_bar_volatility),
+            f_bar_volatility,
+            BAR_VOL_WINDOW,
+            f"standard deviation of the last {BAR_VOL_WINDOW} close-to-close log returns",
+            "bars",
+        ),
     ]
 }
-DEFAULT_GROUPS = [g for g in CATALOGUE if g != "book"]  # the book is opt-in: DeepLOB's input, 4L more columns
+# the groups of an empty list, per source; the book is opt-in: DeepLOB's input, 4L more columns
+DEFAULT_GROUPS = [g for g, f in CATALOGUE.items() if g != "book" and f.source == "events"]
+BAR_GROUPS = [g for g, f in CATALOGUE.items() if f.source == "bars"]
 
 
 def feature_names(params: FeatureParams, groups: list[str] | None = None) -> list[str]:
@@ -315,13 +398,16 @@ def compute_features(
         raise KeyError(f"unknown feature groups {unknown}; known: {list(CATALOGUE)}")
     B = PolarsBackend()
     exprs = []
-    for g in groups or DEFAULT_GROUPS:
+    groups = groups or DEFAULT_GROUPS
+    for g in groups:
         feature = CATALOGUE[g]
         for name, e in define(feature, B, params).items():
             e = e if isinstance(e, pl.Expr) else pl.lit(e)
             if feature.warmup:
-                e = B.mask_warmup(e)
+                e = B.mask_warmup(e, feature.warmup)
             exprs.append(e.cast(pl.Float64).cast(pl.Float32).alias(name))  # computed in float64, stored as float32
     lf = events.lazy() if isinstance(events, pl.DataFrame) else events
     lf = lf.with_columns(PolarsBackend.first_of_day().alias(PolarsBackend.FIRST))
+    if warmup(groups) > 1:
+        lf = lf.with_columns(pl.int_range(pl.len()).over(["symbol", "date"]).alias(PolarsBackend.POS))
     return lf.select(*[pl.col(c) for c in keep], *exprs).collect()

@@ -224,6 +224,8 @@ class IncrementalFeatures:
     def __init__(self, params: FeatureParams, groups: list[str] | None = None):
         self.params = params
         self.groups = list(groups or DEFAULT_GROUPS)
+        if bars := [g for g in self.groups if CATALOGUE[g].source != "events"]:
+            raise ValueError(f"feature groups {bars} read bars, which are computed in batch only and not streamed")
         book = [f"{side}_{w}_{m}" for m in range(1, params.levels + 1) for side in ("ask", "bid") for w in ("px", "sz")]
         self.inputs = ["time", "type", "size", "direction", *book]
         B = CodegenBackend(self.inputs)

@@ -196,7 +196,7 @@ class Replay:
         self.horizon_index = horizons.index(k)
         self.alpha = float(card["alphas"][self.horizon_index])
         self.target = compute_targets(events, labels, params)[labels.target(k)].to_numpy().astype(float)
-        self.y = classify(self.target, self.alpha)
+        self.y = classify(self.target, self.alpha, labels.binary)
         c0 = max(self.start + self.window - 1, min(s.calibration_events, self.n))
         scored = np.zeros(self.n, dtype=bool)
         scored[c0:] = True

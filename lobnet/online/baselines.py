@@ -92,10 +92,12 @@ def baseline_scores(
     the EW regression forecast. ``alphas``: the fold's label thresholds per horizon (from training rows)."""
     out = {}
     for k, a in zip(labels.horizons, alphas, strict=True):
-        y = classify(frame[labels.target(k)].to_numpy().astype(float), a)
+        y = classify(frame[labels.target(k)].to_numpy().astype(float), a, labels.binary)
         ytr, yte = y[train], y[test]
         majority = np.bincount(ytr[ytr >= 0], minlength=3).argmax()
-        rls = classify(np.nan_to_num(rls_forecast(frame, list(features), labels.target(k), k, alpha_rls)), a)
+        rls = classify(
+            np.nan_to_num(rls_forecast(frame, list(features), labels.target(k), k, alpha_rls)), a, labels.binary
+        )
         out[str(k)] = {
             "majority": score(yte, np.full(len(yte), majority)),
             "ew_ofi_sign": score(yte, ofi_sign_forecast(frame, alpha_ofi, train, ytr)[test]),

@@ -10,7 +10,15 @@ For each horizon k, on the mid price m_t (see docs/features.md, "Labels"):
   label (which lobnet does not offer): part of such a label, m_t - w-, is already in the input window, so a
   model can score by reading the recent past. That inflates accuracy without any tradable content; keep it in
   mind when comparing against ``smooth_ret``.
-* ``logret_k``: log(m_{t+k} / m_t), the regression target (the Sharpe loss's future return).
+* ``logret_k``: log(m_{t+k} / m_t), the regression target (the Sharpe loss's future return), and the class
+  target of ``method="point"``: the unsmoothed move k events (bars) ahead.
+
+On a bars table (:mod:`lobnet.data.bars`), m is the bar's close: k is then a number of bars, and
+``labels=next_bar`` asks whether the next bar closes above this one.
+
+``binary``: two classes instead of three, up (l > alpha) and down (the rest, an unchanged price included); the
+flat class is then never a label, and the models' flat logit is masked out (:meth:`LabelConfig.logit_mask`), so
+their cross-entropy is the binary cross-entropy of up against down.
 
 A label never looks past the end of its symbol-day: it is null on the last k events of each day (and, for TLOB,
 on the first h). Classes: 0 down (l < -alpha), 1 flat, 2 up (l > alpha). alpha is a fixed value, or fitted on
@@ -29,6 +37,7 @@ from lobnet.features.catalogue import CATALOGUE, FeatureParams, PolarsBackend
 DOWN, FLAT, UP = 0, 1, 2
 CLASS_NAMES = ("down", "flat", "up")
 ALPHA_MODES = ("fixed", "balanced", "spread")
+METHODS = ("smooth", "tlob", "point")
 
 
 @dataclass(frozen=True)
@@ -39,11 +48,12 @@ class LabelConfig:
     alpha_mode: str = "balanced"  # fixed | balanced | spread
     alpha: float = 2e-5  # the threshold when alpha_mode = fixed
     spread_factor: float = 1.0  # alpha_mode = spread: alpha = factor x median half spread / mid (training fold)
+    binary: bool = False  # up against the rest (no flat class)
 
     def __post_init__(self):
         object.__setattr__(self, "horizons", tuple(int(k) for k in self.horizons))
-        if self.method not in ("smooth", "tlob"):
-            raise ValueError(f"labels.method must be smooth or tlob, not {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"labels.method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if self.method == "tlob" and self.smoothing < 1:
             raise ValueError("labels.method=tlob needs labels.smoothing >= 1")
         if self.alpha_mode not in ALPHA_MODES:
@@ -53,7 +63,17 @@ class LabelConfig:
 
     def target(self, k: int) -> str:
         """The continuous column whose sign and size make the class label at horizon k."""
-        return f"{'smooth' if self.method == 'smooth' else 'tlob'}_ret_{k}"
+        return f"logret_{k}" if self.method == "point" else f"{self.method}_ret_{k}"
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """The classes a label can take: (DOWN, UP) when ``binary``, else (DOWN, FLAT, UP)."""
+        return (DOWN, UP) if self.binary else (DOWN, FLAT, UP)
+
+    def logit_mask(self) -> np.ndarray:
+        """Added to a model's three logits: 0 for the label's classes, -inf for the flat class when ``binary``, so
+        the softmax and the cross-entropy run over up and down alone."""
+        return np.array([0.0 if c in self.classes else -np.inf for c in (DOWN, FLAT, UP)], dtype=np.float32)
 
 
 def _same_day(offset: int) -> pl.Expr:
@@ -64,13 +84,20 @@ def _same_day(offset: int) -> pl.Expr:
 
 def compute_targets(events: pl.DataFrame, cfg: LabelConfig, params: FeatureParams) -> pl.DataFrame:
     """Continuous targets for every horizon, plus ``spread_rel`` (spread / mid, for ``alpha_mode=spread``),
-    from the events table. The mid and spread are the feature catalogue's own definitions."""
-    B = PolarsBackend(PolarsBackend.first_of_day())  # mid and spread never use prev: no column needed
-    mid_def = CATALOGUE["mid"].define(B, params)["mid"]
-    spread_def = CATALOGUE["spread"].define(B, params)["spread"]
-    events = events.with_columns(
-        mid_def.alias("_mid"), (spread_def * params.tick / params.price_scale / mid_def).alias("spread_rel")
-    )
+    from the events table. The mid and spread are the feature catalogue's own definitions; on a bars table the
+    close and, for quote bars, the closing bid and ask."""
+    if "close" in events.columns:  # a bars table (lobnet.data.bars.BAR_COLUMNS)
+        close = pl.col("close")
+        events = events.with_columns(
+            close.alias("_mid"), ((pl.col("ask_close") - pl.col("bid_close")) / close).alias("spread_rel")
+        )
+    else:
+        B = PolarsBackend(PolarsBackend.first_of_day())  # mid and spread never use prev: no column needed
+        mid_def = CATALOGUE["mid"].define(B, params)["mid"]
+        spread_def = CATALOGUE["spread"].define(B, params)["spread"]
+        events = events.with_columns(
+            mid_def.alias("_mid"), (spread_def * params.tick / params.price_scale / mid_def).alias("spread_rel")
+        )
     mid = pl.col("_mid")
     exprs = [pl.col("spread_rel")]
     for k in cfg.horizons:
@@ -107,13 +134,14 @@ def fit_alpha(cfg: LabelConfig, train_values: np.ndarray, train_rel_spread: np.n
     return float(cfg.spread_factor * np.median(s) / 2)
 
 
-def classify(values: np.ndarray, alpha: float) -> np.ndarray:
-    """0 down, 1 flat, 2 up; -1 where the target is undefined (end of day)."""
+def classify(values: np.ndarray, alpha: float, binary: bool = False) -> np.ndarray:
+    """0 down, 1 flat, 2 up; -1 where the target is undefined (end of day). ``binary``: 2 up, 0 the rest."""
     out = np.full(values.shape, -1, dtype=np.int64)
     finite = np.isfinite(values)
-    out[finite] = FLAT
+    out[finite] = DOWN if binary else FLAT
     out[finite & (values > alpha)] = UP
-    out[finite & (values < -alpha)] = DOWN
+    if not binary:
+        out[finite & (values < -alpha)] = DOWN
     return out
 
 
@@ -138,9 +166,9 @@ def labels_for_fold(
         a = fit_alpha(cfg, target[train], rel_spread)
         alphas.append(a)
         if y_out is None:
-            ys.append(classify(target, a))
+            ys.append(classify(target, a, cfg.binary))
             rs.append(frame[f"logret_{k}"].to_numpy())
         else:
-            y_out[:, h] = classify(target, a)
+            y_out[:, h] = classify(target, a, cfg.binary)
             r_out[:, h] = frame[f"logret_{k}"].to_numpy()
     return alphas, ys, rs

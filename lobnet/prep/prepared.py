@@ -182,6 +182,13 @@ def _up_to_date(out: Path, key: str) -> dict | None:
 
 
 def _write_prepared(tmp: Path, events, meta, key, features, labels, split, window, t0):
+    bars = "close" in events.columns  # a bars table (lobnet.data.bars) rather than a book's events
+    if bars != (features.source == "bars"):
+        have, want = ("bars", "features=bars") if bars else ("book events", "book feature groups")
+        raise ValueError(
+            f"{meta['files'][0] if meta['files'] else meta['reader']}: the data are {have}, and feature groups "
+            f"{list(features.groups)} read {features.source}; use {want}"
+        )
     levels = n_levels(events)
     params = features.params(levels)
     names = feature_names(params, list(features.groups))

@@ -43,6 +43,10 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
 
         self.model, self.card = load_model(context.artifacts["checkpoint"])
         self.zscore = ZScore.from_card(self.card)
+        from lobnet.prep.labels import LabelConfig
+
+        labels = self.card.get("labels")  # binary labels: the flat logit masked out, as in training
+        self.mask = LabelConfig(**labels).logit_mask() if labels else np.zeros(3, np.float32)
 
     def predict(self, context, model_input: np.ndarray, params=None) -> dict:
         import torch
@@ -64,7 +68,8 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
         z = self.zscore.apply(x.reshape(n * w, f)).reshape(n, w, f)
         with torch.inference_mode():
             logits, position = self.model(torch.from_numpy(z))
-        return {"prob": torch.softmax(logits, -1).numpy(), "position": position.numpy()}
+        prob = torch.softmax(logits + torch.from_numpy(self.mask), -1)
+        return {"prob": prob.numpy(), "position": position.numpy()}
 
 
 @contextlib.contextmanager

@@ -261,6 +261,7 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
         cost,
         shared.events_per_day,
         settings.seed + fold.index,
+        labels.classes,
     )
     dm = LOBDataModule(data, settings.batch_size, seed=settings.seed + fold.index, contiguous=spec.kind != "ce")
     ckpt_dir = run_dir / f"fold_{fold.index}"
@@ -371,6 +372,7 @@ def report_fold(
                 unit,
                 labels.horizons,
                 cost,
+                labels.classes,
             )
         )
         for name, payload in (extra or {}).items():

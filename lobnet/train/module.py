@@ -43,9 +43,15 @@ class LOBModule(L.LightningModule):
         cost: float = 0.0,
         events_per_day: float = 1e5,
         seed: int = 0,
+        classes: tuple[int, ...] = (0, 1, 2),
     ):
         super().__init__()
         self.model, self.loss_fn = model, loss
+        self.classes = tuple(classes)
+        # added to the logits: -inf for a class the labels never take (binary labels' flat), so the softmax and the
+        # cross-entropy run over the label's classes only; not a parameter, not saved
+        mask = torch.tensor([0.0 if c in self.classes else float("-inf") for c in range(3)])
+        self.register_buffer("logit_mask", mask, persistent=False)
         self.horizons = tuple(horizons)
         self.optimizer, self.cost = optimizer or OptimizerSettings(), cost
         self.events_per_day, self.seed = events_per_day, seed
@@ -63,6 +69,7 @@ class LOBModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y, r = batch
         logits, pos = self.model(x)
+        logits = logits + self.logit_mask
         loss = self.loss_fn(logits, pos, y, r)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss
@@ -70,6 +77,7 @@ class LOBModule(L.LightningModule):
     def _eval_step(self, batch, stage: str):
         x, y, r = batch
         logits, pos = self.model(x)
+        logits = logits + self.logit_mask
         loss = self.loss_fn(logits, pos, y, r)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=x.shape[0], prog_bar=stage == "val")
         self._outputs[stage].append((logits.softmax(-1).detach().cpu(), pos.detach().cpu(), y.cpu(), r.cpu()))
@@ -89,7 +97,9 @@ class LOBModule(L.LightningModule):
         if self.trainer.world_size > 1:
             tensors = self._gather_in_time_order(tensors, stage)
         prob, pos, y, r = (t.numpy() for t in tensors)
-        metrics = evaluate(prob, pos, y, r, self.horizons, self.loss_fn.kind, self.cost, self.events_per_day)
+        metrics = evaluate(
+            prob, pos, y, r, self.horizons, self.loss_fn.kind, self.cost, self.events_per_day, self.classes
+        )
         self.results[stage] = {"metrics": metrics, "prob": prob, "position": pos, "y": y, "returns": r}
         for k, v in metrics.items():
             self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True)
@@ -124,12 +134,13 @@ def evaluate(
     loss_kind: str,
     cost: float,
     events_per_day: float,
+    classes: tuple[int, ...] = (0, 1, 2),
 ) -> dict[str, float]:
-    """Metrics per horizon, keyed ``<metric>_h<k>``. Trading uses the position head for Sharpe-trained models
-    and the predicted class's sign for cross-entropy ones."""
+    """Metrics per horizon, keyed ``<metric>_h<k>``, over the label's ``classes``. Trading uses the position head
+    for Sharpe-trained models and the predicted class's sign for cross-entropy ones."""
     out: dict[str, float] = {}
     for h, k in enumerate(horizons):
-        for name, v in classification_metrics(y[:, h], prob[:, h]).items():
+        for name, v in classification_metrics(y[:, h], prob[:, h], classes).items():
             out[f"{name}_h{k}"] = v
         p = forecast_positions(prob[:, h], pos[:, h], loss_kind)
         for name, v in trading_metrics(p, r[:, h], cost, k, events_per_day).items():

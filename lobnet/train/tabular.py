@@ -39,7 +39,7 @@ def fit_baseline_fold(shared, fold: Fold, child_id: str | None, data: FoldData, 
         prob = model.predict(view, stage)
         y, r = ds.y[ds.samples].numpy(), ds.returns[ds.samples].numpy()
         pos = np.zeros(y.shape, dtype=np.float32)  # classifiers: positions come from the predicted class
-        m = evaluate(prob, pos, y, r, data.horizons, "ce", cost, shared.events_per_day)
+        m = evaluate(prob, pos, y, r, data.horizons, "ce", cost, shared.events_per_day, shared.labels.classes)
         results[stage] = {"metrics": m, "prob": prob, "position": pos, "y": y, "returns": r}
     results["test"]["metrics"]["fit_seconds"] = fit_s
     print(f"fold {fold.index}: {model.name} fitted in {fit_s:.1f} s", flush=True)
