@@ -98,6 +98,9 @@ def test_bars_and_book_features_do_not_mix(tmp_path):
     with pytest.raises(ValueError, match="the data are bars.*use features=bars"):
         prepare_cli.run(_compose("prepare", ["data=bars", "labels=next_bar", *base]))
     assert not (tmp_path / "p").exists()
+    daily = [f"data.path={need(DATA_DIR / 'bars' / 'daily' / 'spy.zip')}", *base[1:]]
+    with pytest.raises(ValueError, match="at most 1 bars per session.*intraday bars"):
+        prepare_cli.run(_compose("prepare", ["data=bars", "features=bars", "labels=next_bar", *daily]))
     with pytest.raises(ValueError, match="mix book events and bars"):
         FeatureSpec(groups=("ofi", "bar_return"))
     with pytest.raises(ValueError, match="batch only"):

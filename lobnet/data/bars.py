@@ -73,9 +73,9 @@ def read_bars(
     (``minute/spy`` with ``YYYYMMDD_trade.zip`` days) or a folder of such folders, or a generic ``.csv`` (with a
     header) / ``.parquet`` file. ``side``: ``trade`` or ``quote`` bars for LEAN minute folders (a daily zip says
     by its column count). ``session``: keep intraday bars starting in [open, close) local time (e.g.
-    ``("09:30", "16:00")``). Generic files: ``columns`` maps ``date`` (or a ``datetime``), ``open``, ``high``,
-    ``low``, ``close`` and optionally ``volume``, ``symbol``, ``time`` to the file's names; their prices are plain
-    (``price_multiplier`` 1 unless given)."""
+    ``("09:30", "16:00")``); daily bars are kept whole. Generic files: ``columns`` maps ``date`` (or a
+    ``datetime``), ``open``, ``high``, ``low``, ``close`` and optionally ``volume``, ``symbol``, ``time`` to the
+    file's names; their prices are plain (``price_multiplier`` 1 unless given)."""
     path = Path(path)
     if not path.exists():
         raise LobDataError(path, None, "no such file or folder")
@@ -99,7 +99,7 @@ def read_bars(
         else:
             raise LobDataError(path, None, "no LEAN bar archives (<ticker>.zip or YYYYMMDD_trade.zip) here")
     out = pl.concat(frames, how="vertical").sort(["symbol", "date", "time"], maintain_order=True)
-    if session is not None:
+    if session is not None and (out["time"] != 0).any():  # daily bars (every time midnight) have no session
         lo, hi = (_clock_ns(s) for s in session)
         out = out.filter((pl.col("time") >= lo) & (pl.col("time") < hi))
     return out

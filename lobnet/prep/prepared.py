@@ -189,6 +189,14 @@ def _write_prepared(tmp: Path, events, meta, key, features, labels, split, windo
             f"{meta['files'][0] if meta['files'] else meta['reader']}: the data are {have}, and feature groups "
             f"{list(features.groups)} read {features.source}; use {want}"
         )
+    if bars and (most := int(events.group_by("symbol", "date").len()["len"].max() or 0)) < window + max(
+        labels.horizons
+    ):
+        raise ValueError(
+            f"{meta['files'][0] if meta['files'] else meta['reader']}: at most {most} bars per session, and a window "
+            f"of {window} bars with a horizon of {max(labels.horizons)} needs more: windows and labels stay within a "
+            "session, so they need intraday bars (daily bars go through lobnet-statarb)"
+        )
     levels = n_levels(events)
     params = features.params(levels)
     names = feature_names(params, list(features.groups))
