@@ -81,7 +81,7 @@ GROUPS = {
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_config_group_and_experiment_composes(group, option):
     cfg = _compose(
-        "train", [f"{group}={option}"] + (["data.path=x"] if option in ("lobster", "quotes", "bars") else [])
+        "train", [f"{group}={option}"] + (["data.path=x"] if group == "data" and option != "synthetic" else [])
     )
     build = instantiate(cfg.model)
     kw = {"levels": 10} if cfg.model.name == "deeplob" else {}

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.evaluation.explain import ExplainSettings
 from lobnet.features import book_columns
 from lobnet.io import claim
 from lobnet.prep.prepared import prepare
@@ -60,15 +61,17 @@ def run(cfg: DictConfig) -> dict:
     frame, summary, folds = prepared.frame, prepared.summary, prepared.folds
     names = summary["feature_names"]
     groups = ("loss", "optimizer", "trainer")  # config groups that build their objects (_target_), as models do
-    own = {f.name for f in dataclasses.fields(TrainSettings)} - {*groups, "backtest", "dollars_per_tick"}
+    own = {f.name for f in dataclasses.fields(TrainSettings)} - {*groups, "backtest", "dollars_per_tick", "explain"}
     settings = TrainSettings(
         **{name: instantiate(cfg[name], _convert_="all") for name in groups},
         **{name: cfg[name] for name in own},  # the run's own settings: top-level keys of the same names
         backtest=OmegaConf.to_container(cfg.backtest, resolve=True) if cfg.get("backtest") is not None else None,
         dollars_per_tick=features.tick / features.price_scale,
+        explain=ExplainSettings(**OmegaConf.to_container(cfg.explain_settings, resolve=True)) if cfg.explain else None,
     )
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    for k in [k for k in params if k.startswith(("output_dir", "prepared_dir", "cache_dir", "progress"))]:
+    # where outputs go and what is reported afterwards (explain) do not change what is trained: not in the run's key
+    for k in [k for k in params if k.startswith(("output_dir", "prepared_dir", "cache_dir", "progress", "explain"))]:
         params.pop(k)
     progress = sys.stdout.isatty() if cfg.progress == "auto" else bool(cfg.progress)
     tags = {
@@ -95,7 +98,12 @@ def run(cfg: DictConfig) -> dict:
         tags,
         events_per_day,
         progress,
-        card={"features": {**dataclasses.asdict(features), "levels": summary["levels"]}},
+        card={
+            "features": {**dataclasses.asdict(features), "levels": summary["levels"]},
+            # what lobnet-explain needs to rebuild the fold's test block from the data: the split and normalisation
+            "split": OmegaConf.to_container(cfg.split, resolve=True),
+            "normalization": cfg.normalization,
+        },
     )
     if result["parent_run_id"]:
         import mlflow.tracking

@@ -25,23 +25,9 @@ def pyplot():
 
 def attention_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Attention weights (heads averaged) of every causal attention layer for input x (1, W, F): [(W, W)]."""
-    from lobnet.models.transformer import CausalSelfAttention
+    from lobnet.evaluation.explain import attention_weights
 
-    maps, hooks = [], []
-
-    def hook(mod, args):
-        maps.append(mod.weights(args[0], args[1] if len(args) > 1 else None).mean(1)[0].detach())
-
-    for m in model.modules():
-        if isinstance(m, CausalSelfAttention):
-            hooks.append(m.register_forward_pre_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return maps
+    return [w.mean(1)[0] for w in attention_weights(model, x)]
 
 
 def _loss_curves(out: Path, plt, client, run_id) -> Path:

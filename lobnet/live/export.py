@@ -227,16 +227,22 @@ def _inputs(checkpoint: Path) -> list[Path]:
     return [checkpoint, *(checkpoint.parent / name for name in FOLD_FILES.values())]
 
 
+def fold_run(checkpoint: Path) -> tuple[str | None, str | None]:
+    """The MLflow run and tracking URI of the fold a lobnet-train checkpoint belongs to, from the training run's
+    ``state.json``; (None, None) for a checkpoint outside a training run's folder."""
+    state_path = checkpoint.parent.parent / "state.json"
+    if not state_path.exists():
+        return None, None
+    state = json.loads(state_path.read_text())
+    fold = checkpoint.parent.name.removeprefix("fold_")
+    return state.get("folds", {}).get(fold, {}).get("run_id"), state.get("tracking_uri")
+
+
 def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, uri: str | None) -> str | None:
     """Log the ONNX models (mlflow.onnx: ``onnx_model``, ``onnx_step_model``) and export.json to the fold's
     MLflow run: the run given, or the one the training run's state.json names for this fold."""
     if run_id is None:
-        state_path = checkpoint.parent.parent / "state.json"
-        fold = checkpoint.parent.name.removeprefix("fold_")
-        if not state_path.exists():
-            return None
-        state = json.loads(state_path.read_text())
-        run_id, uri = state.get("folds", {}).get(fold, {}).get("run_id"), state.get("tracking_uri")
+        run_id, uri = fold_run(checkpoint)
     if not run_id or not uri:
         return None
     import mlflow

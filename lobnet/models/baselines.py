@@ -55,6 +55,7 @@ class TabularView:
         self._parts = parts
         base = list(data.feature_names)
         self.names = base + [f"{n}@ew{m}" for m in self.memories for n in base]
+        self.sources = base * (1 + len(self.memories))  # the feature each design column is computed from
 
     def rows(self, stage: str) -> np.ndarray:
         return getattr(self.data, stage).samples.numpy()
@@ -109,8 +110,17 @@ class Baseline:
     def fit(self, view: TabularView, seed: int, class_weights: bool) -> None:
         raise NotImplementedError
 
-    def predict(self, view: TabularView, stage: str) -> np.ndarray:
+    def inputs(self, view: TabularView, stage: str) -> tuple[np.ndarray, list[str]]:
+        """What the baseline reads for a stage's samples, (N, C), and the feature each column comes from (its
+        name in the feature list): the unit :mod:`lobnet.evaluation.explain` permutes."""
         raise NotImplementedError
+
+    def predict_inputs(self, Z: np.ndarray) -> np.ndarray:
+        """(N, H, 3) class probabilities from :meth:`inputs`' columns."""
+        raise NotImplementedError
+
+    def predict(self, view: TabularView, stage: str) -> np.ndarray:
+        return self.predict_inputs(self.inputs(view, stage)[0])
 
     def summary(self) -> dict:
         return {"model": self.name, "chosen": self.chosen, "learned": self.learned}
@@ -125,8 +135,11 @@ class Majority(Baseline):
         self.learned = [{"class_shares": s.tolist()} for s in self.shares]
         self.chosen = [{} for _ in self.shares]
 
-    def predict(self, view, stage):
-        return np.broadcast_to(self.shares, (len(view.rows(stage)), *self.shares.shape)).astype(np.float32)
+    def inputs(self, view, stage):
+        return np.zeros((len(view.rows(stage)), 0), np.float32), []  # it reads nothing
+
+    def predict_inputs(self, Z):
+        return np.broadcast_to(self.shares, (len(Z), *self.shares.shape)).astype(np.float32)
 
 
 @dataclass
@@ -159,9 +172,13 @@ class EWOFI(Baseline):
             self.chosen.append({"alpha": a, "val_macro_f1": best[0]})
             self.learned.append({"band": band, "class_shares_given_forecast": shares.tolist()})
 
-    def predict(self, view, stage):
+    def inputs(self, view, stage):
         rows = view.rows(stage)
-        out = [shares[sign_classes(self.signals[a][rows], band)] for a, band, shares in self.fitted]
+        return np.stack([self.signals[a][rows] for a in self.cfg.alphas], axis=1), [self.cfg.column] * len(self.signals)
+
+    def predict_inputs(self, Z):
+        alphas = list(self.cfg.alphas)
+        out = [shares[sign_classes(Z[:, alphas.index(a)], band)] for a, band, shares in self.fitted]
         return np.stack(out, axis=1).astype(np.float32)
 
 
@@ -209,8 +226,11 @@ class LogReg(Baseline):
                 {"classes": best[2].classes_.tolist(), "coef": dict(zip(view.names, coef.T.tolist(), strict=True))}
             )
 
-    def predict(self, view, stage):
-        X = self.scaler.transform(view.design(stage))
+    def inputs(self, view, stage):
+        return view.design(stage), view.sources
+
+    def predict_inputs(self, Z):
+        X = self.scaler.transform(Z)
         return np.stack([_full_proba(m, X) for m in self.fitted], axis=1).astype(np.float32)
 
 
@@ -271,9 +291,11 @@ class GBDT(Baseline):
             gains = m.booster_.feature_importance(importance_type="gain")
             self.learned.append({"gain": dict(zip(view.names, gains.tolist(), strict=True)), "train_stride": stride})
 
-    def predict(self, view, stage):
-        X = view.design(stage)
-        return np.stack([_full_proba(m, X) for m in self.fitted], axis=1).astype(np.float32)
+    def inputs(self, view, stage):
+        return view.design(stage), view.sources
+
+    def predict_inputs(self, Z):
+        return np.stack([_full_proba(m, Z) for m in self.fitted], axis=1).astype(np.float32)
 
 
 def _full_proba(model, X: np.ndarray) -> np.ndarray:

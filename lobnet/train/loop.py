@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lobnet.card import BEST, LAST, primary_horizon, write_fold
 from lobnet.data.schema import DEFAULT_TICK, PRICE_SCALE
 from lobnet.evaluation.backtest import backtest_forecasts, backtest_settings, naive_forecasts
+from lobnet.evaluation.explain import ExplainSettings
 from lobnet.evaluation.metrics import forecast_positions
 from lobnet.io import claim, locked, write_json
 from lobnet.models import Baseline, LOBModel
@@ -73,6 +74,8 @@ class TrainSettings:
     )  # lobnet.evaluation.backtest.Costs fields (conf/backtest); None: none
     # the feature table's spread (ticks) in dollars, to rebuild the bid and ask: the feature spec's tick / price_scale
     dollars_per_tick: float = DEFAULT_TICK / PRICE_SCALE
+    # lobnet-train explain=true: every fold explained on its test block, in its MLflow run (lobnet.evaluation.explain)
+    explain: ExplainSettings | None = None
 
 
 def is_rank_zero() -> bool:
@@ -302,9 +305,8 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     best = checkpoint.best_model_path or str(last)
     if is_rank_zero():
-        _write_model_card(
-            ckpt_dir, model, data, window, {**card, "labels": dataclasses.asdict(labels), "loss": spec.kind}
-        )
+        extra = {**card, "labels": dataclasses.asdict(labels), "loss": spec.kind, "fold": fold.index}
+        _write_model_card(ckpt_dir, model, data, window, extra)
     # the validation scores of the weights that are tested: what a configuration is chosen on (lobnet-compare)
     loggers, trainer.loggers = trainer.loggers, []  # logged as val_best/*, not as one more point of val/loss
     trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)
@@ -312,6 +314,8 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     val = module.results["val"]
     trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)
     metrics = report_fold(shared, fold, child_id, data, module.results["test"], val, module.cost, spec.kind, module)
+    if settings.explain is not None:
+        explain_to_run(shared, child_id, model, data, f"{_model_name(model)} fold {fold.index}")
     if tracker.active:
         from lobnet.tracking.model import log_fold_model
 
@@ -427,15 +431,38 @@ def fold_backtest(
     return out
 
 
+def explain_to_run(shared: FoldInputs, child_id: str | None, model, data: FoldData, title: str, view=None) -> dict:
+    """``lobnet-train explain=true``: the fold's readings on its test block
+    (:func:`lobnet.evaluation.explain.explain_fold`), their figures and ``explain.json`` logged to the fold's run
+    under ``explain/``."""
+    from lobnet.evaluation import explain
+
+    labels = shared.labels
+    h = labels.horizons.index(primary_horizon(labels.horizons, shared.settings.primary_horizon))
+    features = shared.card["features"]
+    result = explain.explain_fold(model, data, features, labels, h, shared.settings.explain, shared.frame, view)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = explain.write(Path(tmp), result, title)
+        if shared.tracker.active:
+            for f in files:
+                shared.tracker.client.log_artifact(child_id, str(f), "explain")
+    print(f"{title}: explained {result['windows']} test windows in {result['seconds']:.1f} s", flush=True)
+    return result
+
+
+def _model_name(model: LOBModel) -> str:
+    """The architecture's config name (``model=<name>``)."""
+    from lobnet.models import MODELS
+
+    return next(k for k, (_, cls) in MODELS.items() if isinstance(model, cls))
+
+
 def _write_model_card(ckpt_dir: Path, model: LOBModel, data: FoldData, window: int, extra: dict) -> None:
     """What export and streaming need to rebuild the model and feed it (:mod:`lobnet.card`): its architecture
     and config, the feature list and spec, the training fold's normalisation, label rule and thresholds, the
     horizons, the window; a few real test windows, and a stretch of consecutive test rows, for parity checks."""
-    from lobnet.models import MODELS
-
-    name = next(k for k, (_, cls) in MODELS.items() if isinstance(model, cls))
     card = {
-        "model": name,
+        "model": _model_name(model),
         "config": dataclasses.asdict(model.cfg),
         "feature_names": data.feature_names,
         "horizons": list(data.horizons),

@@ -47,6 +47,10 @@ def fit_baseline_fold(shared, fold: Fold, child_id: str | None, data: FoldData, 
     metrics = report_fold(
         shared, fold, child_id, data, results["test"], results["val"], cost, "ce", extra={"baseline.json": summary}
     )
+    if settings.explain is not None:
+        from lobnet.train.loop import explain_to_run
+
+        explain_to_run(shared, child_id, model, data, f"{model.name} fold {fold.index}", view)
     if shared.tracker.active:
         shared.tracker.client.set_terminated(child_id)  # FINISHED once everything is logged, as a deep model's fold
     return metrics

@@ -1,0 +1,103 @@
+"""``lobnet-explain checkpoint=PATH|URI data=... data.path=... output_dir=OUT``: what one trained fold reads.
+
+The fold's test block is rebuilt from the data with the card's features, labels, split, window and normalisation
+(lobnet-train writes them into ``model.json``), checked against the card (the same features and the same training
+z-score, else the data are not what the fold was trained on), and explained (:mod:`lobnet.evaluation.explain`):
+``OUT/explain.json`` and the figures, also logged to the fold's MLflow run under ``explain/``. Baselines are not
+saved as checkpoints: ``lobnet-train model=<baseline> explain=true`` explains them at training.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from lobnet.cli import CONF_DIR, reports_errors
+from lobnet.io import OutputDir
+
+NEEDS = ("features", "labels", "split", "fold", "zscore", "primary_horizon")  # what the card must hold
+
+
+def run(cfg: DictConfig) -> dict:
+    from lobnet.card import load_model
+    from lobnet.data.errors import LobDataError
+    from lobnet.evaluation import explain
+    from lobnet.features import FeatureSpec
+    from lobnet.live.export import fold_run, resolve_checkpoint
+    from lobnet.prep.labels import LabelConfig
+    from lobnet.prep.prepared import prepare
+    from lobnet.prep.windows import FoldData
+
+    ref = str(cfg.checkpoint)
+    inputs = [cfg.data.get("path"), cfg.cache_dir] + ([] if ref.startswith(("runs:/", "models:/")) else [ref])
+    with OutputDir(cfg.output_dir, "explain", inputs) as od, tempfile.TemporaryDirectory() as tmp:
+        ckpt, run_id = resolve_checkpoint(ref, cfg.tracking_uri, Path(tmp))
+        uri = cfg.tracking_uri
+        if run_id is None:
+            run_id, uri = fold_run(ckpt)
+        model, card = load_model(ckpt)
+        card_path = ckpt.parent / "model.json"
+        if missing := [k for k in NEEDS if card.get(k) is None]:
+            raise LobDataError(card_path, None, f"the card lacks {missing}: re-train with this lobnet to explain it")
+        features = FeatureSpec(**{k: v for k, v in card["features"].items() if k != "levels"})
+        labels = LabelConfig(**card["labels"])
+        prepared = prepare(
+            data=OmegaConf.to_container(cfg.data, resolve=True),
+            features=features,
+            labels=labels,
+            split=card["split"],
+            window=int(card["window"]),
+            output_dir=Path(tmp) / "prepared",
+            cache_dir=cfg.cache_dir,
+        )
+        frame, folds = prepared.frame, prepared.folds
+        if card["fold"] >= len(folds):
+            raise ValueError(f"{card_path}: fold {card['fold']}, but this data makes {len(folds)} folds")
+        fold = folds[card["fold"]]
+        data = FoldData.build(
+            frame, card["feature_names"], fold, labels, int(card["window"]), card.get("normalization", "train_zscore")
+        )
+        if data.zscore is not None and not np.allclose(data.zscore.mean, card["zscore"]["mean"], rtol=1e-4, atol=1e-6):
+            raise ValueError(
+                f"{card_path}: fold {fold.index}'s training z-score on this data differs from the card's: these are "
+                "not the data (or the split) the fold was trained on"
+            )
+        settings = explain.ExplainSettings(**OmegaConf.to_container(cfg.explain_settings, resolve=True))
+        h = list(labels.horizons).index(int(card["primary_horizon"]))
+        result = explain.explain_fold(model, data, card["features"], labels, h, settings, frame)
+        files = explain.write(od.tmp, result, f"{card['model']} fold {fold.index}")
+        result["mlflow_run_id"] = None
+        if run_id and uri:
+            import mlflow.tracking
+
+            client = mlflow.tracking.MlflowClient(uri)
+            for f in files:
+                client.log_artifact(run_id, str(f), "explain")
+            result["mlflow_run_id"] = run_id
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="explain")
+@reports_errors
+def _main(cfg: DictConfig) -> None:
+    r = run(cfg)
+    imp = r["importance"]
+    top = sorted(imp, key=lambda g: -imp[g]["logloss_rise"])[:5]
+    ranked = ", ".join(f"{g} {imp[g]['logloss_rise']:+.4f}" for g in top)
+    print(
+        f"explained {r['windows']} test windows at h={r['horizon']} in {r['seconds']:.1f} s; by log-loss rise: {ranked}"
+    )
+    where = f"; logged to run {r['mlflow_run_id']}" if r["mlflow_run_id"] else ""
+    print(f"wrote {cfg.output_dir}/explain.json and figures{where}")
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
