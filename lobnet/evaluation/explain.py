@@ -215,23 +215,21 @@ def attention_summary(model, X: np.ndarray, pred: np.ndarray, classes) -> list[d
     return out
 
 
-def learned_importance(summary: dict, sources_of: dict[str, int], groups: dict[str, list[int]]) -> dict | None:
+def learned_importance(learned: dict, sources_of: dict[str, int], groups: dict[str, list[int]]) -> dict | None:
     """A fitted logreg's coefficients (sum of |coefficient| over classes and design columns, standardised inputs)
-    or a gbdt's gains, summed by feature group, per horizon: the baselines' own reading, beside the permutations."""
-    out = []
-    for learned in summary.get("learned", []):
-        if "coef" in learned:
-            per_col = {c: float(np.abs(v).sum()) for c, v in learned["coef"].items()}
-        elif "gain" in learned:
-            per_col = {c: float(v) for c, v in learned["gain"].items()}
-        else:
-            return None
-        by_group = dict.fromkeys(groups, 0.0)
-        owner = {i: g for g, cols in groups.items() for i in cols}
-        for c, v in per_col.items():
-            by_group[owner[sources_of[c.split("@")[0]]]] += v
-        out.append({"kind": "abs_coef" if "coef" in learned else "gain", "by_group": by_group})
-    return {"per_horizon": out}
+    or a gbdt's gains at one horizon (``learned``: its entry of the baseline's summary), summed by feature group:
+    the baselines' own reading, beside the permutations. None for baselines with neither."""
+    if "coef" in learned:
+        kind, per_col = "abs_coef", {c: float(np.abs(v).sum()) for c, v in learned["coef"].items()}
+    elif "gain" in learned:
+        kind, per_col = "gain", {c: float(v) for c, v in learned["gain"].items()}
+    else:
+        return None
+    owner = {i: g for g, cols in groups.items() for i in cols}
+    by_group = dict.fromkeys(groups, 0.0)
+    for c, v in per_col.items():
+        by_group[owner[sources_of[c.split("@")[0]]]] += v
+    return {"kind": kind, "by_group": by_group}
 
 
 def explain_fold(
@@ -279,7 +277,8 @@ def explain_fold(
             return model.predict_inputs(Zp)[:, h]
 
         result["importance"] = permutation_importance(predict, Z, sources, y, groups, classes, block, s)
-        result["learned"] = learned_importance(model.summary(), {n: i for i, n in enumerate(names)}, groups)
+        learned = model.summary()["learned"][h]
+        result["learned"] = learned_importance(learned, {n: i for i, n in enumerate(names)}, groups)
         result["seconds"] = time.perf_counter() - t0
         return result
     model.eval()
