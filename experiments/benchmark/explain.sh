@@ -20,7 +20,7 @@ esac
 OUT=$(realpath -m "${OUT:-runs/benchmark_explain}")
 DB=sqlite:///$OUT/mlflow.db
 JOBS=${JOBS:-2}
-MODELS="deeplob hybrid transformer tcn lstm logreg gbdt"
+MODELS="logreg deeplob hybrid transformer tcn lstm gbdt"  # logreg first: alone, it prepares the cache
 EXTRA=()
 TAB=()  # overrides of the tabular baselines
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -49,7 +49,7 @@ job() {  # MODEL: one lobnet-train with explain=true, its log in OUT/logs
 t0=$(date +%s)
 echo "benchmark explain on $set_: started $(date -u +%FT%TZ)"
 first=${MODELS%% *}
-job "$first" > "$OUT/jobs-0.sh"  # alone: it prepares the cache and creates the MLflow store
+job "$first" > "$OUT/jobs-0.sh"  # alone: it prepares the cache and creates the MLflow store, which parallel jobs would race on
 bash "$OUT/jobs-0.sh"
 for m in ${MODELS#* }; do job "$m"; done > "$OUT/jobs-1.sh"
 xargs -P "$JOBS" -d '\n' -I{} bash -c {} < "$OUT/jobs-1.sh"
