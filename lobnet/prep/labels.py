@@ -71,9 +71,14 @@ class LabelConfig:
         return (DOWN, UP) if self.binary else (DOWN, FLAT, UP)
 
     def logit_mask(self) -> np.ndarray:
-        """Added to a model's three logits: 0 for the label's classes, -inf for the flat class when ``binary``, so
-        the softmax and the cross-entropy run over up and down alone."""
-        return np.array([0.0 if c in self.classes else -np.inf for c in (DOWN, FLAT, UP)], dtype=np.float32)
+        """:func:`logit_mask` of the label's classes."""
+        return logit_mask(self.classes)
+
+
+def logit_mask(classes: tuple[int, ...]) -> np.ndarray:
+    """Added to a model's three logits: 0 for the label's ``classes``, -inf for a class it never takes (the flat
+    class of binary labels), so that the softmax and the cross-entropy run over the label's classes alone."""
+    return np.array([0.0 if c in classes else -np.inf for c in (DOWN, FLAT, UP)], dtype=np.float32)
 
 
 def _same_day(offset: int) -> pl.Expr:

@@ -183,19 +183,19 @@ def _up_to_date(out: Path, key: str) -> dict | None:
 
 def _write_prepared(tmp: Path, events, meta, key, features, labels, split, window, t0):
     bars = "close" in events.columns  # a bars table (lobnet.data.bars) rather than a book's events
+    where = meta["files"][0] if meta["files"] else meta["reader"]
     if bars != (features.source == "bars"):
         have, want = ("bars", "features=bars") if bars else ("book events", "book feature groups")
         raise ValueError(
-            f"{meta['files'][0] if meta['files'] else meta['reader']}: the data are {have}, and feature groups "
-            f"{list(features.groups)} read {features.source}; use {want}"
+            f"{where}: the data are {have}, and feature groups {list(features.groups)} read {features.source}; "
+            f"use {want}"
         )
-    if bars and (most := int(events.group_by("symbol", "date").len()["len"].max() or 0)) < window + max(
-        labels.horizons
-    ):
+    most = int(events.group_by("symbol", "date").len()["len"].max() or 0) if bars else 0
+    if bars and most < window + max(labels.horizons):
         raise ValueError(
-            f"{meta['files'][0] if meta['files'] else meta['reader']}: at most {most} bars per session, and a window "
-            f"of {window} bars with a horizon of {max(labels.horizons)} needs more: windows and labels stay within a "
-            "session, so they need intraday bars (daily bars go through lobnet-statarb)"
+            f"{where}: at most {most} bars per session, and a window of {window} bars with a horizon of "
+            f"{max(labels.horizons)} needs more: windows and labels stay within a session, so they need intraday "
+            "bars (daily bars go through lobnet-statarb)"
         )
     levels = n_levels(events)
     params = features.params(levels)

@@ -15,6 +15,7 @@ import torch
 
 from lobnet.evaluation.metrics import classification_metrics, forecast_positions, trading_metrics
 from lobnet.models import LOBModel
+from lobnet.prep.labels import logit_mask
 from lobnet.train.losses import LobLoss
 
 
@@ -48,10 +49,8 @@ class LOBModule(L.LightningModule):
         super().__init__()
         self.model, self.loss_fn = model, loss
         self.classes = tuple(classes)
-        # added to the logits: -inf for a class the labels never take (binary labels' flat), so the softmax and the
-        # cross-entropy run over the label's classes only; not a parameter, not saved
-        mask = torch.tensor([0.0 if c in self.classes else float("-inf") for c in range(3)])
-        self.register_buffer("logit_mask", mask, persistent=False)
+        # added to the logits (lobnet.prep.labels.logit_mask); not a parameter, not saved
+        self.register_buffer("logit_mask", torch.from_numpy(logit_mask(self.classes)), persistent=False)
         self.horizons = tuple(horizons)
         self.optimizer, self.cost = optimizer or OptimizerSettings(), cost
         self.events_per_day, self.seed = events_per_day, seed
