@@ -3,7 +3,7 @@
 
 Per symbol and model, over the test days of every fold and the seeds: accuracy, F1 of each class and their mean
 (macro-F1, the two classes' F1 averaged), MCC, the share of up minutes, and the confusion matrix summed over the
-folds (averaged over the seeds); the LSTM's training and validation loss per epoch (seed 0, every fold), read
+folds (averaged over the seeds); the LSTM's training and validation loss at the end of each epoch (seed 0, every fold; x: the training step), read
 through MLflow; and lobnet-compare's table copied beside them. Writes ``metrics.csv``, ``confusion.csv``,
 ``tables.md``, ``loss_curves.png`` and ``comparison.md`` to RESULTS_DIR."""
 
@@ -75,8 +75,8 @@ def loss_curves(client, runs: list[dict], path: Path) -> None:
                 h = sorted(client.get_metric_history(r["run_id"], key), key=lambda m: m.step)
                 ax.plot([m.step for m in h], [m.value for m in h], style, label=f"fold {r['fold']} {key[:-5]}")
         ax.axhline(np.log(2), color="grey", lw=0.8)  # the loss of a coin flip
-        ax.set_title(f"{sym}: LSTM loss per epoch (seed 0)", fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.set_title(f"{sym}: LSTM loss, one point per epoch (seed 0)", fontsize=9)
+        ax.set_xlabel("training step (batches)")
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
