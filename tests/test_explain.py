@@ -147,3 +147,20 @@ def test_baselines_are_explained_by_permutation_and_by_what_they_learned(tmp_pat
     assert learned["kind"] == "abs_coef"
     assert set(learned["by_group"]) == set(e["importance"]) and sum(learned["by_group"].values()) > 0
     assert any(v["logloss_rise"] != 0 for v in e["importance"].values())
+
+    # lobnet-explain on the baseline's fold run: refitted from the run's config, checked, the same reading
+    from lobnet.cli import explain as explain_cli
+
+    data = [o for o in _overrides(tmp_path) if o.startswith("data")]
+    common = [*data, f"cache_dir={tmp_path.parent / 'cache'}", f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    a = explain_cli.run(
+        _compose("explain", [f"checkpoint=runs:/{fold.info.run_id}", f"output_dir={tmp_path / 'ex'}", *common, *SMALL])
+    )
+    assert a["importance"] == e["importance"] and a["mlflow_run_id"] == fold.info.run_id
+    other = [o.replace("data.events=12000", "data.events=11000") for o in common]
+    with pytest.raises(ValueError, match="not the data"):
+        explain_cli.run(
+            _compose(
+                "explain", [f"checkpoint=runs:/{fold.info.run_id}", f"output_dir={tmp_path / 'e2'}", *other, *SMALL]
+            )
+        )
