@@ -112,22 +112,33 @@ def _baseline_run(ref: str, uri: str, tmp: Path):
     return run_id, OmegaConf.load(path), int(run.data.tags[Tag.FOLD])
 
 
+def _fields(node, *drop: str) -> dict:
+    """A config group's own fields, without Hydra's ``_target_`` / ``_partial_`` (and ``drop``)."""
+    return {
+        k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if not k.startswith("_") and k not in drop
+    }
+
+
 def _explain_baseline(cfg: DictConfig, run_id: str, train_cfg, fold_index: int, out: Path, tmp: Path) -> dict:
     """Refit a baseline's fold from its training config on the given data, check it against the fold's logged test
     predictions, and explain it."""
     import dataclasses
 
     import mlflow.tracking
-    from hydra.utils import instantiate
 
     from lobnet.card import primary_horizon
     from lobnet.evaluation import explain, predictions
+    from lobnet.features import FeatureSpec
+    from lobnet.models import build_model
     from lobnet.models.baselines import TabularView
+    from lobnet.prep.labels import LabelConfig
     from lobnet.prep.prepared import prepare
     from lobnet.prep.windows import FoldData
 
-    features = instantiate(train_cfg.features, _convert_="all")
-    labels = instantiate(train_cfg.labels, _convert_="all")
+    # built from their fields, never by instantiating the downloaded config's _target_s: anyone who can write to the
+    # tracking server's artifacts could otherwise name any callable there
+    features = FeatureSpec(**_fields(train_cfg.features))
+    labels = LabelConfig(**_fields(train_cfg.labels))
     window = int(train_cfg.window)
     prepared = prepare(
         data=OmegaConf.to_container(cfg.data, resolve=True),
@@ -144,7 +155,8 @@ def _explain_baseline(cfg: DictConfig, run_id: str, train_cfg, fold_index: int, 
     fold = folds[fold_index]
     names = summary["feature_names"]
     data = FoldData.build(frame, names, fold, labels, window, train_cfg.normalization)
-    model = instantiate(train_cfg.model)(n_features=len(names), n_horizons=len(labels.horizons))
+    fields = _fields(train_cfg.model, "name")
+    model = build_model(str(train_cfg.model.name), n_features=len(names), n_horizons=len(labels.horizons), **fields)
     view = TabularView(frame, data, model.cfg.memories if model.needs_table else ())
     model.fit(view, int(train_cfg.seed) + fold.index, bool(train_cfg.loss.class_weights))
     client = mlflow.tracking.MlflowClient(cfg.tracking_uri)

@@ -192,12 +192,11 @@ def _by_class(values: np.ndarray, pred: np.ndarray, classes) -> dict[str, list]:
 def attention_summary(model, X: np.ndarray, pred: np.ndarray, classes) -> list[dict] | None:
     """Per layer: the last query's weights by lag, (heads, W) averaged over the windows (``head_lag``), overall and
     per predicted class, the mean over heads (``lag_profile``) and each head's mean lag."""
-    maps = attention_weights(model, torch.from_numpy(X[:1]))
-    if not maps:
-        return None
     layers = None
     for i in range(0, len(X), 128):
         got = attention_weights(model, torch.from_numpy(np.ascontiguousarray(X[i : i + 128])))
+        if not got:
+            return None  # no attention layers
         last = [m[:, :, -1, :].flip(-1).numpy() for m in got]  # (B, heads, W), lag 0 first
         layers = last if layers is None else [np.concatenate([a, b]) for a, b in zip(layers, last, strict=True)]
     out = []

@@ -197,6 +197,7 @@ class Replay:
         self.alpha = float(card["alphas"][self.horizon_index])
         self.target = compute_targets(events, labels, params)[labels.target(k)].to_numpy().astype(float)
         self.y = classify(self.target, self.alpha, labels.binary)
+        self.logit_mask = labels.logit_mask()  # binary labels: the flat class is never forecast
         c0 = max(self.start + self.window - 1, min(s.calibration_events, self.n))
         scored = np.zeros(self.n, dtype=bool)
         scored[c0:] = True
@@ -242,9 +243,12 @@ def _timed_replay(r: Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return t_feat, t_inf
 
 
-def run_step(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def run_step(
+    md: ModelDir, r: Replay, s: StreamSettings, positions: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The step engine: (feature ns, inference ns, logits (n, H, 3), positions (n, H)), NaN before the model's
-    first event."""
+    first event; the positions are kept only when asked (the traded signal), so that a class-traded model's
+    timed loop copies nothing it does not use."""
     step = StepRunner(md.step, s.providers, s.threads)
     out = np.full((r.n, *step.logits.shape[1:]), np.nan, np.float32)
     pos = np.full((r.n, *step.position.shape[1:]), np.nan, np.float32)
@@ -253,14 +257,20 @@ def run_step(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np
     def infer(i):
         step()  # the feature update wrote this event's normalised row into the bound input
         out[i] = logits[0]
+
+    def infer_with_position(i):
+        step()
+        out[i] = logits[0]
         pos[i] = position[0]
 
-    return (*_timed_replay(r, infer, step.row), out, pos)
+    return (*_timed_replay(r, infer_with_position if positions else infer, step.row), out, pos)
 
 
-def run_window(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def run_window(
+    md: ModelDir, r: Replay, s: StreamSettings, positions: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The full-window engine: the normalised row into a ring buffer, ``model.onnx`` on the last W rows (on the
-    rows so far while fewer than W, from 8)."""
+    rows so far while fewer than W, from 8); outputs as :func:`run_step`'s."""
     sess = session(md.path / "model.onnx", s.providers, s.threads)
     W, F = r.window, len(r.names)
     H = len(md.card["horizons"])
@@ -289,7 +299,8 @@ def run_window(md: ModelDir, r: Replay, s: StreamSettings) -> tuple[np.ndarray, 
             b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + first * row_bytes)
             run(arg, None)
             out[i] = logits[0]
-            pos[i] = position[0]
+            if positions:
+                pos[i] = position[0]
 
     return (*_timed_replay(r, infer, z), out, pos)
 
@@ -451,9 +462,9 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         t0 = time.perf_counter()
         position = None  # the model's position head at the primary horizon, when it is the traded signal
         if name == "onnx_step":
-            tf, ti, logits, pos = run_step(md, r, s)
+            tf, ti, logits, pos = run_step(md, r, s, head == "position")
         elif name == "onnx_window":
-            tf, ti, logits, pos = run_window(md, r, s)
+            tf, ti, logits, pos = run_window(md, r, s, head == "position")
         elif name in ("ew_ofi", "ew_regression"):
             tf, ti, cls = run_factors(r, s, name)
             logits = None
@@ -466,7 +477,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
                 position = np.nan_to_num(pos[:, primary])
                 cls = np.where(none, -1, sign_classes(position, 0.0))
             else:
-                cls = np.where(none, -1, np.nan_to_num(logits[:, primary]).argmax(-1))
+                cls = np.where(none, -1, (np.nan_to_num(logits[:, primary]) + r.logit_mask).argmax(-1))
             result["parity"][name] = _parity(logits, pos, reference(md, r, s, name), s.parity_tolerance, head)
         preds[name] = cls
         m = r.start  # model events only: the warm-up events run the feature update alone
