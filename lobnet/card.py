@@ -21,6 +21,7 @@ PARITY_WINDOWS = "parity_windows.npy"  # a few real test windows, normalised, fo
 PARITY_SEQUENCE = "parity_sequence.npy"  # 3 W consecutive normalised test rows, for the step's parity
 FOLD_FILES = {"checkpoint": BEST, "card": CARD, "windows": PARITY_WINDOWS, "sequence": PARITY_SEQUENCE}
 WEIGHTS = "weights.pt"  # an export's torch weights (the streamer's batch reference)
+NATIVE = "model_native.npz"  # an export's packed weights for the native step engine (lobnet.live.native)
 REQUIRED = ("model", "config", "feature_names", "horizons", "window")  # what rebuilding and exporting need
 STREAMING = (*REQUIRED, "zscore", "alphas", "features", "labels")  # and what the streamer needs beyond them
 

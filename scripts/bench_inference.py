@@ -8,8 +8,10 @@ For each architecture (untrained weights: latency does not depend on them), time
 * ``torch_window``: torch eager, the full (1, W, F) window (``torch.inference_mode``, one thread);
 * ``onnx_window``: ``model.onnx`` on the same window, inputs and outputs bound once (IOBinding);
 * ``onnx_step``: ``model_step.onnx`` through the streamer's :class:`~lobnet.live.runtime.StepRunner`;
+* ``native_step``: the same step compiled with numba (:class:`~lobnet.live.native.NativeStep`);
 * ``stream_e2e``: the streamer's hot loop on the built-in synthetic day (level 10): the compiled per-event feature
-  update and z-score into the bound input, then the step (the full window for DeepLOB, which has no step graph);
+  update and z-score into the bound input, then the ONNX step (the full window for DeepLOB, which has no step
+  graph); ``native_e2e``: the same loop with the native step;
 
 plus the floor of one ONNX Runtime call from Python (an Identity graph on one feature row, bound the same way) and
 of one more node (a chain of ReLUs on that row, against the Identity),
@@ -208,6 +210,7 @@ def main() -> None:
     from lobnet.features import FeatureParams, feature_names
     from lobnet.features.incremental import IncrementalFeatures
     from lobnet.live.export import export_step, export_window
+    from lobnet.live.native import NativeStep
     from lobnet.live.runtime import StepRunner, session
     from lobnet.models import build_model
     from lobnet.models.streaming import StepModule, has_step
@@ -297,21 +300,33 @@ def main() -> None:
                 r["step_nodes"] = optimized_nodes(spath)
                 r["step_weights_kb"] = weights_kb(spath)
                 run, row = step, step.row
+                native = NativeStep.from_step(StepModule(model, span=W))
+                native.x[:] = step.x
+                plan.add(r, "native_step", native, a.iters)
                 for b in a.step_batches:  # b symbols' events in one call, each symbol its own state
                     batched = StepRunner(export_step(StepModule(model, span=W), tmp / f"{name}_step_{b}.onnx", b))
                     batched.x[:] = rng.standard_normal(batched.x.shape)
                     bplan.add(r, f"onnx_step_batch_{b}", batched, max(a.iters // b, 10 * a.rounds))
+                    nb = NativeStep.from_step(StepModule(model, span=W), batch=b)
+                    nb.x[:] = batched.x
+                    bplan.add(r, f"native_step_batch_{b}", nb, max(a.iters // b, 10 * a.rounds))
             else:
-                run, row = win, xw[0, -1]
-            k = iter(range(10**9))
-            fe, se = np.zeros(F), np.zeros(feats.n_slots)  # each loop its own feature state
+                run, row, native = win, xw[0, -1], None
 
-            def e2e(run=run, row=row, k=k, f=fe, s=se):
-                i = next(k) % n
-                compiled(X[i], f, s, i == 0, mean, std, row)
-                run()
+            def e2e(run, row):
+                k = iter(range(10**9))
+                f, s = np.zeros(F), np.zeros(feats.n_slots)  # each loop its own feature state
 
-            plan.add(r, "stream_e2e", e2e, a.iters)
+                def loop():
+                    i = next(k) % n
+                    compiled(X[i], f, s, i == 0, mean, std, row)
+                    run()
+
+                return loop
+
+            plan.add(r, "stream_e2e", e2e(run, row), a.iters)
+            if native is not None:
+                plan.add(r, "native_e2e", e2e(native, native.row), a.iters)
             results["archs"][name] = r
 
         for name, fields in a.scan:  # the same step at other sizes: what the width buys, against the nodes' floor
@@ -324,6 +339,9 @@ def main() -> None:
             r = {"n_params": model.n_params(), "step_nodes": optimized_nodes(spath)}
             r["step_weights_kb"] = weights_kb(spath)
             plan.add(r, "onnx_step", step, a.iters)
+            native = NativeStep.from_step(StepModule(model, span=W))
+            native.x[:] = step.x
+            plan.add(r, "native_step", native, a.iters)
             results["scan"][spec] = r
 
         print(f"timing {len(plan.items)} items in {a.rounds} interleaved rounds", flush=True)
@@ -338,6 +356,7 @@ def main() -> None:
         for name, r in results["archs"].items():
             if "onnx_step" in r:
                 r["window_over_step"] = r["onnx_window"]["p50_us"] / r["onnx_step"]["p50_us"]
+                r["window_over_native"] = r["onnx_window"]["p50_us"] / r["native_step"]["p50_us"]
             print(name, json.dumps(r), flush=True)
 
     results["settings"] = {
@@ -377,25 +396,65 @@ def _batch_header(title: str, batches: list[int], last: str = "") -> list[str]:
     return ["", f"| {title} | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
 
 
+# the per-event targets, end to end (feature update + step), one thread: (engine, p50 µs, p99 µs) by model; and
+# every step at least STEP_OVER_WINDOW times faster than its full-window graph (p50)
+TARGETS = {
+    "native_e2e": {m: (8.0, 20.0) for m in ("lstm", "tcn", "transformer", "hybrid")},
+    "stream_e2e": {"lstm": (25.0, 60.0), "tcn": (25.0, 60.0), "transformer": (None, 100.0), "hybrid": (25.0, 60.0)},
+}
+STEP_OVER_WINDOW = 10.0
+
+
+def targets(res: dict) -> list[str]:
+    """The run against :data:`TARGETS`: each figure, its target, met or missed."""
+
+    def cell(value: float, target: float | None) -> str:
+        if target is None:
+            return f"{value:.1f} (none)"
+        return f"{value:.1f} ({target:g}): {'met' if value <= target else 'missed'}"
+
+    lines = [
+        "",
+        "| against the targets | p50 µs (target) | p99 µs (target) | window / step p50 (target 10x) |",
+        "|---|---|---|---|",
+    ]
+    for engine, by_model in TARGETS.items():
+        label = "native step" if engine == "native_e2e" else "ONNX step"
+        ratio = "window_over_native" if engine == "native_e2e" else "window_over_step"
+        for name, (p50, p99) in by_model.items():
+            r = res["archs"].get(name, {})
+            if engine not in r:
+                continue
+            x = r[ratio]
+            met = "met" if x >= STEP_OVER_WINDOW else "missed"
+            lines.append(
+                f"| {name}, {label}, end to end | {cell(r[engine]['p50_us'], p50)} | "
+                f"{cell(r[engine]['p99_us'], p99)} | {x:.1f}x: {met} |"
+            )
+    return lines
+
+
 def table(res: dict) -> str:
     s = res["settings"]
     lines = [
         f"Per-event latency, µs (p50 / p99), window {s['window']}, {s['n_features']} features, one thread, "
         f"{s['iters']} calls each; {s['machine']}",
         "",
-        "| model | params | torch window | ONNX window | ONNX step | step nodes | step KiB | window / step (p50) "
-        "| end-to-end stream |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | params | torch window | ONNX window | ONNX step | native step | step nodes | step KiB "
+        "| window / step (p50) | window / native (p50) | end-to-end, ONNX step | end-to-end, native step |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     for name, r in res["archs"].items():
         ratio = f"{r['window_over_step']:.1f}x" if "window_over_step" in r else "- (full-window fallback)"
+        native = f"{r['window_over_native']:.1f}x" if "window_over_native" in r else "-"
         kib = f"{r['step_weights_kb']:.0f}" if "step_weights_kb" in r else "-"
         lines.append(
             f"| {name} | {r['n_params']:,} | {p50_p99(r['torch_window'])} | {p50_p99(r['onnx_window'])} | "
-            f"{p50_p99(r.get('onnx_step'))} | {r.get('step_nodes', '-')} | {kib} | {ratio} | "
-            f"{p50_p99(r['stream_e2e'])} |"
+            f"{p50_p99(r.get('onnx_step'))} | {p50_p99(r.get('native_step'))} | {r.get('step_nodes', '-')} | "
+            f"{kib} | {ratio} | {native} | {p50_p99(r['stream_e2e'])} | {p50_p99(r.get('native_e2e'))} |"
         )
+    lines += targets(res)
     if batches := _batch_sizes(res, "window"):
         lines += _batch_header(
             "full window on B symbols at once: µs per symbol (p50 / B)", batches, "ONNX step, one symbol"
@@ -407,20 +466,21 @@ def table(res: dict) -> str:
     if batches := _batch_sizes(res, "step"):
         lines += _batch_header("step for B symbols in one call: µs per call (p50), per symbol in brackets", batches)
         for name, r in res["archs"].items():
-            if "onnx_step" in r:
-                calls = [(1, r["onnx_step"])] + [(b, r[f"onnx_step_batch_{b}"]) for b in batches]
-                cells = [f"{d['p50_us']:.0f} ({d['p50_us'] / b:.2f})" for b, d in calls]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            for engine in ("onnx_step", "native_step"):
+                if engine in r:
+                    calls = [(1, r[engine])] + [(b, r[f"{engine}_batch_{b}"]) for b in batches]
+                    cells = [f"{d['p50_us']:.0f} ({d['p50_us'] / b:.2f})" for b, d in calls]
+                    lines.append(f"| {name}, {engine.replace('_', ' ')} | " + " | ".join(cells) + " |")
     if res.get("scan"):
         lines += [
             "",
-            "| step at another size (--scan) | params | ONNX step | step nodes | step KiB |",
-            "|---|---:|---:|---:|---:|",
+            "| step at another size (--scan) | params | ONNX step | native step | step nodes | step KiB |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for spec, r in res["scan"].items():
             lines.append(
-                f"| {spec} | {r['n_params']:,} | {p50_p99(r['onnx_step'])} | {r['step_nodes']} | "
-                f"{r['step_weights_kb']:.0f} |"
+                f"| {spec} | {r['n_params']:,} | {p50_p99(r['onnx_step'])} | {p50_p99(r.get('native_step'))} | "
+                f"{r['step_nodes']} | {r['step_weights_kb']:.0f} |"
             )
     lines += ["", "| floor | p50 / p99 µs |", "|---|---:|"]
     for name, d in res["floor"].items():

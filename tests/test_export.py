@@ -44,9 +44,13 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
     assert rep["max_abs_diff_window"] <= 1e-5 and rep["mlflow_run_id"]
     if name == "deeplob":  # the documented full-window fallback
         assert rep["step"] == "window_fallback" and not (tmp_path / "export" / "model_step.onnx").exists()
+        assert "native" not in rep and not (tmp_path / "export" / "model_native.npz").exists()
     else:
         assert rep["step"] == "model_step.onnx" and rep["max_abs_diff_step"] <= 1e-5
         assert rep["max_abs_diff_step_sequence"] <= 1e-5
+        # the native step against the full-window graph and the step graph on the real events
+        assert rep["native"] == "model_native.npz" and rep["max_abs_diff_native"] <= 1e-5
+        assert (tmp_path / "export" / "model_native.npz").exists()
         # the step for 3 symbols per call, each stream held to the one-stream step on real events
         assert rep["step_batches"]["3"]["max_abs_diff"] <= 1e-5
         assert (tmp_path / "export" / "model_step_b3.onnx").exists()

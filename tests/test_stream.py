@@ -62,11 +62,16 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
     assert r["parity_ok"], r["parity"]
     engines = r["engines"]
     if name == "deeplob":  # no step graph: the full window is its streaming path
-        assert "onnx_step" not in engines and r["step"] == "window_fallback"
+        assert "onnx_step" not in engines and "native_step" not in engines and r["step"] == "window_fallback"
+        assert r["signal"] == "onnx_window"
     else:
-        p = r["parity"]["onnx_step"]
-        assert p["events"] == 600 and p["max_abs_diff_logits"] <= 1e-4 and p["same_classes"]
+        for e in ("onnx_step", "native_step"):  # both step engines against the batch pipeline
+            p = r["parity"][e]
+            assert p["events"] == 600 and p["max_abs_diff_logits"] <= 1e-4 and p["same_classes"], e
         assert 0.0 <= r["parity"]["step_vs_window_class_agreement"] <= 1.0
+        assert r["signal"] == "native_step"
+        n, o = engines["native_step"], engines["onnx_step"]  # the same forecasts, so the same trades
+        assert n["macro_f1"] == o["macro_f1"] and n["signal"] == o["signal"] == "class head"
     assert r["parity"]["onnx_window"]["parity"]
     for e in ("onnx_window", "ew_ofi", "ew_regression"):
         stats = engines[e]
@@ -260,3 +265,16 @@ def test_stream_replays_level_one_ticks_with_parity(tmp_path):
     )
     assert r["symbol"] == "AIG" and r["parity_ok"], r["parity"]
     assert r["parity"]["onnx_step"]["events"] == 600
+
+
+def test_the_streams_signal_is_the_engine_asked_for_or_the_first_model_engine_that_ran():
+    from lobnet.live.replay import signal_engine
+
+    ran = ["onnx_step", "onnx_window", "ew_ofi"]
+    assert signal_engine("auto", ["native_step", *ran]) == "native_step"
+    assert signal_engine("auto", ["ew_ofi", "onnx_window"]) == "onnx_window"  # a model without a step graph
+    assert signal_engine("ew_ofi", ran) == "ew_ofi"
+    with pytest.raises(ValueError, match="native_step.*did not run"):
+        signal_engine("native_step", ran)
+    with pytest.raises(ValueError, match="needs one of the model engines"):
+        signal_engine("auto", ["ew_ofi", "ew_regression"])

@@ -3,9 +3,9 @@
 
 Per symbol and model, over the test days of every fold and the seeds: accuracy, F1 of each class and their mean
 (macro-F1, the two classes' F1 averaged), MCC, the share of up minutes, and the confusion matrix summed over the
-folds (averaged over the seeds); the LSTM's training and validation loss at the end of each epoch (seed 0, every fold; x: the training step), read
-through MLflow; and lobnet-compare's table copied beside them. Writes ``metrics.csv``, ``confusion.csv``,
-``tables.md``, ``loss_curves.png`` and ``comparison.md`` to RESULTS_DIR."""
+folds (averaged over the seeds); the LSTM's training and validation loss at the end of each epoch (seed 0, every
+fold; x: the training step), read through MLflow; and lobnet-compare's table copied beside them. Writes
+``metrics.csv``, ``confusion.csv``, ``tables.md``, ``loss_curves.png`` and ``comparison.md`` to RESULTS_DIR."""
 
 from __future__ import annotations
 

@@ -15,15 +15,19 @@ The export fails loudly, writing nothing, unless:
   full-window graph on the events so far, at every event;
 * ``max_abs_diff_step_sequence``: over 3 W consecutive real events, the step graph equals the model run over
   them as one sequence;
+* ``max_abs_diff_native``: the native step engine (:mod:`lobnet.live.native`, weights in ``model_native.npz``)
+  equals the full-window graph on every prefix of real windows and the step graph over the 3 W real events,
+  each half from a reset;
 
 all within ``tolerance``.
 
     lobnet-export checkpoint=runs/train/run-.../fold_0/best.ckpt output_dir=DIR
 
-writes ``DIR/model.onnx``, ``DIR/model_step.onnx`` (absent for models that stream through the full-window
-fallback), ``DIR/model.json`` (architecture, feature list and spec, normalisation statistics, label rule,
-horizons, window), ``DIR/weights.pt`` (the torch weights, for the streamer's batch reference) and
-``DIR/export.json`` (parity figures).
+writes ``DIR/model.onnx``, ``DIR/model_step.onnx`` and ``DIR/model_native.npz`` (the native step's packed
+weights; both absent for models that stream through the full-window fallback), ``DIR/model.json``
+(architecture, feature list and spec, normalisation statistics, label rule, horizons, window),
+``DIR/weights.pt`` (the torch weights, for the streamer's batch reference) and ``DIR/export.json`` (parity
+figures).
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lobnet.card import CARD, FOLD_FILES, PARITY_SEQUENCE, PARITY_WINDOWS, WEIGHTS, load_model
+from lobnet.card import CARD, FOLD_FILES, NATIVE, PARITY_SEQUENCE, PARITY_WINDOWS, WEIGHTS, load_model
 from lobnet.io import OutputDir, check_output_dir
-from lobnet.live.parity import batch_parity, sequence_parity, step_parity, window_parity
+from lobnet.live.parity import batch_parity, native_parity, sequence_parity, step_parity, window_parity
 
 OPSET = 18
 TOLERANCE = 1e-5
@@ -167,6 +171,7 @@ def export_checkpoint(
 
 
 def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[int, ...] = ()) -> dict:
+    from lobnet.live.native import NativeStep  # numba, imported where it is used
     from lobnet.live.step_graph import STEP_OPSET
     from lobnet.models.streaming import StepModule, has_step
 
@@ -207,6 +212,15 @@ def _export(checkpoint: Path, out: Path, tolerance: float, step_batches: tuple[i
             if not worst <= tolerance:
                 raise ExportError(f"the step graph differs from the full-window model by {worst:.3g} > {tolerance:g}")
             sequence = windows[0] if sequence is None else sequence
+            native = NativeStep.from_step(step)
+            native.save(tmp / NATIVE, card)
+            report["native"] = NATIVE
+            report["max_abs_diff_native"] = native_parity(model, native, step_path, onnx_path, windows, sequence)
+            if not report["max_abs_diff_native"] <= tolerance:
+                raise ExportError(
+                    f"the native step differs from the ONNX graphs by {report['max_abs_diff_native']:.3g} > "
+                    f"{tolerance:g} on real events"
+                )
             report["step_batches"] = {}
             for b in step_batches:
                 path = export_step(step, tmp / f"model_step_b{b}.onnx", b)

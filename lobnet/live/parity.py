@@ -1,5 +1,6 @@
 """The export's parity checks: ONNX Runtime against torch on real windows, the step graph against the
-full-window graph at every event, over a real sequence, and the B-stream step against the one-stream step.
+full-window graph at every event, over a real sequence, the B-stream step against the one-stream step, and the
+native step against the full-window graph and the ONNX step.
 """
 
 from __future__ import annotations
@@ -74,10 +75,16 @@ def step_parity(model, step_path: str | Path, window_path: str | Path, windows: 
     """Largest |step - full window| over every event of real sequences: the step graph, started from its
     initial state at a window's first event, against the full-window graph on the events so far (torch where
     the prefix is shorter than the graph's minimum window of 8)."""
-    step_sess, win_sess = session(step_path), session(window_path)
+    step_sess = session(step_path)
+    return _prefix_parity(model, lambda seq: step_outputs(step_sess, seq), session(window_path), windows)
+
+
+def _prefix_parity(model, outputs, win_sess, windows: np.ndarray) -> float:
+    """Largest difference between ``outputs(seq)`` (a step's logits and positions over a sequence, from its
+    initial state) and the full-window graph on each prefix, over the first and last of ``windows``."""
     worst = 0.0
     for seq in (windows[0], windows[-1]):
-        logits, positions = step_outputs(step_sess, seq)
+        logits, positions = outputs(seq)
         for t in range(len(seq)):
             prefix = np.ascontiguousarray(seq[None, : t + 1], dtype=np.float32)
             if t + 1 >= 8:
@@ -99,3 +106,18 @@ def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: 
     logits, positions = step_outputs(session(step_path), sequence)
     ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), window))
     return max(float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
+
+
+def native_parity(model, native, step_path: str | Path, window_path: str | Path, windows, sequence) -> float:
+    """Largest difference of the native step (:class:`lobnet.live.native.NativeStep`) from the other graphs, on
+    real events: against the full-window graph on every prefix of two real windows (as :func:`step_parity`), and
+    against the ONNX step over the real parity sequence, its first and second halves each stepped from a reset, as
+    two days in a row (a reset that left any state behind would show on the second)."""
+    worst = _prefix_parity(model, native.outputs, session(window_path), windows)
+    step_sess = session(step_path)
+    half = len(sequence) // 2
+    for part in (sequence[:half], sequence[half:]):
+        logits, positions = native.outputs(part)  # reset, then the part
+        ref_logits, ref_pos = step_outputs(step_sess, part)
+        worst = max(worst, float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
+    return worst

@@ -7,6 +7,8 @@ function from the catalogue's own definitions (:meth:`~lobnet.features.increment
 which writes the normalised row into the engine's input buffer; then one engine:
 
 * ``onnx_step``: ``model_step.onnx`` with the state kept between calls;
+* ``native_step``: the same step compiled with numba (:mod:`lobnet.live.native`), from the weights the export
+  wrote beside the step graph (``model_native.npz``), checked against the model card when it is loaded;
 * ``onnx_window``: the normalised row into a ring buffer of the last W rows, then ``model.onnx`` on that window:
   what the research path computes, and the fallback for models without a step graph (DeepLOB);
 * ``ew_ofi`` and ``ew_regression``: the one-pass factor predictors: the sign of an EW mean of level-1 OFI
@@ -71,6 +73,7 @@ from lobnet.evaluation.backtest import (
 )
 from lobnet.features import FeatureSpec, compute_features, warmup
 from lobnet.features.incremental import IncrementalFeatures
+from lobnet.live.native import NativeStep
 from lobnet.live.runtime import StepRunner, ort_call, session
 from lobnet.online.baselines import flat_band, score, sign_classes
 from lobnet.online.estimators import EWMean, EWRegression, ew_mean
@@ -96,7 +99,12 @@ class StreamSettings:
     alpha_rls: float = 0.999  # forgetting factor of the EW regression
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     threads: int = 1
-    engines: list[str] = field(default_factory=lambda: ["onnx_step", "onnx_window", "ew_ofi", "ew_regression"])
+    engines: list[str] = field(
+        default_factory=lambda: ["native_step", "onnx_step", "onnx_window", "ew_ofi", "ew_regression"]
+    )
+    # the engine whose forecasts are the stream's signal (``signal`` in stream.json); auto: the first of
+    # native_step, onnx_step, onnx_window that ran (a model without a step graph streams through its window)
+    signal: str = "auto"
     # lobnet.evaluation.backtest.Costs fields, and charge_compute: whether each decision also waits for the engine's
     # measured time for that event
     backtest: dict = field(default_factory=dict)
@@ -112,12 +120,17 @@ class StreamSettings:
         return *backtest_settings(bt), charge_compute
 
 
+MODEL_ENGINES = ("native_step", "onnx_step", "onnx_window")  # the model's engines, in the order auto picks one
+STEP_ENGINES = ("native_step", "onnx_step")  # the step engines: the batch reference is the model over the sequence
+
+
 @dataclass
 class ModelDir:
     path: Path
     card: dict
     export: dict
     step: Path | None
+    native: Path | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> ModelDir:
@@ -140,7 +153,13 @@ class ModelDir:
         for graph in (p / "model.onnx", step):  # a damaged graph is named now, not after the data is read
             if graph is not None:
                 session(graph)
-        return cls(p, card, export, step)
+        native = None
+        if export.get("native"):
+            native = p / export["native"]
+            if not native.exists():
+                raise ModelDirError(f"{native}: missing, but export.json lists it")
+            NativeStep.load(native, card, p / CARD)  # refused now if its weights do not match the card
+        return cls(p, card, export, step, native)
 
     def torch_model(self):
         card_path, weights = self.path / CARD, self.path / WEIGHTS
@@ -244,12 +263,15 @@ def _timed_replay(r: Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def run_step(
-    md: ModelDir, r: Replay, s: StreamSettings, positions: bool = False
+    md: ModelDir, r: Replay, s: StreamSettings, positions: bool = False, native: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The step engine: (feature ns, inference ns, logits (n, H, 3), positions (n, H)), NaN before the model's
-    first event; the positions are kept only when asked (the traded signal), so that a class-traded model's
-    timed loop copies nothing it does not use."""
-    step = StepRunner(md.step, s.providers, s.threads)
+    """A step engine, ONNX Runtime's or (``native``) the compiled one: (feature ns, inference ns, logits
+    (n, H, 3), positions (n, H)), NaN before the model's first event; the positions are kept only when asked
+    (the traded signal), so that a class-traded model's timed loop copies nothing it does not use."""
+    if native:
+        step = NativeStep.load(md.native, md.card, md.path / CARD)
+    else:
+        step = StepRunner(md.step, s.providers, s.threads)
     out = np.full((r.n, *step.logits.shape[1:]), np.nan, np.float32)
     pos = np.full((r.n, *step.position.shape[1:]), np.nan, np.float32)
     logits, position = step.logits, step.position
@@ -356,7 +378,7 @@ def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np
     rows = np.arange(r.start, r.start + P)
     X = torch.from_numpy(r.normalised[r.start : r.start + P])
     with torch.no_grad():
-        if kind == "onnx_step":
+        if kind in STEP_ENGINES:
             logits, pos = sequence_outputs(model, X[None], r.window)
             return rows, logits[0].numpy(), pos[0].numpy()
         H = len(md.card["horizons"])
@@ -428,6 +450,8 @@ def replay_day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
 
 
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
+    if s.signal != "auto" and s.signal not in s.engines:
+        raise ValueError(f"stream.signal={s.signal!r} is not among stream.engines {list(s.engines)}")
     day = replay_day(events, s)
     r = Replay(md, day, s)
     primary = r.horizon_index  # the primary horizon's place among the outputs (H is their count elsewhere)
@@ -457,12 +481,12 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
     head = traded_head(md.card)
     result["traded_head"] = head
     for name in s.engines:
-        if name == "onnx_step" and md.step is None:
+        if (name == "onnx_step" and md.step is None) or (name == "native_step" and md.native is None):
             continue  # the window engine is this model's streaming path
         t0 = time.perf_counter()
         position = None  # the model's position head at the primary horizon, when it is the traded signal
-        if name == "onnx_step":
-            tf, ti, logits, pos = run_step(md, r, s, head == "position")
+        if name in STEP_ENGINES:
+            tf, ti, logits, pos = run_step(md, r, s, head == "position", native=name == "native_step")
         elif name == "onnx_window":
             tf, ti, logits, pos = run_window(md, r, s, head == "position")
         elif name in ("ew_ofi", "ew_regression"):
@@ -522,4 +546,18 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         both = (a >= 0) & (b >= 0) & (np.arange(r.n) >= r.start + r.window - 1)
         result["parity"]["step_vs_window_class_agreement"] = float(np.mean(a[both] == b[both])) if both.any() else None
     result["parity_ok"] = all(v["parity"] for k, v in result["parity"].items() if isinstance(v, dict))
+    result["signal"] = signal_engine(s.signal, list(result["engines"]))
     return result
+
+
+def signal_engine(wanted: str, ran: list[str]) -> str:
+    """The engine whose forecasts are the stream's signal: ``wanted``, which must have run, or for ``auto`` the
+    first model engine of :data:`MODEL_ENGINES` that ran."""
+    if wanted == "auto":
+        found = [e for e in MODEL_ENGINES if e in ran]
+        if not found:
+            raise ValueError(f"stream.signal=auto needs one of the model engines {list(MODEL_ENGINES)}; ran {ran}")
+        return found[0]
+    if wanted not in ran:
+        raise ValueError(f"stream.signal={wanted!r} did not run (engines run: {ran}); name one of them or auto")
+    return wanted

@@ -18,7 +18,8 @@ def table(result: dict) -> str:
     lines = [
         f"Streaming {result['model']} on {result['symbol']} {result['date']}: {result['events']:,} events, "
         f"window {result['window']}, horizon {result['primary_horizon']}, {result['settings']['threads']} thread; "
-        f"parity with the batch pipeline: {'yes' if result['parity_ok'] else 'NO'}",
+        f"parity with the batch pipeline: {'yes' if result['parity_ok'] else 'NO'}; the stream's signal: "
+        f"{result.get('signal', '-')}",
         "",
         "| engine | features p50 µs | inference p50 µs | total p50 µs | p90 | p99 | p99.9 | max | events/s "
         "| macro-F1 | accuracy |",
