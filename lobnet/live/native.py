@@ -178,7 +178,7 @@ def _gelu_(a, e):
 def lstm_step(x, w, m, s, cnt, out, tmp, ix):
     """One event of every stream b: x[b] (F,) normalised features; s[b] the state, (h, c) per layer; out[b] (4H,)
     the outputs. nn.LSTM's gate order: input, forget, cell, output."""
-    n_layers, hd = m[_NB], m[_C]
+    n_layers, hd, z = m[_NB], m[_C], m[_Z]
     gi, gf, gg, go = tmp[:hd], tmp[hd : 2 * hd], tmp[2 * hd : 3 * hd], tmp[3 * hd : 4 * hd]
     for b in range(x.shape[0]):
         inp, io, n_in = x[b], 0, m[_F]
@@ -186,9 +186,12 @@ def lstm_step(x, w, m, s, cnt, out, tmp, ix):
         for k in range(n_layers):
             r = _HEADER + 3 * k
             ho = 2 * k * hd
-            _affine(w, m[r], m[r + 2], n_in, 4 * hd, inp, io, tmp, 0, False, ix)
-            _affine(w, m[r + 1], -1, hd, 4 * hd, sb, ho, tmp, 0, True, ix)  # the previous h, before it is replaced
             h, c = sb[ho : ho + hd], sb[ho + hd : ho + 2 * hd]
+            # the layer's input and its previous h side by side (scratch region 1), against W_ih^T and W_hh^T,
+            # which the packing stores one after the other: one product for the four gates
+            tmp[z : z + n_in] = inp[io : io + n_in]
+            tmp[z + n_in : z + n_in + hd] = h
+            _affine(w, m[r], m[r + 2], n_in + hd, 4 * hd, tmp, z, tmp, 0, False, ix)
             # one array per loop: a loop over several that might overlap is not vectorised
             _sigmoid_(gi)
             _sigmoid_(gf)
@@ -450,11 +453,11 @@ def pack(step) -> tuple[str, np.ndarray, np.ndarray]:
         hd = lstm.hidden_size
         for k in range(lstm.num_layers):
             wih = p.add(getattr(lstm, f"weight_ih_l{k}").detach().T)
-            whh = p.add(getattr(lstm, f"weight_hh_l{k}").detach().T)
+            whh = p.add(getattr(lstm, f"weight_hh_l{k}").detach().T)  # right after W_ih^T: lstm_step reads both as one
             bias = p.add(getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}"))
             records += [wih, whh, bias]
         m[_NB], m[_C] = lstm.num_layers, hd
-        widths.append(4 * hd)
+        widths += [4 * hd, n_features + hd]
         state = 2 * lstm.num_layers * hd
         kind, c = "lstm", hd
     else:
