@@ -126,3 +126,18 @@ def test_the_kernels_exp_and_gelu_against_libm():
     g = a.copy()
     _gelu_(g, np.zeros_like(g))
     assert np.max(np.abs(g - exact) / np.maximum(1.0, np.abs(exact))) < 3e-7  # float32 rounding of the result
+
+
+def test_native_attention_late_in_a_long_day_equals_the_onnx_step(tmp_path):
+    """20,000 events from a day's start: the rings have wrapped hundreds of times and the rotary angles are large;
+    the native step still equals the ONNX step graph (itself held to the model in test_streaming.py)."""
+    from lobnet.live.export import export_step
+    from lobnet.live.parity import step_outputs
+    from lobnet.live.runtime import session
+
+    model = _model("hybrid", {"dt_index": 3, "tcn_levels": 1})
+    step = StepModule(model, span=W)
+    z = np.random.default_rng(3).standard_normal((20_000, F)).astype(np.float32)
+    ref_logits, ref_pos = step_outputs(session(export_step(step, tmp_path / "step.onnx")), z)
+    logits, positions = NativeStep.from_step(step).outputs(z)
+    assert np.abs(logits - ref_logits).max() <= TOL and np.abs(positions - ref_pos).max() <= TOL

@@ -63,13 +63,13 @@ def test_stream_equals_the_batch_pipeline_on_a_real_replay(tmp_path, exported, n
     engines = r["engines"]
     if name == "deeplob":  # no step graph: the full window is its streaming path
         assert "onnx_step" not in engines and "native_step" not in engines and r["step"] == "window_fallback"
-        assert r["signal"] == "onnx_window"
+        assert r["signal_engine"] == "onnx_window"
     else:
         for e in ("onnx_step", "native_step"):  # both step engines against the batch pipeline
             p = r["parity"][e]
             assert p["events"] == 600 and p["max_abs_diff_logits"] <= 1e-4 and p["same_classes"], e
         assert 0.0 <= r["parity"]["step_vs_window_class_agreement"] <= 1.0
-        assert r["signal"] == "native_step"
+        assert r["signal_engine"] == "native_step"
         n, o = engines["native_step"], engines["onnx_step"]  # the same forecasts, so the same trades
         assert n["macro_f1"] == o["macro_f1"] and n["signal"] == o["signal"] == "class head"
     assert r["parity"]["onnx_window"]["parity"]

@@ -78,10 +78,9 @@ def _affine(w, wo, bo, n_in, n_out, x, xo, y, yo, add, ix):
         for o in range(n_out):
             yv[o] += bv[o]
     nz = 0
-    for j in range(n_in):
-        if xv[j] != 0.0:
-            ix[nz] = j
-            nz += 1
+    for j in range(n_in):  # branch-free: whether a ReLU output is zero is a coin flip the predictor would miss
+        ix[nz] = j
+        nz += xv[j] != 0.0
     q = 0
     while q + 4 <= nz:
         j0, j1, j2, j3 = ix[q], ix[q + 1], ix[q + 2], ix[q + 3]

@@ -102,9 +102,9 @@ class StreamSettings:
     engines: list[str] = field(
         default_factory=lambda: ["native_step", "onnx_step", "onnx_window", "ew_ofi", "ew_regression"]
     )
-    # the engine whose forecasts are the stream's signal (``signal`` in stream.json); auto: the first of
+    # the engine whose forecasts are the stream's signal (``signal_engine`` in stream.json); auto: the first of
     # native_step, onnx_step, onnx_window that ran (a model without a step graph streams through its window)
-    signal: str = "auto"
+    signal_engine: str = "auto"
     # lobnet.evaluation.backtest.Costs fields, and charge_compute: whether each decision also waits for the engine's
     # measured time for that event
     backtest: dict = field(default_factory=dict)
@@ -450,8 +450,8 @@ def replay_day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
 
 
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
-    if s.signal != "auto" and s.signal not in s.engines:
-        raise ValueError(f"stream.signal={s.signal!r} is not among stream.engines {list(s.engines)}")
+    if s.signal_engine != "auto" and s.signal_engine not in s.engines:
+        raise ValueError(f"stream.signal_engine={s.signal_engine!r} is not among stream.engines {list(s.engines)}")
     day = replay_day(events, s)
     r = Replay(md, day, s)
     primary = r.horizon_index  # the primary horizon's place among the outputs (H is their count elsewhere)
@@ -546,7 +546,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         both = (a >= 0) & (b >= 0) & (np.arange(r.n) >= r.start + r.window - 1)
         result["parity"]["step_vs_window_class_agreement"] = float(np.mean(a[both] == b[both])) if both.any() else None
     result["parity_ok"] = all(v["parity"] for k, v in result["parity"].items() if isinstance(v, dict))
-    result["signal"] = signal_engine(s.signal, list(result["engines"]))
+    result["signal_engine"] = signal_engine(s.signal_engine, list(result["engines"]))
     return result
 
 
@@ -556,8 +556,10 @@ def signal_engine(wanted: str, ran: list[str]) -> str:
     if wanted == "auto":
         found = [e for e in MODEL_ENGINES if e in ran]
         if not found:
-            raise ValueError(f"stream.signal=auto needs one of the model engines {list(MODEL_ENGINES)}; ran {ran}")
+            raise ValueError(
+                f"stream.signal_engine=auto needs one of the model engines {list(MODEL_ENGINES)}; ran {ran}"
+            )
         return found[0]
     if wanted not in ran:
-        raise ValueError(f"stream.signal={wanted!r} did not run (engines run: {ran}); name one of them or auto")
+        raise ValueError(f"stream.signal_engine={wanted!r} did not run (engines run: {ran}); name one of them or auto")
     return wanted

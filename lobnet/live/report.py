@@ -19,7 +19,7 @@ def table(result: dict) -> str:
         f"Streaming {result['model']} on {result['symbol']} {result['date']}: {result['events']:,} events, "
         f"window {result['window']}, horizon {result['primary_horizon']}, {result['settings']['threads']} thread; "
         f"parity with the batch pipeline: {'yes' if result['parity_ok'] else 'NO'}; the stream's signal: "
-        f"{result.get('signal', '-')}",
+        f"{result.get('signal_engine', '-')}",
         "",
         "| engine | features p50 µs | inference p50 µs | total p50 µs | p90 | p99 | p99.9 | max | events/s "
         "| macro-F1 | accuracy |",
@@ -197,8 +197,13 @@ def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artif
     rid = run.info.run_id
     with failed_on_error(client, rid):
         params = {"model": clean["model"], "model_dir": clean["model_dir"], "events": clean["events"]}
-        params.update({"window": clean["window"], **clean["settings"]})
+        params.update({"window": clean["window"], **clean["settings"], "signal_engine": clean["signal_engine"]})
         metrics = {"parity_ok": float(clean["parity_ok"])}
+        sig = clean["engines"][clean["signal_engine"]]  # the stream's signal, under engine-free names
+        metrics.update({f"signal.total.{q}": sig["total"][q] for q in ("p50_us", "p99_us")})
+        metrics.update({f"signal.{key}": sig[key] for key in ("macro_f1", "accuracy")})
+        if "backtest" in sig:
+            metrics["signal.backtest.net"] = sig["backtest"]["net"]
         for name, e in clean["engines"].items():
             for part in ("features", "inference", "total"):
                 metrics.update({f"{name}.{part}.{q}": v for q, v in e[part].items()})
