@@ -70,7 +70,8 @@ def _demo(cfg: DictConfig, out: Path) -> None:
         rep = export_checkpoint(ckpt[-1], out / "export" / name)
         console.print(
             f"{name}: {out / 'export' / name}: max |ORT - torch| window {rep['max_abs_diff_window']:.1e}, "
-            f"step {rep.get('max_abs_diff_step', float('nan')):.1e} (<= {rep['tolerance']:g})"
+            f"step {rep.get('max_abs_diff_step', float('nan')):.1e}, native step "
+            f"{rep.get('max_abs_diff_native', float('nan')):.1e} (<= {rep['tolerance']:g})"
         )
         r = stream_cli.run(
             compose(
