@@ -105,7 +105,7 @@ def test_stream_executes_parent_orders_by_every_schedule_with_each_engines_forec
     ex = ["execution=twap", "execution.orders=6", "execution.events=500", "execution.quantity=500"]
     r = _stream(tmp_path, exported("lstm"), *ex, "mlflow.tracking_uri=null")
     saved = json.loads((tmp_path / "stream" / "execution.json").read_text())
-    engines = ["onnx_step", "onnx_window", "ew_ofi", "ew_regression"]
+    engines = ["native_step", "onnx_step", "onnx_window", "ew_ofi", "ew_regression"]
     assert list(saved["schedules"]) == ["immediate", "twap", *(f"forecast_{e}" for e in engines)]
     assert "not run" in saved["vwap"]  # one LOBSTER day: no earlier day to take a volume profile from
     for name, e in saved["schedules"].items():
@@ -114,7 +114,7 @@ def test_stream_executes_parent_orders_by_every_schedule_with_each_engines_forec
         assert e["shortfall_bps"] == pytest.approx(parts), name
         assert e["spread_bps"] > 0 and e["fees_bps"] > 0
     assert saved["schedules"]["twap"]["saving_vs_twap_bps"] == 0.0
-    assert len(saved["orders"]) == 6 * 6 and {o["side"] for o in saved["orders"]} == {1, -1}
+    assert len(saved["orders"]) == 6 * 7 and {o["side"] for o in saved["orders"]} == {1, -1}
     assert r["execution"]["schedules"].keys() == saved["schedules"].keys() and "orders" not in r["execution"]
     assert (tmp_path / "stream" / "execution.png").stat().st_size > 0
     assert "| forecast_ew_ofi |" in (tmp_path / "stream" / "stream.md").read_text()
@@ -189,6 +189,12 @@ def test_stream_rejects_a_feature_list_that_differs_from_the_data(tmp_path, expo
     card["feature_names"] = spec_feature_names(card["features"], bad / "model.json")
     card["config"]["n_features"] = len(card["feature_names"])
     (bad / "model.json").write_text(json.dumps(card))
+    # the export's native step weights no longer fit the card: refused when the directory is loaded
+    with pytest.raises(LobDataError, match=r"model_native.npz: its weights are for config .*'n_features': 35"):
+        _stream(tmp_path, bad)
+    export = json.loads((bad / "export.json").read_text())
+    del export["native"]  # as exported without the native step
+    (bad / "export.json").write_text(json.dumps(export))
     with pytest.raises(ModelDirError, match="10 book levels"):
         _stream(tmp_path, bad)
 
