@@ -5,11 +5,15 @@ and the response it is meant to predict (looking forward only to build the targe
 day, responses never reach past the end of their day.
 
 * **Liquidity**: x = best bid size + best ask size at each quote update (an event that changes the top of
-  book); factor = EW mean of x; response = x as it stands ``horizon_s`` seconds after the update.
+  book); factor = EW mean of x; response = x at the first update at or after ``horizon_s`` seconds later.
 * **Volatility**: mid changes on a grid of ``grid_s`` seconds (in ticks); factor = EW standard deviation of the
   changes; response = realised volatility (root mean square change per grid step) over the next ``horizon_s``.
-* **Pairs**: EW regression of mid A on mid B over the quote updates of either; factor = β0 + β1 mid_B - mid_A
-  (positive: A is cheap relative to B); response = PnL over the next ``horizon_s`` of long 1 A, short β1 B.
+* **Pairs**: EW regression of mid A on mid B over the quote updates of either (:func:`lobnet.prep.targets.merge_pair`);
+  factor = β0 + β1 mid_B - mid_A (positive: A is cheap relative to B); response = PnL from the update to the first
+  update at or after ``horizon_s`` seconds later of long 1 A, short β1 B.
+
+The responses are the regression targets of :mod:`lobnet.prep.targets`, the definitions the models are trained
+on too, evaluated on the factor's rows.
 
 Time clock and event clock: liquidity and pairs run on events, volatility on a fixed time grid; the same
 estimator objects serve both (:func:`sample_on_grid`).
@@ -23,10 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from lobnet.data.schema import DEFAULT_TICK, PRICE_SCALE, day_slices, first_of_day
+from lobnet.data.schema import DEFAULT_TICK, PRICE_SCALE, day_slices
 from lobnet.online.estimators import ew_mean, ew_regression, ew_var
+from lobnet.prep import targets
 
-NS = 1_000_000_000
+NS = targets.NS
 
 
 def effective_window(alpha: float) -> int:
@@ -60,27 +65,11 @@ def _per_day(fn, values: np.ndarray, days: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _value_after(times: np.ndarray, values: np.ndarray, horizon: int) -> np.ndarray:
-    """values as they stand at times + horizon (the last row at or before it), NaN past the last row."""
-    j = np.searchsorted(times, times + horizon, side="right") - 1
-    out = values[j].astype(float)
-    out[times + horizon > times[-1]] = np.nan
-    return out
-
-
 def _rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
     c = np.concatenate(([0.0], np.cumsum(x)))
     i = np.arange(1, len(x) + 1)
     lo = np.maximum(0, i - n)
     return (c[i] - c[lo]) / (i - lo)
-
-
-def top_of_book_updates(events: pl.DataFrame) -> pl.DataFrame:
-    """Events that change the best bid or ask (price or size), per symbol-day: the quote updates."""
-    book = ["bid_px_1", "bid_sz_1", "ask_px_1", "ask_sz_1"]
-    first = first_of_day()
-    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in book])
-    return events.filter((first | changed) & pl.col("bid_px_1").is_not_null() & pl.col("ask_px_1").is_not_null())
 
 
 def sample_on_grid(times: np.ndarray, values: np.ndarray, step_ns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,14 +86,12 @@ class LiquidityFactor:
     horizon_s: float = 10.0
 
     def problem(self, events: pl.DataFrame) -> FactorProblem:
-        q = top_of_book_updates(events)
-        x = (q["bid_sz_1"] + q["ask_sz_1"]).to_numpy().astype(float)
+        q = targets.top_of_book_updates(events)
+        x = targets.liquidity(q)
         times = q["time"].to_numpy()
         days = _days(q)
         h = int(self.horizon_s * NS)
-        response = np.empty(len(x))
-        for idx in days:
-            response[idx] = _value_after(times[idx], x[idx], h)
+        response = targets.liquidity_target(x, targets.horizon_rows(times, days, self.horizon_s, None))
         day = np.empty(len(x), dtype=np.int64)
         for d, idx in enumerate(days):
             day[idx] = d
@@ -132,27 +119,25 @@ class VolatilityFactor:
 
     def problem(self, events: pl.DataFrame) -> FactorProblem:
         step = int(self.grid_s * NS)
-        k = int(round(self.horizon_s / self.grid_s))
-        times_all, dmid_all, day_all = [], [], []
+        times_all, dmid_all, day_all, response_all = [], [], [], []
         for d, idx in enumerate(_days(events)):
             sub = events[idx]
             ok = sub["bid_px_1"].is_not_null() & sub["ask_px_1"].is_not_null()
             sub = sub.filter(ok)
             mid = ((sub["bid_px_1"] + sub["ask_px_1"]) / (2 * self.tick)).to_numpy()  # ticks
-            grid, m = sample_on_grid(sub["time"].to_numpy(), mid, step)
+            t = sub["time"].to_numpy()
+            grid, m = sample_on_grid(t, mid, step)
             times_all.append(grid[1:])
             dmid_all.append(np.diff(m))
             day_all.append(np.full(len(grid) - 1, d))
+            # the target's own definition, at the grid's points (the changes s + 1 .. s + k of each)
+            at = [np.arange(len(grid) - 1)]
+            response_all.append(
+                targets.realised_volatility(t, mid, [np.arange(len(t))], self.horizon_s, self.grid_s, grid[1:], at)
+            )
         times, dmid, day = np.concatenate(times_all), np.concatenate(dmid_all), np.concatenate(day_all)
+        response = np.concatenate(response_all)
         days = [np.flatnonzero(day == d) for d in np.unique(day)]
-        sq = dmid * dmid
-        response = np.full(len(dmid), np.nan)
-        for idx in days:
-            c = np.concatenate(([0.0], np.cumsum(sq[idx])))
-            n = len(idx)
-            i = np.arange(n)
-            ok = i + k < n
-            response[idx[ok]] = np.sqrt((c[i[ok] + k + 1] - c[i[ok] + 1]) / k)  # changes s+1 .. s+k
 
         def evaluate(alpha):
             return _per_day(lambda v: np.sqrt(np.maximum(ew_var(v, alpha)[1], 0.0)), dmid, days), response
@@ -185,38 +170,21 @@ class PairsFactor:
     price_scale: int = PRICE_SCALE
 
     def problem(self, events: pl.DataFrame) -> FactorProblem:
-        syms = set(events["symbol"].unique().to_list())
-        missing = [s for s in (self.symbol_a, self.symbol_b) if s not in syms]
-        if missing:
-            raise ValueError(
-                f"pairs factor needs symbols {self.symbol_a} and {self.symbol_b}; the data has {sorted(syms)}"
-            )
-        q = top_of_book_updates(events.filter(pl.col("symbol").is_in([self.symbol_a, self.symbol_b])))
-        q = q.with_columns(((pl.col("bid_px_1") + pl.col("ask_px_1")) / (2 * self.price_scale)).alias("mid"))
-        # one timeline per day: every update of either symbol, both mids as they stand then
-        wide = (
-            q.select("date", "time", "symbol", "mid")
-            .with_columns(
-                pl.when(pl.col("symbol") == self.symbol_a).then(pl.col("mid")).alias("a"),
-                pl.when(pl.col("symbol") == self.symbol_b).then(pl.col("mid")).alias("b"),
-            )
-            .sort(["date", "time"], maintain_order=True)
-            .with_columns(pl.col("a").forward_fill().over("date"), pl.col("b").forward_fill().over("date"))
-            .unique(subset=["date", "time"], keep="last", maintain_order=True)
-            .drop_nulls(["a", "b"])
-        )
-        a, b = wide["a"].to_numpy(), wide["b"].to_numpy()
+        try:
+            wide = targets.merge_pair(events, self.symbol_a, self.symbol_b)
+        except ValueError as e:
+            raise ValueError(f"pairs factor: {e}") from None
+        scale = 2 * self.price_scale
+        a = ((wide["a_bid_px_1"] + wide["a_ask_px_1"]) / scale).to_numpy()
+        b = ((wide["b_bid_px_1"] + wide["b_ask_px_1"]) / scale).to_numpy()
         times = wide["time"].to_numpy()
         day = wide["date"].rle_id().to_numpy()
         days = [np.flatnonzero(day == d) for d in np.unique(day)]
         h = int(self.horizon_s * NS)
-        da, db = np.empty(len(a)), np.empty(len(a))
-        for idx in days:
-            da[idx] = _value_after(times[idx], a[idx], h) - a[idx]
-            db[idx] = _value_after(times[idx], b[idx], h) - b[idx]
+        rows = targets.horizon_rows(times, days, self.horizon_s, None)
 
         def from_coefs(b0, b1):
-            return b0 + b1 * b - a, da - b1 * db
+            return b0 + b1 * b - a, targets.pairs_target(a, b, b1, rows)
 
         def evaluate(alpha):
             coefs = np.empty((len(a), 2))

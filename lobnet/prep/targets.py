@@ -1,0 +1,163 @@
+"""Regression targets: the quantities the one-pass factors predict, defined once, for the factors
+(:mod:`lobnet.online.factors`, whose responses are these functions) and for the models trained on them.
+
+Horizons are in **seconds on the event clock**: the value a quantity has at the first event at or after t + H of
+the same symbol-day (:func:`event_at_or_after`), or in **events**: k events later (:func:`events_ahead`). A target
+never reaches past the end of its day: where the day ends first it is NaN, and those samples are dropped.
+
+* **liquidity** (:func:`liquidity_target`): x = best bid size + best ask size; the target is x at the first event
+  at or after t + H.
+* **volatility** (:func:`realised_volatility`): the realised volatility over the next H seconds on a grid of
+  ``grid_s`` seconds anchored at the event: the root mean square of m(t + j g) - m(t + (j - 1) g), j = 1 .. H / g,
+  where m(tau) is the mid (in ticks) as it stands at tau (the last event at or before it). At the points of a
+  grid that starts at the event, this is the volatility factor's response: the changes s + 1 .. s + k.
+* **pairs** (:func:`pairs_target`): the PnL from t to the first event at or after t + H of long 1 A, short beta B,
+  with beta the causal EW-regression slope of A's mid on B's at t (so the factor and a model predict the same
+  quantity), on the merged table of both symbols' quote updates (:func:`merge_pair`), each row carrying both
+  symbols' latest state.
+
+Every target reads the future only to build itself; nothing here is a feature.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from lobnet.data.schema import first_of_day
+
+NS = 1_000_000_000
+QUOTE = ("bid_px_1", "bid_sz_1", "ask_px_1", "ask_sz_1")  # the Level-I state a merged row carries per symbol
+
+
+def day_index(symbol_day: np.ndarray) -> list[np.ndarray]:
+    """The row indices of each run of equal values of ``symbol_day`` (a day id per row, days contiguous)."""
+    if len(symbol_day) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(symbol_day)) + 1
+    return np.split(np.arange(len(symbol_day)), cuts)
+
+
+def event_at_or_after(times: np.ndarray, days: list[np.ndarray], horizon_ns: int) -> np.ndarray:
+    """For every row, the row of the first event at or after its time + ``horizon_ns`` in its own day; -1 where
+    the day has ended by then."""
+    out = np.full(len(times), -1, dtype=np.int64)
+    for idx in days:
+        t = times[idx]
+        j = np.searchsorted(t, t + horizon_ns, side="left")
+        ok = j < len(idx)
+        out[idx[ok]] = idx[j[ok]]
+    return out
+
+
+def events_ahead(days: list[np.ndarray], k: int) -> np.ndarray:
+    """For every row, the row k events later in its own day; -1 where the day has ended by then."""
+    n = sum(len(idx) for idx in days)
+    out = np.full(n, -1, dtype=np.int64)
+    for idx in days:
+        if len(idx) > k:
+            out[idx[:-k] if k else idx] = idx[k:]
+    return out
+
+
+def horizon_rows(times: np.ndarray, days: list[np.ndarray], horizon_s: float | None, horizon_events: int | None):
+    """The target row of every row: ``horizon_s`` seconds later on the event clock, or ``horizon_events`` later
+    (exactly one of them is set); -1 where the day ends first."""
+    if (horizon_s is None) == (horizon_events is None):
+        raise ValueError("a target's horizon is either in seconds (horizon_s) or in events (horizon_events)")
+    if horizon_s is not None:
+        if horizon_s <= 0:
+            raise ValueError(f"horizon_s must be positive, not {horizon_s}")
+        return event_at_or_after(times, days, int(round(horizon_s * NS)))
+    if horizon_events < 1:
+        raise ValueError(f"horizon_events must be >= 1, not {horizon_events}")
+    return events_ahead(days, int(horizon_events))
+
+
+def at_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values[rows] as floats, NaN where a row is -1."""
+    out = np.full(len(rows), np.nan)
+    ok = rows >= 0
+    out[ok] = values[rows[ok]]
+    return out
+
+
+def liquidity(frame: pl.DataFrame) -> np.ndarray:
+    """Best bid size + best ask size of every row."""
+    return (frame["bid_sz_1"] + frame["ask_sz_1"]).to_numpy().astype(float)
+
+
+def liquidity_target(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The liquidity ``x`` at each row's target row (:func:`horizon_rows`)."""
+    return at_rows(x, rows)
+
+
+def realised_volatility(
+    times: np.ndarray,
+    mid: np.ndarray,
+    days: list[np.ndarray],
+    horizon_s: float,
+    grid_s: float = 1.0,
+    at: np.ndarray | None = None,
+    at_days: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """The realised volatility over the next ``horizon_s`` seconds of each evaluation time (``at``, default every
+    row's time; ``at_days``: their rows per day, the same days as ``days``): the RMS of the mid's changes over
+    ``horizon_s / grid_s`` steps of ``grid_s`` seconds from it, the mid as it stands at each step (the last row at
+    or before). NaN where t + H is after the day's last row."""
+    k = int(round(horizon_s / grid_s))
+    if k < 1 or abs(k * grid_s - horizon_s) > 1e-9 * horizon_s:
+        raise ValueError(f"horizon_s ({horizon_s}) must be a positive multiple of grid_s ({grid_s})")
+    step = int(round(grid_s * NS))
+    at = times if at is None else at
+    at_days = days if at_days is None else at_days
+    out = np.full(len(at), np.nan)
+    for idx, where in zip(days, at_days, strict=True):
+        t, m = times[idx], mid[idx]
+        start = at[where]
+        ok = start + k * step <= t[-1]
+        s = start[ok]
+        prev = m[np.searchsorted(t, s, side="right") - 1]
+        acc = np.zeros(len(s))
+        for j in range(1, k + 1):
+            cur = m[np.searchsorted(t, s + j * step, side="right") - 1]
+            acc += (cur - prev) ** 2
+            prev = cur
+        out[where[ok]] = np.sqrt(acc / k)
+    return out
+
+
+def pairs_target(a: np.ndarray, b: np.ndarray, beta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The PnL from each row to its target row of long 1 A, short ``beta`` B (beta as estimated at the row)."""
+    return (at_rows(a, rows) - a) - beta * (at_rows(b, rows) - b)
+
+
+def top_of_book_updates(events: pl.DataFrame) -> pl.DataFrame:
+    """Events that change the best bid or ask (price or size), per symbol-day: the quote updates."""
+    first = first_of_day()
+    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in QUOTE])
+    return events.filter((first | changed) & pl.col("bid_px_1").is_not_null() & pl.col("ask_px_1").is_not_null())
+
+
+def merge_pair(events: pl.DataFrame, symbol_a: str, symbol_b: str) -> pl.DataFrame:
+    """The two symbols' quote updates merged into one time-ordered table per day: ``date``, ``time``, ``symbol``
+    (whose update the row is), and both symbols' latest Level-I state as ``a_bid_px_1`` ... ``b_ask_sz_1``.
+    Updates at the same nanosecond collapse into the last (the state after them is what is known then); rows
+    before both symbols have quoted are dropped. The pairs factor and its target read this table."""
+    syms = set(events["symbol"].unique().to_list())
+    if missing := [s for s in (symbol_a, symbol_b) if s not in syms]:
+        raise ValueError(f"a pair needs symbols {symbol_a} and {symbol_b}; the data has no {missing} ({sorted(syms)})")
+    if symbol_a == symbol_b:
+        raise ValueError(f"a pair needs two symbols, not {symbol_a} twice")
+    q = top_of_book_updates(events.filter(pl.col("symbol").is_in([symbol_a, symbol_b])))
+    state = []
+    for side, sym in (("a", symbol_a), ("b", symbol_b)):
+        state += [pl.when(pl.col("symbol") == sym).then(pl.col(c)).alias(f"{side}_{c}") for c in QUOTE]
+    cols = [f"{side}_{c}" for side in "ab" for c in QUOTE]
+    return (
+        q.select("date", "time", "symbol", *state)
+        .sort(["date", "time"], maintain_order=True)
+        .with_columns([pl.col(c).forward_fill().over("date") for c in cols])
+        .unique(subset=["date", "time"], keep="last", maintain_order=True)
+        .drop_nulls(cols)
+    )
