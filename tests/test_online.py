@@ -271,6 +271,14 @@ def test_calibrate_cli_on_synthetic(tmp_path):
     assert len(res["alphas"]) == len(res["mse"]) >= 12
     assert res["mse_opt"] == min(res["mse"])
     assert {"last value", "SMA (same memory)"} == set(res["baselines"])
+    # every naive predictor against the factor on the same test samples, with the paired interval
+    tc = res["test_comparison"]
+    assert tc["reference"] == "EW factor" and tc["samples"] > 100 and tc["block"] >= 1 and not tc["not_compared"]
+    for name in ("last value", "SMA (same memory)"):
+        s = tc["predictors"][name]
+        assert s["delta_mse"]["lo"] <= s["delta_mse"]["mean"] <= s["delta_mse"]["hi"]
+        assert s["mse_vs_EW factor"] == pytest.approx(s["mse"] / tc["predictors"]["EW factor"]["mse"])
+    assert "R² test" in r.stdout
     assert (out / "error_vs_alpha.png").stat().st_size > 5000 and (out / "factor_vs_response.png").exists()
 
 

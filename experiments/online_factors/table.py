@@ -13,8 +13,8 @@ def main(root: str) -> None:
         "| last value (pairs: 0) | SMA (pairs: rolling OLS) | corr(EW factor, response), test |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for f in sorted(Path(root).glob("*/calibration.json")):
-        r = json.loads(f.read_text())
+    runs = [json.loads(f.read_text()) for f in sorted(Path(root).glob("*/calibration.json"))]
+    for r in runs:
         b = r["baselines"]
         naive = b.get("last value", b.get("no signal (0)"))["oos_mse"]
         sma = b.get("SMA (same memory)", b.get("rolling OLS (same memory)"))["oos_mse"]
@@ -27,6 +27,25 @@ def main(root: str) -> None:
             f"({r['effective_window']}) | {SEEDS[r['factor']]} | {r['oos_mse']:.4g} | {naive:.4g} | {sma:.4g} "
             f"| {r['corr_test']:.3f} |"
         )
+
+    print()
+    print(
+        "| factor | data | predictor | MSE test | MAE | R² (vs the calibration mean) | corr "
+        "| MSE / factor's | MSE − factor's [95 % block-bootstrap interval] |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---|")
+    for r in runs:
+        tc = r["test_comparison"]
+        for name, s in tc["predictors"].items():
+            d = s.get("delta_mse")
+            diff = f"{d['mean']:+.3g} [{d['lo']:+.3g}, {d['hi']:+.3g}]" if d else "(the reference)"
+            ratio = f"{s['mse_vs_EW factor']:.3f}" if "mse_vs_EW factor" in s else "1"
+            print(
+                f"| {r['factor']} | {'/'.join(r['data']['symbols'])} | {name} | {s['mse']:.4g} | {s['mae']:.4g} "
+                f"| {s['r2_oos']:.3f} | {s['corr']:.3f} | {ratio} | {diff} |"
+            )
+        for name in tc["not_compared"]:
+            print(f"| {r['factor']} | {'/'.join(r['data']['symbols'])} | {name} | - | - | - | - | - | its own target |")
 
 
 if __name__ == "__main__":

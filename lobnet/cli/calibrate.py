@@ -76,7 +76,7 @@ def _calibrate(cfg: DictConfig, out: Path) -> dict:
     problem = factor.problem(events)
     c = cfg.calibration
     period = periods(problem, c.calib_days, c.calib_fraction)
-    result = calibrate(problem, period, c.alpha_min, c.alpha_max, c.coarse, c.refine)
+    result = calibrate(problem, period, c.alpha_min, c.alpha_max, c.coarse, c.refine, c.get("reps", 999))
     result["data"] = {
         "reader": meta["reader"],
         "files": meta["files"],
@@ -95,11 +95,23 @@ def print_result(r: dict, console: Console | None = None) -> None:
         title=f"{r['factor']} on {', '.join(r['data']['symbols'])}: alpha_opt {r['alpha_opt']:.4f} "
         f"(window ~{r['effective_window']})"
     )
-    for col in ("predictor", "MSE calibration", "MSE test", "corr test"):
+    cols = ("predictor", "MSE calibration", "MSE test", "MAE test", "R² test", "corr test", "MSE − factor's (95 %)")
+    for col in cols:
         t.add_column(col, justify="right" if col != "predictor" else "left")
-    t.add_row("EW factor", f"{r['mse_opt']:.4g}", f"{r['oos_mse']:.4g}", f"{r['corr_test']:.3f}")
+    tc = r["test_comparison"]["predictors"]
+
+    def row(name, calib_mse, test_mse, corr):
+        s = tc.get(name)
+        cells = [f"{calib_mse:.4g}", f"{test_mse:.4g}"]
+        cells += [f"{s['mae']:.4g}", f"{s['r2_oos']:.3f}"] if s else ["-", "-"]
+        cells.append(f"{corr:.3f}")
+        d = s.get("delta_mse") if s else None
+        cells.append(f"{d['mean']:+.3g} [{d['lo']:+.3g}, {d['hi']:+.3g}]" if d else ("own target" if not s else ""))
+        t.add_row(name, *cells)
+
+    row("EW factor", r["mse_opt"], r["oos_mse"], r["corr_test"])
     for name, b in r["baselines"].items():
-        t.add_row(name, f"{b['mse']:.4g}", f"{b['oos_mse']:.4g}", f"{b['corr_test']:.3f}")
+        row(name, b["mse"], b["oos_mse"], b["corr_test"])
     console.print(t)
 
 
