@@ -450,8 +450,9 @@ def replay_day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
 
 
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
-    if s.signal_engine != "auto" and s.signal_engine not in s.engines:
-        raise ValueError(f"stream.signal_engine={s.signal_engine!r} is not among stream.engines {list(s.engines)}")
+    absent = {"onnx_step": md.step is None, "native_step": md.native is None}  # models without a step graph
+    runs = [name for name in s.engines if not absent.get(name, False)]
+    signal = signal_engine(s.signal_engine, runs)  # refused now, before the day is replayed
     day = replay_day(events, s)
     r = Replay(md, day, s)
     primary = r.horizon_index  # the primary horizon's place among the outputs (H is their count elsewhere)
@@ -480,9 +481,7 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
     costs, naive_draws, charge_compute = s.costs()
     head = traded_head(md.card)
     result["traded_head"] = head
-    for name in s.engines:
-        if (name == "onnx_step" and md.step is None) or (name == "native_step" and md.native is None):
-            continue  # the window engine is this model's streaming path
+    for name in runs:  # a model without a step graph streams through its window engine
         t0 = time.perf_counter()
         position = None  # the model's position head at the primary horizon, when it is the traded signal
         if name in STEP_ENGINES:
@@ -546,20 +545,24 @@ def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
         both = (a >= 0) & (b >= 0) & (np.arange(r.n) >= r.start + r.window - 1)
         result["parity"]["step_vs_window_class_agreement"] = float(np.mean(a[both] == b[both])) if both.any() else None
     result["parity_ok"] = all(v["parity"] for k, v in result["parity"].items() if isinstance(v, dict))
-    result["signal_engine"] = signal_engine(s.signal_engine, list(result["engines"]))
+    result["signal_engine"] = signal
     return result
 
 
-def signal_engine(wanted: str, ran: list[str]) -> str:
-    """The engine whose forecasts are the stream's signal: ``wanted``, which must have run, or for ``auto`` the
-    first model engine of :data:`MODEL_ENGINES` that ran."""
+def signal_engine(wanted: str, runs: list[str]) -> str:
+    """The engine whose forecasts are the stream's signal: ``wanted``, which must be among the engines that
+    ``runs`` (the settings' engines this model has), or for ``auto`` the first model engine of
+    :data:`MODEL_ENGINES` among them."""
     if wanted == "auto":
-        found = [e for e in MODEL_ENGINES if e in ran]
+        found = [e for e in MODEL_ENGINES if e in runs]
         if not found:
             raise ValueError(
-                f"stream.signal_engine=auto needs one of the model engines {list(MODEL_ENGINES)}; ran {ran}"
+                f"stream.signal_engine=auto needs one of the model engines {list(MODEL_ENGINES)}; runs {runs}"
             )
         return found[0]
-    if wanted not in ran:
-        raise ValueError(f"stream.signal_engine={wanted!r} did not run (engines run: {ran}); name one of them or auto")
+    if wanted not in runs:
+        raise ValueError(
+            f"stream.signal_engine={wanted!r} does not run for this model (its engines: {runs}); "
+            "name one of them or auto"
+        )
     return wanted
