@@ -67,6 +67,7 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exported = {a.path for a in client.list_artifacts(rep["mlflow_run_id"], "export")}
     assert "export/export.json" in exported and ("export/model_step_b3.onnx" in exported) == (name != "deeplob")
+    assert ("export/model_native.npz" in exported) == (name != "deeplob")
     logged = client.get_run(rep["mlflow_run_id"]).outputs.model_outputs  # MLflow 3: LoggedModels
     # the fold's model (lobnet-train), onnx_model, and onnx_step_model where there is one
     assert len(logged) == (2 if name == "deeplob" else 3)

@@ -253,8 +253,9 @@ def fold_run(checkpoint: Path) -> tuple[str | None, str | None]:
 
 
 def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, uri: str | None) -> str | None:
-    """Log the ONNX models (mlflow.onnx: ``onnx_model``, ``onnx_step_model``) and export.json to the fold's
-    MLflow run: the run given, or the one the training run's state.json names for this fold."""
+    """Log the ONNX models (mlflow.onnx: ``onnx_model``, ``onnx_step_model``), export.json and the native step's
+    weights to the fold's MLflow run: the run given, or the one the training run's state.json names for this
+    fold."""
     if run_id is None:
         run_id, uri = fold_run(checkpoint)
     if not run_id or not uri:
@@ -271,6 +272,8 @@ def _log_to_training_run(checkpoint: Path, onnx_path: Path, run_id: str | None, 
         if step.exists():
             mlflow.onnx.log_model(onnx.load(str(step)), name="onnx_step_model")
         mlflow.log_artifact(str(onnx_path.with_name("export.json")), artifact_path="export")
+        if (native := onnx_path.with_name(NATIVE)).exists():  # the native step's packed weights
+            mlflow.log_artifact(str(native), artifact_path="export")
         for batched in sorted(onnx_path.parent.glob("model_step_b*.onnx")):  # the steps for several symbols
             mlflow.log_artifact(str(batched), artifact_path="export")
     mlflow.tracking.MlflowClient(uri).set_terminated(run_id)
