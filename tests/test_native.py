@@ -53,21 +53,23 @@ def test_native_step_equals_the_model_over_a_sequence_and_after_a_day_reset(name
 @pytest.mark.parametrize("name,kw", [CASES[1], CASES[3]])
 def test_several_streams_step_each_as_its_own_and_reset_alone(name, kw):
     """Stream b of a B-stream call equals a one-stream step on the same events; resetting one stream mid-day
-    starts its day afresh and leaves the others as they were."""
+    starts its day afresh and leaves the others as they were. Five streams: the products take four at a time,
+    then the fifth alone."""
     model = _model(name, kw)
     step = StepModule(model, span=W)
-    one, many = NativeStep.from_step(step), NativeStep.from_step(step, batch=3)
-    z = np.random.default_rng(1).standard_normal((3, 2 * W, F)).astype(np.float32)
-    got = np.zeros((3, 2 * W, 2, 3), np.float32)
+    B = 5
+    one, many = NativeStep.from_step(step), NativeStep.from_step(step, batch=B)
+    z = np.random.default_rng(1).standard_normal((B, 2 * W, F)).astype(np.float32)
+    got = np.zeros((B, 2 * W, 2, 3), np.float32)
     for t in range(2 * W):
         if t == W:
-            many.reset([1])  # stream 1 starts a new day at event W
+            many.reset([1, 4])  # streams 1 and 4 start a new day at event W
         many.x[:] = z[:, t]
         many()
         got[:, t] = many.logits
-    for b in range(3):
+    for b in range(B):
         ref = np.zeros_like(got[b])
-        if b == 1:
+        if b in (1, 4):
             ref[:W] = one.outputs(z[b, :W])[0]
             ref[W:] = one.outputs(z[b, W:])[0]
         else:

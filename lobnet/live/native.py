@@ -56,7 +56,7 @@ _CONV = 8  # per convolution: c_in, c_out, k, d, weights, bias, ring offset, rin
 _BLOCK = 2 * _CONV + 2  # per TCN block: conv1, conv2, residual weights and bias (-1: the identity)
 _ATT_HEAD = 12  # n_in, d, heads, head size, span, layers, dt index, unused, inp w, inp b, dt w, final LN
 _LAYER = 14  # ln1, qkv w, qkv b, proj w, proj b, ln2, fc1 w, fc1 b, fc2 w, fc2 b, mlp width, K, V, unused
-_REGIONS = 12  # scratch regions of Z entries each
+_REGIONS = 12  # scratch regions of B x Z entries each
 
 
 @njit(cache=True, fastmath=_FM)
@@ -100,12 +100,71 @@ def _affine(w, wo, bo, n_in, n_out, x, xo, y, yo, add, ix):
 
 
 @njit(cache=True, fastmath=_FM)
-def _heads(w, m, x, xo, c, ob, ix):
-    """The class head into ob[:3H] (logits, (H, 3) row-major) and the tanh position head into ob[3H:4H]."""
+def _affine_b(w, wo, bo, n_in, n_out, x, xo, xs, y, yo, ys, B, add, ix):
+    """:func:`_affine` for B streams: stream b's input at x[xo + b xs:], its output at y[yo + b ys:]. One stream
+    takes :func:`_affine` (its zero inputs skipped); several take the weight rows four at a time and apply them to
+    every stream before the next four, so each row is read from the cache once per call, not once per stream."""
+    if B == 1:
+        _affine(w, wo, bo, n_in, n_out, x, xo, y, yo, add, ix)
+        return
+    for b in range(B):
+        yv = y[yo + b * ys : yo + b * ys + n_out]
+        if not add:
+            yv[:] = 0.0
+        if bo >= 0:
+            bv = w[bo : bo + n_out]
+            for o in range(n_out):
+                yv[o] += bv[o]
+    wv = w[wo : wo + n_in * n_out]
+    j = 0
+    while j + 4 <= n_in:
+        w0, w1 = wv[j * n_out : (j + 1) * n_out], wv[(j + 1) * n_out : (j + 2) * n_out]
+        w2, w3 = wv[(j + 2) * n_out : (j + 3) * n_out], wv[(j + 3) * n_out : (j + 4) * n_out]
+        b = 0
+        while b + 4 <= B:  # four streams at a time: each loaded weight serves all four
+            p, q, r, t = xo + b * xs + j, xo + (b + 1) * xs + j, xo + (b + 2) * xs + j, xo + (b + 3) * xs + j
+            a0, a1, a2, a3 = x[p], x[p + 1], x[p + 2], x[p + 3]
+            c0, c1, c2, c3 = x[q], x[q + 1], x[q + 2], x[q + 3]
+            e0, e1, e2, e3 = x[r], x[r + 1], x[r + 2], x[r + 3]
+            f0, f1, f2, f3 = x[t], x[t + 1], x[t + 2], x[t + 3]
+            ya = y[yo + b * ys : yo + b * ys + n_out]
+            yb = y[yo + (b + 1) * ys : yo + (b + 1) * ys + n_out]
+            yc = y[yo + (b + 2) * ys : yo + (b + 2) * ys + n_out]
+            yd = y[yo + (b + 3) * ys : yo + (b + 3) * ys + n_out]
+            for o in range(n_out):
+                u0, u1, u2, u3 = w0[o], w1[o], w2[o], w3[o]
+                ya[o] += u0 * a0 + u1 * a1 + u2 * a2 + u3 * a3
+                yb[o] += u0 * c0 + u1 * c1 + u2 * c2 + u3 * c3
+                yc[o] += u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+                yd[o] += u0 * f0 + u1 * f1 + u2 * f2 + u3 * f3
+            b += 4
+        while b < B:
+            xv = x[xo + b * xs + j : xo + b * xs + j + 4]
+            x0, x1, x2, x3 = xv[0], xv[1], xv[2], xv[3]
+            yv = y[yo + b * ys : yo + b * ys + n_out]
+            for o in range(n_out):
+                yv[o] += w0[o] * x0 + w1[o] * x1 + w2[o] * x2 + w3[o] * x3
+            b += 1
+        j += 4
+    while j < n_in:
+        row = wv[j * n_out : (j + 1) * n_out]
+        for b in range(B):
+            xj = x[xo + b * xs + j]
+            yv = y[yo + b * ys : yo + b * ys + n_out]
+            for o in range(n_out):
+                yv[o] += row[o] * xj
+        j += 1
+
+
+@njit(cache=True, fastmath=_FM)
+def _heads(w, m, x, xo, xs, c, out, B, ix):
+    """The class head into each stream's out[:3H] (logits, (H, 3) row-major) and the tanh position head into
+    out[3H:4H]; stream b's features at x[xo + b xs:], its outputs at out[b 4H:]."""
     hz, h = m[_H], m[_HEADS]
-    _affine(w, m[h], m[h + 1], c, 3 * hz, x, xo, ob, 0, False, ix)
-    _affine(w, m[h + 2], m[h + 3], c, hz, x, xo, ob, 3 * hz, False, ix)
-    _tanh_(ob[3 * hz : 4 * hz])
+    _affine_b(w, m[h], m[h + 1], c, 3 * hz, x, xo, xs, out, 0, 4 * hz, B, False, ix)
+    _affine_b(w, m[h + 2], m[h + 3], c, hz, x, xo, xs, out, 3 * hz, 4 * hz, B, False, ix)
+    for b in range(B):
+        _tanh_(out[b * 4 * hz + 3 * hz : (b + 1) * 4 * hz])
 
 
 @njit(cache=True, fastmath=_FM)
@@ -174,23 +233,35 @@ def _gelu_(a, e):
 
 
 @njit(cache=True, fastmath=_FM)
-def lstm_step(x, w, m, s, cnt, out, tmp, ix):
-    """One event of every stream b: x[b] (F,) normalised features; s[b] the state, (h, c) per layer; out[b] (4H,)
-    the outputs. nn.LSTM's gate order: input, forget, cell, output."""
-    n_layers, hd, z = m[_NB], m[_C], m[_Z]
-    gi, gf, gg, go = tmp[:hd], tmp[hd : 2 * hd], tmp[2 * hd : 3 * hd], tmp[3 * hd : 4 * hd]
-    for b in range(x.shape[0]):
-        inp, io, n_in = x[b], 0, m[_F]
-        sb = s[b]
-        for k in range(n_layers):
-            r = _HEADER + 3 * k
-            ho = 2 * k * hd
-            h, c = sb[ho : ho + hd], sb[ho + hd : ho + 2 * hd]
-            # the layer's input and its previous h side by side (scratch region 1), against W_ih^T and W_hh^T,
-            # which the packing stores one after the other: one product for the four gates
-            tmp[z : z + n_in] = inp[io : io + n_in]
-            tmp[z + n_in : z + n_in + hd] = h
-            _affine(w, m[r], m[r + 2], n_in + hd, 4 * hd, tmp, z, tmp, 0, False, ix)
+def lstm_step(x, w, m, s, cnt, out, tmp, ix, B):
+    """One event of each of B streams: stream b's normalised features at x[b F:], its state ((h, c) per layer) at
+    s[b S:], its outputs at out[b 4H:]. nn.LSTM's gate order: input, forget, cell, output. Scratch: region 0
+    the gates, region 1 each layer's input beside its previous h, both (B, Z)."""
+    F, S, n_layers, hd, z = m[_F], m[_SIZE], m[_NB], m[_C], m[_Z]
+    gates, cat = 0, B * z
+    for k in range(n_layers):
+        r = _HEADER + 3 * k
+        ho = 2 * k * hd
+        n_in = F if k == 0 else hd
+        for b in range(B):
+            # the layer's input and its previous h side by side, against W_ih^T and W_hh^T, which the packing
+            # stores one after the other: one product for the four gates
+            row = tmp[cat + b * z : cat + b * z + n_in + hd]
+            if k == 0:
+                row[:n_in] = x[b * F : (b + 1) * F]
+            else:
+                row[:n_in] = s[b * S + ho - 2 * hd : b * S + ho - hd]  # the layer below's new h
+            row[n_in:] = s[b * S + ho : b * S + ho + hd]
+        _affine_b(w, m[r], m[r + 2], n_in + hd, 4 * hd, tmp, cat, z, tmp, gates, z, B, False, ix)
+        for b in range(B):
+            g = gates + b * z
+            gi, gf, gg, go = (
+                tmp[g : g + hd],
+                tmp[g + hd : g + 2 * hd],
+                tmp[g + 2 * hd : g + 3 * hd],
+                tmp[g + 3 * hd : g + 4 * hd],
+            )
+            h, c = s[b * S + ho : b * S + ho + hd], s[b * S + ho + hd : b * S + ho + 2 * hd]
             # one array per loop: a loop over several that might overlap is not vectorised
             _sigmoid_(gi)
             _sigmoid_(gf)
@@ -202,33 +273,38 @@ def lstm_step(x, w, m, s, cnt, out, tmp, ix):
             _tanh_(gg)
             for u in range(hd):
                 h[u] = go[u] * gg[u]
-            inp, io, n_in = sb, ho, hd
-        _heads(w, m, inp, io, hd, out[b], ix)
+    _heads(w, m, s, 2 * (n_layers - 1) * hd, S, hd, out, B, ix)
+    for b in range(B):
         cnt[b] += 1
 
 
 @njit(cache=True, fastmath=_FM)
-def _conv(w, m, r, src, so, sb, t, tmp, dst, ix):
-    """A causal convolution at the newest event: its input (src[so:]) into its ring (in sb), its k taps copied
-    side by side into scratch region 4 (zeros before the day's first event: the batch model's left padding),
-    then relu(bias + taps @ W) into tmp[dst:], one product over the k C_in inputs."""
+def _conv(w, m, r, src, so, ss, s, cnt, tmp, dst, B, ix):
+    """A causal convolution at the newest event of each stream: its input (src[so + b ss:]) into its ring (in the
+    stream's state), its k taps copied side by side into scratch region 4 (zeros before the day's first event:
+    the batch model's left padding), then relu(bias + taps @ W) into tmp[dst + b Z:], one product over the k
+    C_in inputs."""
     c_in, c_out, k, d, wo, bo, ring, rows = m[r], m[r + 1], m[r + 2], m[r + 3], m[r + 4], m[r + 5], m[r + 6], m[r + 7]
-    row = ring + (t % rows) * c_in
-    sb[row : row + c_in] = src[so : so + c_in]
-    g = 4 * m[_Z]
-    for j in range(k):
-        back = (k - 1 - j) * d
-        taps = tmp[g + j * c_in : g + (j + 1) * c_in]
-        if back <= t:
-            tap = ring + ((t - back) % rows) * c_in
-            taps[:] = sb[tap : tap + c_in]
-        else:
-            taps[:] = 0.0
-    _affine(w, wo, bo, k * c_in, c_out, tmp, g, tmp, dst, False, ix)
-    y = tmp[dst : dst + c_out]
-    for o in range(c_out):
-        if y[o] < 0.0:
-            y[o] = 0.0
+    z, S = m[_Z], m[_SIZE]
+    g = 4 * B * z
+    for b in range(B):
+        t, sb = cnt[b], s[b * S : (b + 1) * S]
+        row = ring + (t % rows) * c_in
+        sb[row : row + c_in] = src[so + b * ss : so + b * ss + c_in]
+        for j in range(k):
+            back = (k - 1 - j) * d
+            taps = tmp[g + b * z + j * c_in : g + b * z + (j + 1) * c_in]
+            if back <= t:
+                tap = ring + ((t - back) % rows) * c_in
+                taps[:] = sb[tap : tap + c_in]
+            else:
+                taps[:] = 0.0
+    _affine_b(w, wo, bo, k * c_in, c_out, tmp, g, z, tmp, dst, z, B, False, ix)
+    for b in range(B):
+        y = tmp[dst + b * z : dst + b * z + c_out]
+        for o in range(c_out):
+            if y[o] < 0.0:
+                y[o] = 0.0
 
 
 @njit(cache=True, fastmath=_FM)
@@ -291,59 +367,70 @@ def _attend(q, keys, vals, n, hs, span, scale, sc, y):
 
 
 @njit(cache=True, fastmath=_FM)
-def conv_attention_step(x, w, m, s, cnt, out, tmp, ix):
-    """One event of every stream b of a TCN, a rotary Transformer or the hybrid (a TCN, then attention):
-    x[b] (F,) normalised features; s[b] the state (the convolutions' rings, then each layer's key and value
-    caches, (heads, head size, span)); cnt[b] the events of its day so far; out[b] (4H,) the
-    outputs."""
-    z = m[_Z]
-    r0, r1, r2, r3 = 0, z, 2 * z, 3 * z  # TCN: block output, conv1, conv2, residual
-    for b in range(x.shape[0]):
-        sb, t, xb = s[b], cnt[b], x[b]
-        src, so, width = xb, 0, m[_F]
-        for blk in range(m[_NB]):
-            r = m[_TCN] + blk * _BLOCK
-            _conv(w, m, r, src, so, sb, t, tmp, r1, ix)
-            _conv(w, m, r + _CONV, tmp, r1, sb, t, tmp, r2, ix)
-            c_out = m[r + 1]
-            dw, db = m[r + 2 * _CONV], m[r + 2 * _CONV + 1]
-            if dw >= 0:  # the residual's 1x1 convolution
-                _affine(w, dw, db, width, c_out, src, so, tmp, r3, False, ix)
-            else:
-                tmp[r3 : r3 + c_out] = src[so : so + c_out]
-            hv, bv, rv = tmp[r0 : r0 + c_out], tmp[r2 : r2 + c_out], tmp[r3 : r3 + c_out]
+def conv_attention_step(x, w, m, s, cnt, out, tmp, ix, B):
+    """One event of each of B streams of a TCN, a rotary Transformer or the hybrid (a TCN, then attention):
+    stream b's normalised features at x[b F:], its state at s[b S:] (the convolutions' rings, then each layer's
+    key and value caches, (heads, head size, span)), its events so far today cnt[b], its outputs at out[b 4H:].
+    Scratch: regions of (B, Z), named below."""
+    F, S, z = m[_F], m[_SIZE], m[_Z]
+    zb = B * z
+    r0, r1, r2, r3 = 0, zb, 2 * zb, 3 * zb  # TCN: block output, conv1, conv2, residual (region 4: the taps)
+    src, so, ss, width = x, 0, F, m[_F]
+    for blk in range(m[_NB]):
+        r = m[_TCN] + blk * _BLOCK
+        _conv(w, m, r, src, so, ss, s, cnt, tmp, r1, B, ix)
+        _conv(w, m, r + _CONV, tmp, r1, z, s, cnt, tmp, r2, B, ix)
+        c_out = m[r + 1]
+        dw, db = m[r + 2 * _CONV], m[r + 2 * _CONV + 1]
+        if dw >= 0:  # the residual's 1x1 convolution
+            _affine_b(w, dw, db, width, c_out, src, so, ss, tmp, r3, z, B, False, ix)
+        else:
+            for b in range(B):
+                tmp[r3 + b * z : r3 + b * z + c_out] = src[so + b * ss : so + b * ss + c_out]
+        for b in range(B):
+            hv, bv, rv = (
+                tmp[r0 + b * z : r0 + b * z + c_out],
+                tmp[r2 + b * z : r2 + b * z + c_out],
+                tmp[r3 + b * z : r3 + b * z + c_out],
+            )
             for o in range(c_out):
                 v = bv[o] + rv[o]
                 hv[o] = v if v > 0.0 else 0.0
-            src, so, width = tmp, r0, c_out
-        if m[_ATTN]:
-            a = m[_ATT]
-            d, nh, hs, span, n_layers, dti = m[a + 1], m[a + 2], m[a + 3], m[a + 4], m[a + 5], m[a + 6]
-            h, ln, qkv, yo, cs, sco, mlp = 4 * z, 5 * z, 6 * z, 7 * z, 8 * z, 9 * z, 10 * z
-            _affine(w, m[a + 8], m[a + 9], width, d, src, so, tmp, h, False, ix)  # the dt bias is in inp's
-            hv = tmp[h : h + d]
+        src, so, ss, width = tmp, r0, z, c_out
+    if m[_ATTN]:
+        a = m[_ATT]
+        d, nh, hs, span, n_layers, dti = m[a + 1], m[a + 2], m[a + 3], m[a + 4], m[a + 5], m[a + 6]
+        h, ln, qkv, yo, cs, sco, mlp = 4 * zb, 5 * zb, 6 * zb, 7 * zb, 8 * zb, 9 * zb, 10 * zb
+        _affine_b(w, m[a + 8], m[a + 9], width, d, src, so, ss, tmp, h, z, B, False, ix)  # dt's bias is in inp's
+        half = hs // 2
+        scale = np.float32(1.0 / math.sqrt(hs))
+        for b in range(B):
             if dti >= 0:
-                v = xb[dti]
+                v = x[b * F + dti]
                 wd = w[m[a + 10] : m[a + 10] + d]
+                hv = tmp[h + b * z : h + b * z + d]
                 for o in range(d):
                     hv[o] += wd[o] * v
-            half = hs // 2
-            cos, sin = tmp[cs : cs + half], tmp[cs + half : cs + hs]
+            t = cnt[b]
             for i in range(half):  # cos and sin of position x frequency, in float64 as rotary_tables
                 angle = float(t) * 10000.0 ** (-(2.0 * i) / hs)
-                cos[i] = np.float32(math.cos(angle))
-                sin[i] = np.float32(math.sin(angle))
-            slot = t % span
-            n = t + 1 if t + 1 < span else span
-            scale = np.float32(1.0 / math.sqrt(hs))
-            sc = tmp[sco : sco + span]
-            q, k, v = tmp[qkv : qkv + d], tmp[qkv + d : qkv + 2 * d], tmp[qkv + 2 * d : qkv + 3 * d]
-            for layer in range(n_layers):
-                lr = a + _ATT_HEAD + layer * _LAYER
-                _layer_norm(w, m[lr], m[lr] + 2 * d, tmp, h, d, tmp, ln)
-                _affine(w, m[lr + 1], m[lr + 2], d, 3 * d, tmp, ln, tmp, qkv, False, ix)
+                tmp[cs + b * z + i] = np.float32(math.cos(angle))
+                tmp[cs + b * z + half + i] = np.float32(math.sin(angle))
+        for layer in range(n_layers):
+            lr = a + _ATT_HEAD + layer * _LAYER
+            for b in range(B):
+                _layer_norm(w, m[lr], m[lr] + 2 * d, tmp, h + b * z, d, tmp, ln + b * z)
+            _affine_b(w, m[lr + 1], m[lr + 2], d, 3 * d, tmp, ln, z, tmp, qkv, z, B, False, ix)
+            for b in range(B):
+                t = cnt[b]
+                slot = t % span
+                n = t + 1 if t + 1 < span else span
+                q0 = qkv + b * z
+                q, k, v = tmp[q0 : q0 + d], tmp[q0 + d : q0 + 2 * d], tmp[q0 + 2 * d : q0 + 3 * d]
+                cos, sin = tmp[cs + b * z : cs + b * z + half], tmp[cs + b * z + half : cs + b * z + hs]
                 _rotate(q, nh, hs, cos, sin)
                 _rotate(k, nh, hs, cos, sin)
+                sb = s[b * S : (b + 1) * S]
                 for hh in range(nh):
                     ko = m[lr + 11] + hh * span * hs
                     vo = m[lr + 12] + hh * span * hs
@@ -358,44 +445,49 @@ def conv_attention_step(x, w, m, s, cnt, out, tmp, ix):
                         hs,
                         span,
                         scale,
-                        sc,
-                        tmp[yo + hh * hs : yo + (hh + 1) * hs],
+                        tmp[sco + b * z : sco + b * z + span],
+                        tmp[yo + b * z + hh * hs : yo + b * z + (hh + 1) * hs],
                     )
-                _affine(w, m[lr + 3], m[lr + 4], d, d, tmp, yo, tmp, h, True, ix)  # h += proj(y)
-                _layer_norm(w, m[lr + 5], m[lr + 5] + 2 * d, tmp, h, d, tmp, ln)
-                width_mlp = m[lr + 10]
-                _affine(w, m[lr + 6], m[lr + 7], d, width_mlp, tmp, ln, tmp, mlp, False, ix)
-                _gelu_(tmp[mlp : mlp + width_mlp], tmp[sco : sco + width_mlp])
-                _affine(w, m[lr + 8], m[lr + 9], width_mlp, d, tmp, mlp, tmp, h, True, ix)  # h += fc2(gelu(fc1(.)))
-            f = m[a + 11]
-            _layer_norm(w, f, f + 2 * d, tmp, h, d, tmp, ln)
-            src, so, width = tmp, ln, d
-        _heads(w, m, src, so, width, out[b], ix)
+            _affine_b(w, m[lr + 3], m[lr + 4], d, d, tmp, yo, z, tmp, h, z, B, True, ix)  # h += proj(y)
+            for b in range(B):
+                _layer_norm(w, m[lr + 5], m[lr + 5] + 2 * d, tmp, h + b * z, d, tmp, ln + b * z)
+            width_mlp = m[lr + 10]
+            _affine_b(w, m[lr + 6], m[lr + 7], d, width_mlp, tmp, ln, z, tmp, mlp, z, B, False, ix)
+            for b in range(B):
+                _gelu_(tmp[mlp + b * z : mlp + b * z + width_mlp], tmp[sco + b * z : sco + b * z + width_mlp])
+            _affine_b(w, m[lr + 8], m[lr + 9], width_mlp, d, tmp, mlp, z, tmp, h, z, B, True, ix)  # h += fc2(...)
+        f = m[a + 11]
+        for b in range(B):
+            _layer_norm(w, f, f + 2 * d, tmp, h + b * z, d, tmp, ln + b * z)
+        src, so, ss, width = tmp, ln, z, d
+    _heads(w, m, src, so, ss, width, out, B, ix)
+    for b in range(B):
         cnt[b] += 1
 
 
 @njit(cache=True)
 def _views(buf, iv):
-    """A step's buffers inside its two arrays (:class:`NativeStep`): x, state, counts, outputs, scratch, index."""
+    """A step's buffers inside its two arrays (:class:`NativeStep`), flat: x (B F), state (B S), counts (B),
+    outputs (B 4H), scratch, index; and B."""
     e = iv[_LEN]  # the instance's header follows the layout
     B, xo, oo, so, to, tn = iv[e], iv[e + 1], iv[e + 2], iv[e + 3], iv[e + 4], iv[e + 5]
     F, H, S = iv[_F], iv[_H], iv[_SIZE]
-    x = buf[xo : xo + B * F].reshape((B, F))
-    out = buf[oo : oo + B * 4 * H].reshape((B, 4 * H))
-    s = buf[so : so + B * S].reshape((B, S))
-    return x, s, iv[e + 6 : e + 6 + B], out, buf[to : to + tn], iv[e + 6 + B :]
+    x = buf[xo : xo + B * F]
+    out = buf[oo : oo + B * 4 * H]
+    s = buf[so : so + B * S]
+    return x, s, iv[e + 6 : e + 6 + B], out, buf[to : to + tn], iv[e + 6 + B :], B
 
 
 @njit(cache=True)
 def lstm_call(w, buf, iv):
-    x, s, cnt, out, tmp, ix = _views(buf, iv)
-    lstm_step(x, w, iv, s, cnt, out, tmp, ix)
+    x, s, cnt, out, tmp, ix, B = _views(buf, iv)
+    lstm_step(x, w, iv, s, cnt, out, tmp, ix, B)
 
 
 @njit(cache=True)
 def conv_attention_call(w, buf, iv):
-    x, s, cnt, out, tmp, ix = _views(buf, iv)
-    conv_attention_step(x, w, iv, s, cnt, out, tmp, ix)
+    x, s, cnt, out, tmp, ix, B = _views(buf, iv)
+    conv_attention_step(x, w, iv, s, cnt, out, tmp, ix, B)
 
 
 # the calls take three arrays: numba checks every argument's type on each call from Python, about 0.1 µs apiece
@@ -524,7 +616,7 @@ class NativeStep:
         F, H, S, Z = (int(m[i]) for i in (_F, _H, _SIZE, _Z))
         # Every float buffer is a view into one array, every integer one (the layout, the instance's offsets, the
         # day's event counts, the scratch index) into another: the compiled call takes (w, buf, iv).
-        sizes = {"x": batch * F, "out": batch * 4 * H, "state": batch * S, "tmp": _REGIONS * Z}
+        sizes = {"x": batch * F, "out": batch * 4 * H, "state": batch * S, "tmp": _REGIONS * batch * Z}
         self.buf = np.zeros(sum(sizes.values()), np.float32)
         offsets, at = {}, 0
         for name, n in sizes.items():
