@@ -61,20 +61,20 @@ def test_several_streams_step_each_as_its_own_and_reset_alone(name, kw):
     one, many = NativeStep.from_step(step), NativeStep.from_step(step, batch=B)
     z = np.random.default_rng(1).standard_normal((B, 2 * W, F)).astype(np.float32)
     got = np.zeros((B, 2 * W, 2, 3), np.float32)
+    got_pos = np.zeros((B, 2 * W, 2), np.float32)
     for t in range(2 * W):
         if t == W:
             many.reset([1, 4])  # streams 1 and 4 start a new day at event W
         many.x[:] = z[:, t]
         many()
-        got[:, t] = many.logits
+        got[:, t], got_pos[:, t] = many.logits, many.position
     for b in range(B):
-        ref = np.zeros_like(got[b])
         if b in (1, 4):
-            ref[:W] = one.outputs(z[b, :W])[0]
-            ref[W:] = one.outputs(z[b, W:])[0]
+            days = [one.outputs(z[b, :W]), one.outputs(z[b, W:])]
+            ref, ref_pos = (np.concatenate(parts) for parts in zip(*days, strict=True))
         else:
-            ref = one.outputs(z[b])[0]
-        assert np.abs(got[b] - ref).max() <= TOL, b
+            ref, ref_pos = one.outputs(z[b])
+        assert np.abs(got[b] - ref).max() <= TOL and np.abs(got_pos[b] - ref_pos).max() <= TOL, b
 
 
 def test_a_native_step_file_that_does_not_match_the_model_card_is_refused(tmp_path):
