@@ -60,6 +60,18 @@ _REGIONS = 12  # scratch regions of B x Z entries each
 
 
 @njit(cache=True, fastmath=_FM)
+def _start(yv, w, bo, add):
+    """A product's output before its sum: zeros unless ``add`` (then what it holds), plus the bias at w[bo:]
+    when bo >= 0."""
+    if not add:
+        yv[:] = 0.0
+    if bo >= 0:
+        bv = w[bo : bo + yv.shape[0]]
+        for o in range(yv.shape[0]):
+            yv[o] += bv[o]
+
+
+@njit(cache=True, fastmath=_FM)
 def _affine(w, wo, bo, n_in, n_out, x, xo, y, yo, add, ix):
     """y[yo : yo + n_out] = (y if add) + bias + x[xo : xo + n_in] @ Wt, Wt = w[wo:] as (n_in, n_out) row-major (the
     transposed weight: each input scales one contiguous row). bo < 0: no bias. ix: int64 scratch of n_in.
@@ -71,12 +83,7 @@ def _affine(w, wo, bo, n_in, n_out, x, xo, y, yo, add, ix):
     yv = y[yo : yo + n_out]
     xv = x[xo : xo + n_in]
     wv = w[wo : wo + n_in * n_out]
-    if not add:
-        yv[:] = 0.0
-    if bo >= 0:
-        bv = w[bo : bo + n_out]
-        for o in range(n_out):
-            yv[o] += bv[o]
+    _start(yv, w, bo, add)
     nz = 0
     for j in range(n_in):  # branch-free: whether a ReLU output is zero is a coin flip the predictor would miss
         ix[nz] = j
@@ -108,13 +115,7 @@ def _affine_b(w, wo, bo, n_in, n_out, x, xo, xs, y, yo, ys, B, add, ix):
         _affine(w, wo, bo, n_in, n_out, x, xo, y, yo, add, ix)
         return
     for b in range(B):
-        yv = y[yo + b * ys : yo + b * ys + n_out]
-        if not add:
-            yv[:] = 0.0
-        if bo >= 0:
-            bv = w[bo : bo + n_out]
-            for o in range(n_out):
-                yv[o] += bv[o]
+        _start(y[yo + b * ys : yo + b * ys + n_out], w, bo, add)
     wv = w[wo : wo + n_in * n_out]
     j = 0
     while j + 4 <= n_in:
