@@ -23,12 +23,14 @@ from lobnet.tracking.runs import MlflowSettings, Tag
 from lobnet.train.loop import TrainSettings, flatten, train_walk_forward
 
 
-def model_factory(cfg: DictConfig, feature_names: list[str], levels: int):
+def model_factory(cfg: DictConfig, feature_names: list[str], levels: int, task: str = "classification"):
     """n_features and n_horizons from the data; the Transformer's time-gap column and DeepLOB's book columns
-    found by name."""
+    found by name; a deep model's heads from the labels' task (a regression target: one regression head)."""
+    from lobnet.models import MODELS
+
     build = instantiate(cfg.model)
     name = cfg.model.name
-    extra = {}
+    extra = {"task": task} if name in MODELS else {}
     if name in ("transformer", "hybrid") and "log_dt" in feature_names:
         extra["dt_index"] = feature_names.index("log_dt")
     if name == "deeplob":
@@ -90,7 +92,7 @@ def run(cfg: DictConfig) -> dict:
         folds,
         labels,
         int(cfg.window),
-        model_factory(cfg, names, summary["levels"]),
+        model_factory(cfg, names, summary["levels"], labels.task),
         settings,
         MlflowSettings(**OmegaConf.to_container(cfg.mlflow, resolve=True)),
         cfg.output_dir,
@@ -119,6 +121,13 @@ def run(cfg: DictConfig) -> dict:
 def _main(cfg: DictConfig) -> None:
     r = run(cfg)
     s, k = r["summary"], r["primary_horizon"]
+    if "test/mse_vs_factor" in s:  # a regression target
+        print(
+            f"{cfg.model.name} on {cfg.labels.kind}, {len(r['folds'])} folds: test MSE {s['test/mse']:.4g} "
+            f"(EW factor {s['test/factor_mse']:.4g}; model / factor {s['test/mse_vs_factor']:.3f}), "
+            f"R² {s['test/r2']:.3f} (factor {s['test/factor_r2']:.3f}); MLflow run {r['parent_run_id']}"
+        )
+        return
     print(
         f"{cfg.model.name} ({cfg.loss.kind}), {len(r['folds'])} folds, horizon {k}: "
         f"macro-F1 {s['test/macro_f1']:.3f} +- {s['test/macro_f1_std']:.3f} (majority {s['test/majority_f1']:.3f}), "

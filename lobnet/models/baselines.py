@@ -15,6 +15,8 @@ Every baseline gives class probabilities, so log-loss comparisons are defined fo
 * ``logreg``: multinomial logistic regression (scikit-learn), ``gbdt``: gradient-boosted trees (LightGBM), on the
   tabular view of the window (:class:`TabularView`): the z-scored features of the sample's last event and their
   causal EW means at a short and a long memory, so that they see the window's history in a simple form.
+* ``ridge``: the linear baseline of a regression target (:mod:`lobnet.train.regression`), ridge regression on the
+  same tabular view.
 """
 
 from __future__ import annotations
@@ -306,9 +308,73 @@ def _full_proba(model, X: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class RidgeConfig(TabularConfig):
+    alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])  # L2; on validation MSE
+
+
+class Ridge(Baseline):
+    """The linear baseline of a regression target (``labels=liquidity | volatility | pairs``): ridge regression
+    (scikit-learn) on :class:`TabularView`'s design, the target z-scored on the training samples, the L2 strength
+    chosen by validation MSE. A squared-error fit, also when the deep models train with QLIKE."""
+
+    name = "ridge"
+    needs_table = True
+    regression = True
+    cfg: RidgeConfig
+
+    def fit(self, view, seed, class_weights):
+        raise ValueError(
+            "model=ridge is the linear baseline of a regression target (labels=liquidity, volatility or pairs); "
+            "for direction labels use model=logreg"
+        )
+
+    def fit_regression(self, data, frame: pl.DataFrame, seed: int) -> None:
+        """Fit on the fold ``data`` (:meth:`lobnet.prep.windows.FoldData.build_regression`), whose ``returns`` hold
+        the target in its own units."""
+        from sklearn.linear_model import Ridge as SkRidge
+        from sklearn.preprocessing import StandardScaler
+
+        from lobnet.prep.targets import TargetScale
+
+        self.view = view = TabularView(frame, data, self.cfg.memories)
+
+        def target(stage: str) -> np.ndarray:
+            ds = getattr(data, stage)
+            return ds.returns[ds.samples][:, 0].numpy().astype(np.float64)
+
+        y_all = target("train")
+        stride = stride_for(len(y_all), self.cfg.max_train_samples)
+        self.scale = TargetScale.fit(y_all, "mse")
+        ytr = self.scale.apply(y_all[::stride])
+        self.scaler = StandardScaler().fit(view.design("train", stride))
+        Xtr = self.scaler.transform(view.design("train", stride))
+        Xva, yva = self.scaler.transform(view.design("val")), self.scale.apply(target("val"))
+        best = None
+        for a in self.cfg.alphas:
+            m = SkRidge(alpha=a).fit(Xtr, ytr)
+            mse = float(np.mean((m.predict(Xva) - yva) ** 2))
+            if best is None or mse < best[0]:
+                best = (mse, a, m)
+        self.model = best[2]
+        self.chosen.append({"alpha": best[1], "val_mse_scaled": best[0], "train_stride": stride})
+        self.learned.append({"coef": dict(zip(view.names, best[2].coef_.tolist(), strict=True))})
+
+    def predict_regression(self, stage: str) -> np.ndarray:
+        """The stage's predictions in the target's units."""
+        return self.scale.invert(self.model.predict(self.scaler.transform(self.view.design(stage))))
+
+    def inputs(self, view, stage):
+        return view.design(stage), view.sources
+
+    def predict_inputs(self, Z):
+        raise ValueError("model=ridge predicts a regression target, not class probabilities")
+
+
 BASELINES = {
     "majority": (BaselineConfig, Majority),
     "ew_ofi": (EWOFIConfig, EWOFI),
     "logreg": (LogRegConfig, LogReg),
     "gbdt": (GBDTConfig, GBDT),
+    "ridge": (RidgeConfig, Ridge),
 }

@@ -22,6 +22,7 @@ from lobnet.models.base import Heads, LOBModel
 class DeepLOBConfig:
     n_features: int = 40  # F, set from the data
     n_horizons: int = 3  # H
+    task: str = "classification"  # classification (class and position heads) | regression (one value)
     levels: int = 10  # L: the book has 4L columns
     book_columns: list[int] = field(default_factory=list)  # indices of the 4L book columns; empty = the first 4L
     conv_channels: int = 32  # the paper's 32 filters
@@ -85,7 +86,7 @@ class DeepLOBModel(LOBModel):
         )
         self.inception = Inception(c, cfg.inception_channels)
         self.lstm = nn.LSTM(3 * cfg.inception_channels, cfg.lstm_hidden, batch_first=True)
-        self.heads = Heads(cfg.lstm_hidden, cfg.n_horizons)
+        self.heads = Heads(cfg.lstm_hidden, cfg.n_horizons, cfg.task)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         book = x.index_select(-1, self.cols).unsqueeze(1)  # (B, 1, W, 4L)

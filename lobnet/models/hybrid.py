@@ -16,6 +16,7 @@ from lobnet.models.transformer import CausalTransformer, TransformerConfig
 class HybridConfig:
     n_features: int = 40  # F, set from the data
     n_horizons: int = 3  # H
+    task: str = "classification"  # classification (class and position heads) | regression (one value)
     tcn_channels: int = 48
     tcn_levels: int = 3  # receptive field 1 + 2 (k-1)(2**levels - 1) = 29 events at k = 3
     kernel_size: int = 3
@@ -47,7 +48,7 @@ class HybridModel(LOBModel):
             dt_index=cfg.dt_index,
         )
         self.tf = CausalTransformer(cfg.tcn_channels, tcfg)
-        self.heads = Heads(cfg.d_model, cfg.n_horizons)
+        self.heads = Heads(cfg.d_model, cfg.n_horizons, cfg.task)
 
     def encode(self, x: torch.Tensor, span: int | None = None) -> torch.Tensor:
         dt = x[..., self.cfg.dt_index] if self.cfg.dt_index >= 0 else None

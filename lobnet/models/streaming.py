@@ -179,7 +179,8 @@ class LSTMStep(nn.Module):
 
 
 class StepModule(nn.Module):
-    """``forward(x, *state) -> (logits (B, H, 3), position (B, H), *new_state)``; x: one event's features (B, F),
+    """``forward(x, *state) -> (logits (B, H, 3), position (B, H), *new_state)`` (a regression model:
+    ``(prediction (B, H), *new_state)``, :attr:`lobnet.models.base.Heads.outputs`); x: one event's features (B, F),
     z-scored as the model was trained (:meth:`lobnet.prep.windows.ZScore.apply`; the streamer's compiled feature update
     writes them so)."""
 
@@ -223,8 +224,7 @@ class StepModule(nn.Module):
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
         if self.lstm is not None:
             h, new = self.lstm(x, list(state))
-            logits, position = self.model.heads(h)
-            return (logits, position, *new)
+            return (*self.model.heads(h), *new)
         new, i, h = [], 0, x
         if self.tcn is not None:
             n = 2 * len(self.tcn.blocks)
@@ -235,8 +235,7 @@ class StepModule(nn.Module):
             dt = x[:, self.dt_index] if self.dt_index >= 0 else None
             h, s = self.attn(h, dt, list(state[i:]))
             new += s
-        logits, position = self.model.heads(h)
-        return (logits, position, *new)
+        return (*self.model.heads(h), *new)
 
 
 def initial_value(name: str, shape: tuple[int, ...]) -> np.ndarray:

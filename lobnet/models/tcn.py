@@ -18,6 +18,7 @@ from lobnet.models.base import Heads, LOBModel
 class TCNConfig:
     n_features: int = 40  # F, set from the data
     n_horizons: int = 3  # H
+    task: str = "classification"  # classification (class and position heads) | regression (one value)
     channels: int = 48  # width of every block
     levels: int = 5  # blocks; dilation of block i is 2**i
     kernel_size: int = 3
@@ -69,7 +70,7 @@ class TCNModel(LOBModel):
         super().__init__()
         self.cfg = cfg
         self.tcn = TCNEncoder(cfg.n_features, cfg.channels, cfg.levels, cfg.kernel_size, cfg.dropout, cfg.weight_norm)
-        self.heads = Heads(cfg.channels, cfg.n_horizons)
+        self.heads = Heads(cfg.channels, cfg.n_horizons, cfg.task)
 
     @property
     def receptive_field(self) -> int:

@@ -29,6 +29,7 @@ from lobnet.models.base import Heads, LOBModel
 class TransformerConfig:
     n_features: int = 40  # F, set from the data
     n_horizons: int = 3  # H
+    task: str = "classification"  # classification (class and position heads) | regression (one value)
     d_model: int = 64
     n_heads: int = 4
     layers: int = 2
@@ -171,7 +172,7 @@ class TransformerModel(LOBModel):
         super().__init__()
         self.cfg = cfg
         self.tf = CausalTransformer(cfg.n_features, cfg)
-        self.heads = Heads(cfg.d_model, cfg.n_horizons)
+        self.heads = Heads(cfg.d_model, cfg.n_horizons, cfg.task)
 
     def encode(self, x: torch.Tensor, span: int | None = None) -> torch.Tensor:
         dt = x[..., self.cfg.dt_index] if self.cfg.dt_index >= 0 else None

@@ -53,6 +53,8 @@ class FactorProblem:
     baselines: Callable[[float], dict[str, tuple[np.ndarray, np.ndarray]]]
     units: str = ""
     meta: dict = field(default_factory=dict)
+    # the row of the input table each problem row is (quote updates, the merged pair table); None for a time grid
+    source_rows: np.ndarray | None = None
 
 
 def _days(frame: pl.DataFrame) -> list[np.ndarray]:
@@ -87,7 +89,7 @@ class LiquidityFactor:
     horizon_s: float = 10.0
 
     def problem(self, events: pl.DataFrame) -> FactorProblem:
-        q = targets.top_of_book_updates(events)
+        q = targets.top_of_book_updates(events.with_row_index("_row"))
         x = targets.liquidity(q)
         times = q["time"].to_numpy()
         days = _days(q)
@@ -108,7 +110,15 @@ class LiquidityFactor:
             }
 
         return FactorProblem(
-            "liquidity", times, day, h, evaluate, baselines, units="shares", meta={"rows": "quote updates"}
+            "liquidity",
+            times,
+            day,
+            h,
+            evaluate,
+            baselines,
+            units="shares",
+            meta={"rows": "quote updates"},
+            source_rows=q["_row"].to_numpy().astype(np.int64),
         )
 
 
@@ -175,6 +185,11 @@ class PairsFactor:
             wide = targets.merge_pair(events, self.symbol_a, self.symbol_b)
         except ValueError as e:
             raise ValueError(f"pairs factor: {e}") from None
+        return self.problem_merged(wide)
+
+    def problem_merged(self, wide: pl.DataFrame) -> FactorProblem:
+        """The problem on a table already merged (:func:`lobnet.prep.targets.merge_pair`; the prepared table of
+        ``labels=pairs``), whose rows it keeps."""
         scale = 2 * self.price_scale
         a = ((wide["a_bid_px_1"] + wide["a_ask_px_1"]) / scale).to_numpy()
         b = ((wide["b_bid_px_1"] + wide["b_ask_px_1"]) / scale).to_numpy()
@@ -217,6 +232,7 @@ class PairsFactor:
             baselines,
             units="dollars",
             meta={"symbol_a": self.symbol_a, "symbol_b": self.symbol_b},
+            source_rows=np.arange(len(a), dtype=np.int64),
         )
 
 
@@ -252,6 +268,34 @@ def _corr(f: np.ndarray, r: np.ndarray, mask: np.ndarray) -> float:
     return float(np.corrcoef(f[ok], r[ok])[0, 1])
 
 
+def search_alpha(err: Callable[[float], float], alpha_min: float, alpha_max: float, coarse: int, refine: int):
+    """The alpha minimising ``err`` in [alpha_min, alpha_max]: a coarse grid log-spaced in 1 - alpha, then
+    golden-section refinement around its best point. Returns (alpha_opt, every alpha tried (sorted), their
+    errors)."""
+    cache: dict[float, float] = {}
+
+    def cached(alpha: float) -> float:
+        if alpha not in cache:
+            cache[alpha] = err(alpha)
+        return cache[alpha]
+
+    u = np.linspace(np.log(1 - alpha_min), np.log(1 - alpha_max), coarse)
+    errs = [cached(1 - np.exp(v)) for v in u]
+    i = int(np.nanargmin(errs))
+    lo, hi = u[max(i - 1, 0)], u[min(i + 1, coarse - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(max(refine // 2, 1)):
+        if cached(1 - np.exp(c)) < cached(1 - np.exp(d)):
+            hi = d
+        else:
+            lo = c
+        c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    alphas = np.array(sorted(cache))
+    mse = np.array([cache[a] for a in alphas])
+    return float(alphas[int(np.nanargmin(mse))]), alphas, mse
+
+
 def calibrate(
     problem: FactorProblem,
     period: np.ndarray,
@@ -268,30 +312,13 @@ def calibrate(
     and gives each naive predictor's MSE difference from the factor with a block-bootstrap interval (``reps``
     draws; :func:`lobnet.evaluation.regression.compare`)."""
     calib, test = period == 0, period == 1
-    cache: dict[float, float] = {}
 
     def err(alpha: float) -> float:
-        if alpha not in cache:
-            f, r = problem.evaluate(alpha)
-            cache[alpha] = _mse(f, r, calib)
-        return cache[alpha]
+        f, r = problem.evaluate(alpha)
+        return _mse(f, r, calib)
 
-    u = np.linspace(np.log(1 - alpha_min), np.log(1 - alpha_max), coarse)
-    errs = [err(1 - np.exp(v)) for v in u]
-    i = int(np.nanargmin(errs))
-    lo, hi = u[max(i - 1, 0)], u[min(i + 1, coarse - 1)]
-    g = (np.sqrt(5) - 1) / 2
-    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-    for _ in range(max(refine // 2, 1)):
-        if err(1 - np.exp(c)) < err(1 - np.exp(d)):
-            hi = d
-        else:
-            lo = c
-        c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-    alphas = np.array(sorted(cache))
-    mse = np.array([cache[a] for a in alphas])
+    alpha_opt, alphas, mse = search_alpha(err, alpha_min, alpha_max, coarse, refine)
     best = int(np.nanargmin(mse))
-    alpha_opt = float(alphas[best])
     f, r = problem.evaluate(alpha_opt)
     result = {
         "factor": problem.name,
@@ -328,3 +355,88 @@ def calibrate(
     result["test_comparison"] = compare(r[test], paired, "EW factor", ref_mean, block, reps=reps)
     result["test_comparison"]["not_compared"] = own
     return result
+
+
+# --- the factors as references for models trained on their targets ------------------------------------------
+
+
+def factor_for(target) -> LiquidityFactor | VolatilityFactor | PairsFactor:
+    """The factor of a regression target (:class:`lobnet.prep.targets.TargetConfig`): the one whose response the
+    target is."""
+    h = target.horizon_s if target.horizon_s is not None else 0.0
+    if target.kind == "liquidity":
+        return LiquidityFactor(horizon_s=h)
+    if target.kind == "volatility":
+        return VolatilityFactor(grid_s=target.grid_s, horizon_s=h)
+    return PairsFactor(target.symbol_a, target.symbol_b, horizon_s=h, ridge=target.ridge)
+
+
+def problem_on(frame: pl.DataFrame, target, tick: int = DEFAULT_TICK, price_scale: int = PRICE_SCALE) -> FactorProblem:
+    """The factor's problem on a prepared regression table (:func:`lobnet.prep.prepared.prepare`), which carries
+    the Level-I state its estimator reads."""
+    factor = factor_for(target)
+    if isinstance(factor, PairsFactor):
+        factor.price_scale = price_scale
+        return factor.problem_merged(frame)
+    if isinstance(factor, VolatilityFactor):
+        factor.tick = tick
+    return factor.problem(frame)
+
+
+def on_rows(problem: FactorProblem, values: np.ndarray, frame: pl.DataFrame) -> np.ndarray:
+    """A factor's values (one per problem row) as known at each row of ``frame``, the table the problem was built
+    on: the last problem row at or before it (problems on the table's own rows: quote updates, merged pair rows),
+    or the last grid point strictly before its time (a time grid, whose value at a point may include events at
+    that nanosecond after the row). NaN before the day's first."""
+    out = np.full(frame.height, np.nan)
+    slices = day_slices(frame)
+    if problem.source_rows is not None:
+        last = np.full(frame.height, -1, dtype=np.int64)
+        last[problem.source_rows] = np.arange(len(problem.source_rows))
+        for s in slices:
+            seen = np.maximum.accumulate(last[s])  # problem rows increase with their source rows
+            ok = seen >= 0
+            out[s][ok] = values[seen[ok]]
+        return out
+    times = frame["time"].to_numpy()
+    for d, s in enumerate(slices):
+        idx = np.flatnonzero(problem.day == d)
+        if idx.size == 0:
+            continue
+        j = np.searchsorted(problem.times[idx], times[s], side="left") - 1
+        ok = j >= 0
+        out[s][ok] = values[idx[j[ok]]]
+    return out
+
+
+def reference_predictions(
+    frame: pl.DataFrame,
+    target,
+    y: np.ndarray,
+    train_rows: np.ndarray,
+    tick: int = DEFAULT_TICK,
+    price_scale: int = PRICE_SCALE,
+    alpha_min: float = 0.5,
+    alpha_max: float = 0.9999,
+    coarse: int = 30,
+    refine: int = 20,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The calibrated factor and the naive predictors of a model's target ``y`` at every row of ``frame``, all
+    causal: the factor's alpha minimises its squared error against ``y`` on the training samples
+    (:func:`search_alpha`), the naive predictors take that alpha's memory (``FactorProblem.baselines``).
+    Returns ({"EW factor": ..., naive name: ...}, {"alpha": ..., "effective_window": ...})."""
+    problem = problem_on(frame, target, tick, price_scale)
+    yt = y[train_rows]
+
+    def err(alpha: float) -> float:
+        f = on_rows(problem, problem.evaluate(alpha)[0], frame)[train_rows]
+        ok = np.isfinite(f) & np.isfinite(yt)
+        return float(np.mean((f[ok] - yt[ok]) ** 2)) if ok.any() else float("nan")
+
+    alpha, _, _ = search_alpha(err, alpha_min, alpha_max, coarse, refine)
+    f, response = problem.evaluate(alpha)
+    preds = {"EW factor": on_rows(problem, f, frame)}
+    for name, (pred, own) in problem.baselines(alpha).items():
+        if np.array_equal(own, response, equal_nan=True):  # not one that predicts another target (its own hedge)
+            preds[name] = on_rows(problem, pred, frame)
+    return preds, {"alpha": alpha, "effective_window": effective_window(alpha), "factor": problem.name}

@@ -61,6 +61,11 @@ class LabelConfig:
         if not self.horizons or min(self.horizons) < 1:
             raise ValueError("labels.horizons must be positive event counts")
 
+    @property
+    def task(self) -> str:
+        """What a model trained on these labels does (:class:`lobnet.prep.targets.TargetConfig`: regression)."""
+        return "classification"
+
     def target(self, k: int) -> str:
         """The continuous column whose sign and size make the class label at horizon k."""
         return f"logret_{k}" if self.method == "point" else f"{self.method}_ret_{k}"

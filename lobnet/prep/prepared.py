@@ -23,6 +23,7 @@ from lobnet.features import FeatureSpec, compute_features, feature_names, warmup
 from lobnet.io import OutputDir, atomic_file, clean_stale
 from lobnet.prep.labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
 from lobnet.prep.splits import Fold, require_samples, walk_forward
+from lobnet.prep.targets import QUOTE, TARGET, TARGET_END, TargetConfig, target_rows, target_table
 
 CACHE_VERSION = 4  # bump when the events schema or the prepared layout changes (2: folds.npz; 3: test_starts;
 # 4: eval_stride)
@@ -96,7 +97,7 @@ def load_events(data: dict, cache_dir: str | Path | None) -> tuple[pl.DataFrame,
 def prepare(
     data: dict,
     features: FeatureSpec,
-    labels: LabelConfig,
+    labels: LabelConfig | TargetConfig,
     split: dict,
     window: int,
     output_dir: str | Path,
@@ -114,7 +115,8 @@ def prepare(
         if (summary := _up_to_date(od.path, key)) is not None:
             od.keep()
             return Prepared(od.path, summary, load_folds(od.path / FOLDS))
-        frame, summary, folds = _write_prepared(od.tmp, events, meta, key, features, labels, split, window, t0)
+        write = _write_regression if isinstance(labels, TargetConfig) else _write_prepared
+        frame, summary, folds = write(od.tmp, events, meta, key, features, labels, split, window, t0)
     return Prepared(od.path, summary, folds, frame)
 
 
@@ -224,14 +226,34 @@ def _write_prepared(tmp: Path, events, meta, key, features, labels, split, windo
     )
     samples = np.concatenate([folds[0].train, folds[0].val, folds[0].test])
     seconds = time.perf_counter() - t0
+    summary = {
+        **_common_summary(tmp, frame, meta, groups, levels, names, features),
+        "task": "classification",
+        "horizons": list(labels.horizons),
+        "label_method": labels.method,
+        "label_targets": [labels.target(k) for k in labels.horizons],
+        "alpha_mode": labels.alpha_mode,
+        "alphas_fold0": dict(zip(map(str, labels.horizons), alphas, strict=True)),
+        "label_counts": {str(k): class_counts(y[samples]) for k, y in zip(labels.horizons, ys, strict=True)},
+        "label_classes": list(CLASS_NAMES),
+        **_closing_summary(window, folds, seconds, frame, meta, key),
+    }
+    if levels == 1:
+        summary["locked_crossed"] = locked_crossed_counts(events)
+    save_folds(tmp / FOLDS, folds)
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return frame, summary, folds
 
+
+def _common_summary(tmp: Path, frame: pl.DataFrame, meta: dict, groups, levels: int, names, features) -> dict:
+    """Writes the table's partitions (one Parquet file per symbol-day) and returns what every summary opens with."""
     partitions = []
     for sym, date, s, e in groups:
         rel = f"symbol={sym}/date={date}/part-0.parquet"
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         frame.slice(s, e - s).write_parquet(tmp / rel)
         partitions.append(rel)
-    summary = {
+    return {
         "source": meta["reader"].rsplit(".", 1)[-1].replace("read_", "").replace("load_day", "synthetic"),
         "reader": meta["reader"],
         "reader_args": meta["args"],
@@ -245,13 +267,12 @@ def _write_prepared(tmp: Path, events, meta, key, features, labels, split, windo
         "feature_names": names,
         "feature_groups": list(features.groups),
         "warmup_events": warmup(list(features.groups)),
-        "horizons": list(labels.horizons),
-        "label_method": labels.method,
-        "label_targets": [labels.target(k) for k in labels.horizons],
-        "alpha_mode": labels.alpha_mode,
-        "alphas_fold0": dict(zip(map(str, labels.horizons), alphas, strict=True)),
-        "label_counts": {str(k): class_counts(y[samples]) for k, y in zip(labels.horizons, ys, strict=True)},
-        "label_classes": list(CLASS_NAMES),
+        "partitions": partitions,
+    }
+
+
+def _closing_summary(window: int, folds: list[Fold], seconds: float, frame: pl.DataFrame, meta: dict, key) -> dict:
+    return {
         "window": window,
         "folds": [f.describe() for f in folds],
         "seconds": round(seconds, 3),
@@ -259,10 +280,83 @@ def _write_prepared(tmp: Path, events, meta, key, features, labels, split, windo
         "events_cached": meta["events_cached"],
         "cached": False,
         "cache_key": key,
-        "partitions": partitions,
     }
-    if levels == 1:
-        summary["locked_crossed"] = locked_crossed_counts(events)
+
+
+def pair_features(rows: pl.DataFrame, params, groups: list[str]) -> pl.DataFrame:
+    """Features of the merged two-symbol table (:func:`lobnet.prep.targets.target_rows`): every group computed on
+    each symbol's Level-I state as the merged rows carry it, named ``a_<feature>`` and ``b_<feature>``; the time
+    gap (``log_dt``, a property of the merged stream itself) once, unprefixed."""
+    from lobnet.features import feature_names
+
+    parts = []
+    for side in "ab":
+        own = [g for g in groups if not (side == "b" and g == "log_dt")]
+        table = rows.select("symbol", "date", "time", *[pl.col(f"{side}_{c}").alias(c) for c in QUOTE])
+        try:
+            f = compute_features(table, params, own, keep=())
+        except pl.exceptions.ColumnNotFoundError as e:
+            raise ValueError(
+                f"labels=pairs: a merged pair table carries each symbol's Level-I quotes only, and feature groups "
+                f"{own} read more ({str(e).splitlines()[0]}); use features=level1"
+            ) from None
+        shared = set(feature_names(params, ["log_dt"])) if "log_dt" in own else set()
+        parts.append(f.rename({c: c if c in shared else f"{side}_{c}" for c in f.columns}))
+    return pl.concat(parts, how="horizontal")
+
+
+def _write_regression(tmp: Path, events, meta, key, features, target: TargetConfig, split, window, t0):
+    """:func:`_write_prepared` for a regression target: features, the Level-I state the factor baselines read,
+    ``target`` and ``target_end`` (:func:`lobnet.prep.targets.target_table`); folds purged by each sample's own
+    label span; samples only where the target is known."""
+    where = meta["files"][0] if meta["files"] else meta["reader"]
+    if "close" in events.columns or features.source == "bars":
+        raise ValueError(f"{where}: labels={target.kind} is a target on a book's events, not on bars")
+    try:
+        rows = target_rows(events, target)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    levels = 1 if target.kind == "pairs" else n_levels(events)
+    params = features.params(levels)
+    groups = list(features.groups)
+    if target.kind == "pairs":
+        feats = pl.concat(
+            [rows.select("symbol", "date", "time"), pair_features(rows, params, groups)], how="horizontal"
+        )
+        raw = [f"{s}_{c}" for s in "ab" for c in QUOTE] + ["updated"]
+    else:
+        feats = compute_features(rows, params, groups)
+        raw = list(QUOTE)
+    names = [c for c in feats.columns if c not in ("symbol", "date", "time")]
+    tgt = target_table(rows, target, features.tick, features.price_scale)
+    frame = pl.concat([feats, rows.select(raw), tgt], how="horizontal")
+    groups_ = day_groups(frame)
+    folds = require_samples(
+        walk_forward(
+            [(s, e) for _, _, s, e in groups_],
+            window=window,
+            max_horizon=0,
+            warmup=warmup(groups),
+            day_names=[f"{s} {d}" for s, d, _, _ in groups_],
+            label_end=frame[TARGET_END].to_numpy(),
+            **split,
+        ),
+        window,
+        0,
+    )
+    y = frame[TARGET].to_numpy()
+    tr = y[folds[0].train]
+    seconds = time.perf_counter() - t0
+    summary = {
+        **_common_summary(tmp, frame, meta, groups_, levels, names, features),
+        "task": "regression",
+        "target": target.name,
+        "target_config": {k: getattr(target, k) for k in target.__dataclass_fields__},
+        "horizons": list(target.horizons),
+        "target_known": int(np.isfinite(y).sum()),
+        "target_fold0_train": {"mean": float(np.mean(tr)), "std": float(np.std(tr)), "n": int(tr.size)},
+        **_closing_summary(window, folds, seconds, frame, meta, key),
+    }
     save_folds(tmp / FOLDS, folds)
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return frame, summary, folds

@@ -21,6 +21,10 @@ without changing what is measured; training samples are not thinned (an epoch dr
 is also read by a sample of a later evaluation block, so no training target overlaps a test sample's inputs or
 targets. **Embargo**: after each evaluation block, ``embargo`` more rows are kept out of training (this matters
 when training data follows the evaluation block, e.g. anchored folds over interleaved symbols).
+
+**Time horizons** (``label_end``, the regression targets of :mod:`lobnet.prep.targets`): a target H seconds ahead
+reads a number of rows that varies with the pace of events, so each sample's label span ends at its own row
+(``label_end[t]``, -1 where the target is unknown: those rows are no samples), and purging uses that span.
 """
 
 from __future__ import annotations
@@ -77,17 +81,25 @@ def eval_stride(n: int, max_samples: int | None) -> int:
 
 
 def purge(
-    candidates: np.ndarray, later: list[np.ndarray], window: int, max_horizon: int, embargo: int = 0
+    candidates: np.ndarray,
+    later: list[np.ndarray],
+    window: int,
+    max_horizon: int,
+    embargo: int = 0,
+    label_end: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """Drop candidate samples that share a row with any sample of the ``later`` blocks, and those starting in
-    the ``embargo`` rows after a block. Returns (kept, n_purged, n_embargoed)."""
+    the ``embargo`` rows after a block. A sample's label reads up to ``max_horizon`` rows ahead, or up to its
+    ``label_end`` row when given. Returns (kept, n_purged, n_embargoed)."""
     keep = np.ones(candidates.size, dtype=bool)
     purged = np.zeros(candidates.size, dtype=bool)
-    starts, ends = candidates - window + 1, candidates + max_horizon  # rows each candidate reads
+    starts = candidates - window + 1  # rows each candidate reads
+    ends = candidates + max_horizon if label_end is None else label_end[candidates]
     for block in later:
         if block.size == 0:
             continue
-        lo, hi = block[0] - window + 1, block[-1] + max_horizon  # rows the block reads
+        hi = block[-1] + max_horizon if label_end is None else int(label_end[block].max())
+        lo = block[0] - window + 1  # rows the block reads: lo..hi
         overlap = (ends >= lo) & (starts <= hi)
         emb = (starts > hi) & (starts <= hi + embargo)
         purged |= overlap & keep
@@ -112,17 +124,23 @@ def walk_forward(
     day_names: list[str] | None = None,
     max_folds: int | None = None,
     max_eval_samples: int | None = None,
+    label_end: np.ndarray | None = None,
 ) -> list[Fold]:
     """Walk-forward folds (see the module docstring). ``day_bounds``: (start, end) rows of each symbol-day in
     time order (:func:`lobnet.data.schema.day_groups`). ``test_units``: days (or blocks) in each test period, so
     that scores can be followed with distance from training (the folds still step by one unit).
     ``max_eval_samples``: the most samples kept in a validation block and in a test period (see the module
-    docstring); one stride, the larger of the two blocks', thins both."""
+    docstring); one stride, the larger of the two blocks', thins both. ``label_end``: the last row each row's
+    target reads (-1: unknown), for targets over a time horizon (``max_horizon`` is then ignored)."""
     if scheme not in ("rolling", "anchored"):
         raise ValueError(f"split scheme must be rolling or anchored, not {scheme!r}")
     if int(window) < 1:
         raise ValueError(f"window must be at least 1 event, not {window}")
+    if label_end is not None:
+        max_horizon = 0
     per_day = sample_rows(day_bounds, window, max_horizon, warmup)
+    if label_end is not None:  # a sample needs a known target
+        per_day = [r[label_end[r] >= 0] for r in per_day]
     if unit == "auto":
         unit = "days" if len(per_day) >= train_days + 2 else "blocks"
     if unit == "days":
@@ -157,8 +175,8 @@ def walk_forward(
         tests = [u for u in units[i + n_train + 1 : i + n_train + 1 + test_units] if u.size]
         val, test = units[i + n_train], np.concatenate(tests) if tests else units[i + n_train + 1]
         train = np.concatenate(tr_units)
-        train, p_tr, emb = purge(train, [val, test], window, max_horizon, embargo)
-        val_kept, p_val, _ = purge(val, [test], window, max_horizon, embargo)
+        train, p_tr, emb = purge(train, [val, test], window, max_horizon, embargo, label_end)
+        val_kept, p_val, _ = purge(val, [test], window, max_horizon, embargo, label_end)
         k = max(eval_stride(val_kept.size, max_eval_samples), eval_stride(test.size, max_eval_samples))
         val_kept, test = val_kept[::k], test[::k]
         label_tr = names[first] if len(tr_units) == 1 else f"{names[first]}..{names[i + n_train - 1]}"

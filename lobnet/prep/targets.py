@@ -17,9 +17,16 @@ never reaches past the end of its day: where the day ends first it is NaN, and t
   symbols' latest state.
 
 Every target reads the future only to build itself; nothing here is a feature.
+
+:class:`TargetConfig` (``labels=liquidity | volatility | pairs``) names one of them for a model to be trained on,
+and :func:`target_table` computes it on the rows a model samples: every event of a book (liquidity, volatility),
+or every row of the merged two-symbol table (pairs), each with the row its target reads last (``target_end``, for
+purging by the time horizon).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -161,3 +168,171 @@ def merge_pair(events: pl.DataFrame, symbol_a: str, symbol_b: str) -> pl.DataFra
         .unique(subset=["date", "time"], keep="last", maintain_order=True)
         .drop_nulls(cols)
     )
+
+
+TARGET_KINDS = ("liquidity", "volatility", "pairs")
+TARGET_LOSSES = ("mse", "qlike")
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """A regression target for the models (``conf/labels/{liquidity,volatility,pairs}.yaml``), beside the
+    direction labels of :class:`lobnet.prep.labels.LabelConfig`.
+
+    ``horizon_s`` (seconds on the event clock) or ``horizon_events``; volatility is on a grid of ``grid_s``
+    seconds and its horizon must be in seconds. Pairs: ``symbol_a``, ``symbol_b``, and the hedge ratio's EW
+    regression (``beta_alpha``, ``ridge``: the pairs factor's estimator, :class:`lobnet.online.factors.PairsFactor`)
+    fixed in the config, so that the target is the same for every predictor. ``loss``: ``mse`` (every target), or
+    ``qlike`` (volatility: the model predicts a log variance and is scored by its quasi-likelihood)."""
+
+    kind: str = "liquidity"
+    horizon_s: float | None = 10.0
+    horizon_events: int | None = None
+    grid_s: float = 1.0
+    symbol_a: str | None = None
+    symbol_b: str | None = None
+    beta_alpha: float = 0.996
+    ridge: float = 1e-4
+    loss: str = "mse"
+
+    def __post_init__(self):
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"labels.kind must be one of {', '.join(TARGET_KINDS)}, not {self.kind!r}")
+        if self.loss not in TARGET_LOSSES:
+            raise ValueError(f"labels.loss must be one of {', '.join(TARGET_LOSSES)}, not {self.loss!r}")
+        if self.loss == "qlike" and self.kind != "volatility":
+            raise ValueError("labels.loss=qlike is the variance's loss: it needs labels.kind=volatility")
+        if (self.horizon_s is None) == (self.horizon_events is None):
+            raise ValueError(
+                "a target's horizon is either in seconds (labels.horizon_s) or in events "
+                "(labels.horizon_events): set one and null the other"
+            )
+        if self.horizon_s is not None and self.horizon_s <= 0:
+            raise ValueError(f"labels.horizon_s must be positive, not {self.horizon_s}")
+        if self.horizon_events is not None and int(self.horizon_events) < 1:
+            raise ValueError(f"labels.horizon_events must be >= 1, not {self.horizon_events}")
+        if self.kind == "volatility" and self.horizon_s is None:
+            raise ValueError("labels=volatility is defined on a time grid: its horizon is labels.horizon_s")
+        if self.kind == "pairs" and not (self.symbol_a and self.symbol_b):
+            raise ValueError("labels=pairs needs labels.symbol_a and labels.symbol_b")
+        if not 0 < self.beta_alpha <= 1:
+            raise ValueError(f"labels.beta_alpha must be in (0, 1], not {self.beta_alpha}")
+
+    @property
+    def task(self) -> str:
+        return "regression"
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """One output: a model trained on a target has one regression head."""
+        return (1,)
+
+    @property
+    def name(self) -> str:
+        """``liquidity_10s``, ``volatility_60s``, ``pairs_AIG_BAC_60s``, ``liquidity_100ev``."""
+        h = f"{self.horizon_s:g}s" if self.horizon_s is not None else f"{self.horizon_events}ev"
+        pair = f"_{self.symbol_a}_{self.symbol_b}" if self.kind == "pairs" else ""
+        return f"{self.kind}{pair}_{h}"
+
+    @property
+    def pair_symbol(self) -> str:
+        """The merged table's symbol: ``AIG-BAC`` (a path part of the prepared table: no slash)."""
+        return f"{self.symbol_a}-{self.symbol_b}"
+
+
+TARGET = "target"  # the prepared table's target column, and the row it reads last (-1: unknown)
+TARGET_END = "target_end"
+
+
+def _mid(frame: pl.DataFrame, prefix: str, scale: float) -> np.ndarray:
+    return ((frame[f"{prefix}bid_px_1"] + frame[f"{prefix}ask_px_1"]) / (2 * scale)).to_numpy().astype(float)
+
+
+def target_rows(events: pl.DataFrame, cfg: TargetConfig) -> pl.DataFrame:
+    """The rows a model samples for ``cfg``: the events (liquidity, volatility), or, for pairs, the merged table
+    (:func:`merge_pair`) as one stream per day whose ``symbol`` is ``A-B`` (``updated``: whose quote changed)."""
+    if cfg.kind != "pairs":
+        return events
+    wide = merge_pair(events, cfg.symbol_a, cfg.symbol_b)
+    return wide.rename({"symbol": "updated"}).with_columns(pl.lit(cfg.pair_symbol).alias("symbol"))
+
+
+def target_table(rows: pl.DataFrame, cfg: TargetConfig, tick: int, price_scale: int) -> pl.DataFrame:
+    """``target`` and ``target_end`` for every row of :func:`target_rows` (sorted by symbol, date, time, days
+    contiguous): the target (NaN where its day ends first) and the last row it reads (-1 there). Liquidity in
+    shares, volatility in ticks per grid step, pairs in dollars."""
+    from lobnet.data.schema import day_slices
+    from lobnet.online.estimators import ew_regression
+
+    times = rows["time"].to_numpy()
+    days = [np.arange(s.start, s.stop) for s in day_slices(rows)]
+    if cfg.kind == "volatility":
+        rows_h = horizon_rows(times, days, cfg.horizon_s, None)
+        quoted = (rows["bid_px_1"].is_not_null() & rows["ask_px_1"].is_not_null()).to_numpy()
+        value = np.full(len(times), np.nan)
+        for idx in days:
+            q = idx[quoted[idx]]  # the mid as it stands: the last quoted row's
+            if len(q) == 0:
+                continue
+            where = idx[idx >= q[0]]  # from the day's first quote on: before it there is no mid
+            value[where] = realised_volatility(
+                times[q],
+                _mid(rows[q], "", tick),
+                [np.arange(len(q))],
+                cfg.horizon_s,
+                cfg.grid_s,
+                times[where],
+                [np.arange(len(where))],
+            )
+        end = np.where(np.isfinite(value), rows_h, -1)
+    else:
+        end = horizon_rows(times, days, cfg.horizon_s, cfg.horizon_events)
+        if cfg.kind == "liquidity":
+            value = liquidity_target(liquidity(rows), end)
+        else:
+            a, b = _mid(rows, "a_", price_scale), _mid(rows, "b_", price_scale)
+            beta = np.empty(len(a))
+            for idx in days:
+                beta[idx] = ew_regression(b[idx], a[idx], cfg.beta_alpha, ridge=cfg.ridge)[0][:, 1]
+            value = pairs_target(a, b, beta, end)
+    end = np.where(np.isfinite(value), end, -1)
+    return pl.DataFrame({TARGET: value, TARGET_END: end.astype(np.int64)})
+
+
+@dataclass(frozen=True)
+class TargetScale:
+    """The scale a model learns a target in, fitted on the training fold's samples only.
+
+    ``mse``: z = (y - mean) / std, and a prediction is mean + std z. ``qlike`` (volatility): the model's output s is a
+    log variance in units of the training fold's mean squared target v (y the realised volatility): the loss reads
+    y² / v, and the predicted volatility is sqrt(v exp(s))."""
+
+    loss: str
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, y_train: np.ndarray, loss: str = "mse") -> TargetScale:
+        y = np.asarray(y_train, float)
+        y = y[np.isfinite(y)]
+        if y.size == 0:
+            raise ValueError("no known target among the training samples to fit its scale on")
+        if loss == "qlike":
+            return cls(loss, 0.0, float(np.sqrt(np.mean(y * y))) or 1.0)
+        std = float(y.std())
+        return cls(loss, float(y.mean()), std if std > 0 else 1.0)
+
+    def apply(self, y: np.ndarray) -> np.ndarray:
+        """What the loss reads: z (mse) or y² / v (qlike)."""
+        y = np.asarray(y, float)
+        return (y / self.std) ** 2 if self.loss == "qlike" else (y - self.mean) / self.std
+
+    def invert(self, out: np.ndarray) -> np.ndarray:
+        """A model's output in the target's own units."""
+        out = np.asarray(out, float)
+        if self.loss == "qlike":
+            return self.std * np.exp(0.5 * out)
+        return self.mean + self.std * out
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "mean": self.mean, "std": self.std}

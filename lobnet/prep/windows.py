@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lobnet.prep.labels import LabelConfig, labels_for_fold
 from lobnet.prep.normalization import ZScore, rolling_zscore  # noqa: F401 - re-exported: the fold's normalisation
 from lobnet.prep.splits import Fold
+from lobnet.prep.targets import TARGET, TargetConfig, TargetScale
 from lobnet.train.losses import ContiguousBatchSampler
 
 
@@ -39,7 +40,8 @@ def rows_read(samples: np.ndarray, window: int, n_rows: int) -> np.ndarray:
 
 
 class WindowDataset(Dataset):
-    """(window (W, F), class labels (H,), future log returns (H,)) for each sample row t."""
+    """(window (W, F), class labels (H,), future log returns (H,)) for each sample row t; for a regression target
+    (:meth:`FoldData.build_regression`), (window, the scaled target (1,), the target in its own units (1,))."""
 
     def __init__(self, X: torch.Tensor, samples: np.ndarray, window: int, y: torch.Tensor, returns: torch.Tensor):
         if X.dim() != 2 or not X.is_contiguous():
@@ -68,6 +70,7 @@ class FoldData:
     zscore: ZScore | None
     feature_names: list[str]
     horizons: tuple[int, ...]
+    scale: TargetScale | None = None  # a regression target's training-fold scale (None: class labels)
 
     @classmethod
     def build(
@@ -82,27 +85,61 @@ class FoldData:
         X_raw: np.ndarray | None = None,
     ) -> FoldData:
         n = frame.height
-        own = X_raw is None  # a matrix built here is normalised in place: one matrix in memory, not two
-        X_raw = feature_matrix(frame, feature_names) if own else X_raw
-        if normalization == "train_zscore":
-            z = ZScore.fit(X_raw, rows_read(fold.train, window, n))
-            Xn = z.apply(X_raw, inplace=own)
-        elif normalization == "rolling_zscore":
-            z, Xn = None, rolling_zscore(frame, feature_names, rolling_window)
-        else:
-            raise ValueError(f"normalization must be train_zscore or rolling_zscore, not {normalization!r}")
+        z, X = _normalised(frame, feature_names, fold, window, normalization, rolling_window, X_raw)
         H = len(labels.horizons)
         y_np, r_np = np.empty((n, H), dtype=np.int64), np.empty((n, H), dtype=np.float32)
         alphas = labels_for_fold(frame, fold.train, labels, y_out=y_np, r_out=r_np)[0]
         np.nan_to_num(r_np, copy=False)
         y, r = torch.from_numpy(y_np), torch.from_numpy(r_np)
-        X = torch.from_numpy(Xn)
 
         def ds(samples: np.ndarray) -> WindowDataset:
             ok = (y[samples] >= 0).all(dim=1).numpy() if samples.size else np.zeros(0, dtype=bool)
             return WindowDataset(X, samples[ok], window, y, r)
 
         return cls(ds(fold.train), ds(fold.val), ds(fold.test), alphas, z, list(feature_names), tuple(labels.horizons))
+
+    @classmethod
+    def build_regression(
+        cls,
+        frame: pl.DataFrame,
+        feature_names: list[str],
+        fold: Fold,
+        target: TargetConfig,
+        window: int,
+        normalization: str = "train_zscore",
+        rolling_window: int = 1000,
+        X_raw: np.ndarray | None = None,
+    ) -> FoldData:
+        """The fold for a regression target (a table from :func:`lobnet.prep.prepared.prepare` with
+        ``labels`` a :class:`~lobnet.prep.targets.TargetConfig`): the same windows and normalisation, ``y`` the
+        target scaled on the training samples (:class:`~lobnet.prep.targets.TargetScale`), ``returns`` the target
+        itself; samples whose target is unknown are not samples."""
+        z, X = _normalised(frame, feature_names, fold, window, normalization, rolling_window, X_raw)
+        raw = frame[TARGET].to_numpy().astype(np.float64)
+        scale = TargetScale.fit(raw[fold.train], target.loss)
+        known = np.isfinite(raw)
+        y = torch.from_numpy(np.nan_to_num(scale.apply(raw)).astype(np.float32)[:, None])
+        r = torch.from_numpy(np.nan_to_num(raw).astype(np.float32)[:, None])
+
+        def ds(samples: np.ndarray) -> WindowDataset:
+            return WindowDataset(X, samples[known[samples]], window, y, r)
+
+        return cls(ds(fold.train), ds(fold.val), ds(fold.test), [], z, list(feature_names), target.horizons, scale)
+
+
+def _normalised(frame, feature_names, fold: Fold, window: int, normalization: str, rolling_window: int, X_raw):
+    """The fold's normalisation (fitted on the rows its training windows read) and the normalised matrix as a
+    tensor. A matrix built here is normalised in place: one matrix in memory, not two."""
+    own = X_raw is None
+    X_raw = feature_matrix(frame, feature_names) if own else X_raw
+    if normalization == "train_zscore":
+        z = ZScore.fit(X_raw, rows_read(fold.train, window, frame.height))
+        Xn = z.apply(X_raw, inplace=own)
+    elif normalization == "rolling_zscore":
+        z, Xn = None, rolling_zscore(frame, feature_names, rolling_window)
+    else:
+        raise ValueError(f"normalization must be train_zscore or rolling_zscore, not {normalization!r}")
+    return z, torch.from_numpy(Xn)
 
 
 class EpochShuffle(Sampler[int]):

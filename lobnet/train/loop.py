@@ -35,6 +35,7 @@ from lobnet.io import claim, locked, write_json
 from lobnet.models import Baseline, LOBModel
 from lobnet.prep.labels import LabelConfig
 from lobnet.prep.splits import Fold
+from lobnet.prep.targets import TargetConfig
 from lobnet.prep.windows import FoldData, LOBDataModule
 from lobnet.tracking.runs import MlflowSettings, Tag, Tracker, fold_logger
 from lobnet.train.losses import LobLoss, LossSettings, class_weights, default_cost
@@ -225,7 +226,7 @@ class FoldInputs:
 
     frame: pl.DataFrame
     feature_names: list[str]
-    labels: LabelConfig
+    labels: LabelConfig | TargetConfig
     window: int
     make_model: Callable[[int, int], LOBModel]
     settings: TrainSettings
@@ -239,8 +240,12 @@ class FoldInputs:
 
 def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     frame, feature_names, labels, window = shared.frame, shared.feature_names, shared.labels, shared.window
-    settings, run_dir, mls, tracker, card = shared.settings, shared.run_dir, shared.mlflow, shared.tracker, shared.card
+    settings, run_dir, tracker = shared.settings, shared.run_dir, shared.tracker
     L.seed_everything(settings.seed + fold.index, workers=True, verbose=False)
+    if isinstance(labels, TargetConfig):  # a regression target (lobnet.prep.targets)
+        from lobnet.train.regression import fit_regression_fold
+
+        return fit_regression_fold(shared, fold, child_id)
     data = FoldData.build(frame, feature_names, fold, labels, window, normalization=settings.normalization)
     if len(data.train) == 0 or len(data.val) == 0 or len(data.test) == 0:
         raise ValueError(f"fold {fold.index} has an empty train, validation or test set: {fold.describe()}")
@@ -267,6 +272,25 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
         labels.classes,
     )
     dm = LOBDataModule(data, settings.batch_size, seed=settings.seed + fold.index, contiguous=spec.kind != "ce")
+    extra = {"labels": dataclasses.asdict(labels), "loss": spec.kind}
+    best, val = fit_and_test(shared, fold, child_id, model, module, dm, data, extra)
+    metrics = report_fold(shared, fold, child_id, data, module.results["test"], val, module.cost, spec.kind, module)
+    if settings.explain is not None:
+        explain_to_run(shared, child_id, model, data, f"{_model_name(model)} fold {fold.index}")
+    if tracker.active:
+        from lobnet.tracking.model import log_fold_model
+
+        log_fold_model(tracker.settings.tracking_uri, child_id, run_dir / f"fold_{fold.index}", Path(best))
+        tracker.client.set_terminated(child_id)  # runs:/<id>/model
+    return metrics
+
+
+def fit_and_test(shared: FoldInputs, fold: Fold, child_id, model, module, dm, data, card_extra: dict):
+    """Lightning's part of a deep model's fold, for every task: fit with early stopping on ``val/loss`` and a
+    checkpoint per epoch (resumed from ``last.ckpt`` when there is one), the model card, then the best
+    checkpoint validated (its ``val_best`` scores, what a configuration is chosen on) and tested; ``module.results``
+    holds both. Returns (the best checkpoint's path, the validation result)."""
+    settings, run_dir, mls, card = shared.settings, shared.run_dir, shared.mlflow, shared.card
     ckpt_dir = run_dir / f"fold_{fold.index}"
     # saved at the end of the training epoch (after its validation): a checkpoint written at validation end
     # counts as mid-epoch, and resuming from it would train that epoch a second time
@@ -305,23 +329,14 @@ def _fit_fold(shared: FoldInputs, fold: Fold, child_id: str | None) -> dict:
     trainer.fit(module, dm, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     best = checkpoint.best_model_path or str(last)
     if is_rank_zero():
-        extra = {**card, "labels": dataclasses.asdict(labels), "loss": spec.kind, "fold": fold.index}
-        _write_model_card(ckpt_dir, model, data, window, extra)
+        _write_model_card(ckpt_dir, model, data, shared.window, {**card, **card_extra, "fold": fold.index})
     # the validation scores of the weights that are tested: what a configuration is chosen on (lobnet-compare)
     loggers, trainer.loggers = trainer.loggers, []  # logged as val_best/*, not as one more point of val/loss
     trainer.validate(module, dm, ckpt_path=best, verbose=False, weights_only=True)
     trainer.loggers = loggers
     val = module.results["val"]
     trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)
-    metrics = report_fold(shared, fold, child_id, data, module.results["test"], val, module.cost, spec.kind, module)
-    if settings.explain is not None:
-        explain_to_run(shared, child_id, model, data, f"{_model_name(model)} fold {fold.index}")
-    if tracker.active:
-        from lobnet.tracking.model import log_fold_model
-
-        log_fold_model(tracker.settings.tracking_uri, child_id, ckpt_dir, Path(best))  # runs:/<id>/model
-        tracker.client.set_terminated(child_id)
-    return metrics
+    return best, val
 
 
 def report_fold(

@@ -115,3 +115,12 @@ class ContiguousBatchSampler(Sampler[list[int]]):
             starts = np.random.default_rng((self.seed, self.epoch)).permutation(starts)
         for s in starts:
             yield list(range(int(s), min(int(s) + self.batch_size, self.n)))
+
+
+def regression_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A regression head's loss on the scaled target (:class:`lobnet.prep.targets.TargetScale`): ``mse``, or
+    ``qlike``, the quasi-likelihood of a variance, y / exp(s) + s with s the predicted log variance and y the
+    realised variance (both in the training fold's units); its minimum is at exp(s) = E[y]."""
+    if kind == "qlike":
+        return (y * torch.exp(-out) + out).mean()
+    return F.mse_loss(out, y)
