@@ -78,13 +78,15 @@ def run(cfg: DictConfig) -> dict:
     progress = sys.stdout.isatty() if cfg.progress == "auto" else bool(cfg.progress)
     tags = {
         Tag.MODEL: cfg.model.name,
-        Tag.LOSS: cfg.loss.kind,
+        Tag.LOSS: labels.loss if labels.task == "regression" else cfg.loss.kind,
         Tag.DATA: summary["cache_key"],
         Tag.EVENTS: summary.get("events_key", summary["cache_key"]),
         Tag.DATASET: dataset_name(summary),
         Tag.SOURCE: summary["source"],
         Tag.SYMBOLS: ",".join(summary["symbols"]),
     }
+    if labels.task == "regression":
+        tags[Tag.TARGET] = labels.name
     events_per_day = summary["n_events"] / max(len(summary["days"]) * len(summary["symbols"]), 1)
     result = train_walk_forward(
         frame,

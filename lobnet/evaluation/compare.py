@@ -33,10 +33,13 @@ def _horizons(p, horizon) -> list[int]:
     return [int(horizon or p.data.tags.get(Tag.PRIMARY_HORIZON, 0))]
 
 
-def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int | str | None) -> pl.DataFrame:
-    """One row per fold run and horizon: data set, model, loss, configuration, seed, parent and fold run, and the
-    test metrics (and the validation ones the configuration is chosen on) at the horizon. ``horizon``: a horizon,
-    None for each run's primary horizon, or ``"all"``."""
+def collect(
+    tracking_uri: str, experiment: str, metrics: list[str], horizon: int | str | None, required: bool = True
+) -> pl.DataFrame:
+    """One row per fold run and horizon of the direction-label runs: data set, model, loss, configuration, seed,
+    parent and fold run, and the test metrics (and the validation ones the configuration is chosen on) at the
+    horizon. ``horizon``: a horizon, None for each run's primary horizon, or ``"all"``. Regression runs are
+    :func:`collect_regression`'s. Without any: a ValueError when ``required``, else an empty frame."""
     import mlflow
 
     client = mlflow.tracking.MlflowClient(tracking_uri)
@@ -48,6 +51,8 @@ def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int
     )
     rows = []
     for p in parents:
+        if Tag.TARGET in p.data.tags:  # a regression run
+            continue
         children = client.search_runs(
             [exp.experiment_id], f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'", max_results=50000
         )
@@ -73,6 +78,8 @@ def collect(tracking_uri: str, experiment: str, metrics: list[str], horizon: int
                 row["val_primary"] = m.get(f"val_best/macro_f1_h{primary}", float("nan"))
                 rows.append(row)
     if not rows:
+        if not required:
+            return pl.DataFrame()
         raise ValueError(f"no finished lobnet-train runs in experiment {experiment!r}")
     return pl.DataFrame(rows)
 
@@ -242,3 +249,174 @@ def plots(
         plt.close(fig)
         files.append("decay.png")
     return files
+
+
+# --- regression runs (labels=liquidity | volatility | pairs): against the calibrated factor --------------------
+
+FACTOR_ROW = "EW factor"  # lobnet.train.regression.REFERENCE, as the table names its row
+
+
+def collect_regression(tracking_uri: str, experiment: str) -> pl.DataFrame:
+    """One row per fold run of every finished regression parent (tagged with its target): data set, target,
+    model, loss, configuration, seed, fold, the test scores (:data:`lobnet.evaluation.regression.SCORES`), the
+    factor's and each naive predictor's, and the validation MSE the configuration is chosen on. Empty when the
+    experiment holds none."""
+    import mlflow
+
+    from lobnet.evaluation.regression import SCORES
+
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
+    parents = client.search_runs(
+        [exp.experiment_id], f"tags.`{Tag.KIND}` = '{PARENT}' and attributes.status = 'FINISHED'", max_results=50000
+    )
+    rows = []
+    for p in parents:
+        if Tag.TARGET not in p.data.tags:
+            continue
+        children = client.search_runs(
+            [exp.experiment_id], f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'", max_results=50000
+        )
+        for c in children:
+            m = c.data.metrics
+            row = {
+                "dataset": p.data.tags.get(Tag.DATASET, "?"),
+                "events": p.data.tags.get(Tag.EVENTS, "?"),
+                "target": p.data.tags[Tag.TARGET],
+                "model": p.data.tags.get(Tag.MODEL, "?"),
+                "loss": p.data.tags.get(Tag.LOSS, "?"),
+                "config": config_key(p.data.params),
+                "parent": p.info.run_id,
+                "run": c.info.run_id,
+                "fold": int(c.data.tags.get(Tag.FOLD, -1)),
+                "seed": p.data.params.get("seed", "0"),
+                "val_mse": m.get("val_best/mse", float("nan")),
+                "block": m.get("test/cmp_block", 1.0),
+                "factor_mse": m.get("test/factor_mse", float("nan")),
+                "factor_r2": m.get("test/factor_r2", float("nan")),
+                "factor_corr": m.get("test/factor_corr", float("nan")),
+                "factor_mae": m.get("test/factor_mae", float("nan")),
+            }
+            row |= {s: m.get(f"test/{s}", float("nan")) for s in SCORES}
+            for k, v in m.items():  # the naive predictors: test/<name>_mse and test/<name>_mse_vs_factor
+                if k.startswith("test/") and k.endswith("_mse_vs_factor") and k != "test/mse_vs_factor":
+                    name = k[len("test/") : -len("_mse_vs_factor")]
+                    row[f"naive:{name}:mse"] = m.get(f"test/{name}_mse", float("nan"))
+                    row[f"naive:{name}:mse_vs_factor"] = v
+            rows.append(row)
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def summarise_regression(runs: pl.DataFrame, loaded: dict, reps: int = 999, alpha: float = 0.05, seed: int = 0):
+    """Per (data set, target): each model's configuration chosen by its mean validation MSE, its test scores
+    (mean ± std over folds and seeds), and its test against the calibrated factor on the pooled test samples of
+    its folds (squared errors averaged over seeds; :func:`lobnet.evaluation.regression.against_factor`) with Holm
+    and Benjamini–Hochberg adjustment over the models compared on the data set and target; ``beats_factor`` when
+    the Holm p-value is below ``alpha`` and the interval of MSE(model) - MSE(factor) lies below 0. The factor and
+    the naive predictors are rows of their own (``mse_vs_factor`` of the factor: 1)."""
+    from lobnet.evaluation.regression import SCORES, against_factor, pooled_losses
+    from lobnet.evaluation.stats import adjust, block_length
+
+    key = ["events", "target", "model", "loss"]
+    chosen = (
+        runs.group_by([*key, "config"])
+        .agg(pl.col("val_mse").fill_nan(None).mean().fill_null(float("inf")).alias("_val"))
+        .sort(["_val", "config"])
+        .group_by(key, maintain_order=True)
+        .agg(pl.col("config").first(), pl.len().alias("configs"))
+    )
+    kept = runs.join(chosen, on=[*key, "config"], how="inner")
+    out = []
+    for (dataset, events, target), g in kept.group_by(["dataset", "events", "target"], maintain_order=True):
+        family = []
+        for (model, loss, config, configs), gm in g.group_by(
+            ["model", "loss", "config", "configs"], maintain_order=True
+        ):
+            row = {"task": "regression", "dataset": dataset, "events": events, "target": target, "model": model}
+            row |= {"loss": loss, "config": config, "configs": configs, "folds_x_seeds": gm.height}
+            row["seeds"] = gm["seed"].n_unique()
+            for s in SCORES:
+                row[s], row[f"{s}_std"] = gm[s].mean(), gm[s].std(ddof=0)
+            row["factor_mse"] = gm["factor_mse"].mean()
+            pooled = pooled_losses(gm.select("run", "fold", "seed").to_dicts(), loaded)
+            if pooled is not None:
+                ml, fl, _ = pooled
+                block = block_length(len(ml), int(gm["block"].max()))
+                row |= against_factor(ml, fl, block, reps, seed) | {"pooled_samples": len(ml)}
+            family.append(row)
+        holm, bh = adjust(np.array([r.get("dm_p", np.nan) for r in family], dtype=float))
+        for r, h, b in zip(family, holm, bh, strict=True):
+            r["p_holm"], r["p_bh"] = float(h), float(b)
+            r["beats_factor"] = bool(np.isfinite(h) and h < alpha and r.get("delta_hi", np.inf) < 0)
+        folds = g.unique(subset=["fold"], keep="first", maintain_order=True)  # the factor is fitted per fold
+        base = {"task": "regression", "dataset": dataset, "events": events, "target": target, "loss": "–"}
+        base |= {"configs": 1, "folds_x_seeds": folds.height, "seeds": 1}
+        ref = {
+            **base,
+            "model": FACTOR_ROW,
+            "mse": folds["factor_mse"].mean(),
+            "mse_std": folds["factor_mse"].std(ddof=0),
+        }
+        ref |= {"r2": folds["factor_r2"].mean(), "mae": folds["factor_mae"].mean(), "corr": folds["factor_corr"].mean()}
+        ref |= {"mse_vs_factor": 1.0, "factor_mse": ref["mse"]}
+        naive = []
+        for col in [c for c in folds.columns if c.startswith("naive:") and c.endswith(":mse")]:
+            name = col.split(":")[1]
+            ratio = folds[f"naive:{name}:mse_vs_factor"]
+            naive.append(
+                {
+                    **base,
+                    "model": name.replace("_", " "),
+                    "mse": folds[col].mean(),
+                    "mse_std": folds[col].std(ddof=0),
+                    "mse_vs_factor": ratio.mean(),
+                    "mse_vs_factor_std": ratio.std(ddof=0),
+                    "factor_mse": ref["mse"],
+                }
+            )
+        out += sorted(family, key=lambda r: r["mse_vs_factor"]) + [ref] + naive
+    return pl.DataFrame(out, infer_schema_length=None) if out else pl.DataFrame()
+
+
+def markdown_regression(summary: pl.DataFrame) -> str:
+    """The regression table, one section per data set and target: test MSE relative to the calibrated factor's
+    (mean ± std over folds and seeds), R², and the pooled test against the factor."""
+    head = ["model", "loss", "n", "configs", "MSE", "MSE / factor's", "R²", "corr"]
+    head += ["MSE − factor's [95% CI]", "DM p", "p Holm", "p BH", "beats factor"]
+    out = []
+    for (dataset, target), g in summary.group_by(["dataset", "target"], maintain_order=True):
+        lines = [f"### {dataset}: {target}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in g.iter_rows(named=True):
+            std = r.get("mse_vs_factor_std")
+            cells = [r["model"], r["loss"], str(r["folds_x_seeds"]), str(r["configs"])]
+            cells += [f"{r['mse']:.4g} ± {r['mse_std']:.2g}" if r.get("mse_std") is not None else f"{r['mse']:.4g}"]
+            cells += [f"{r['mse_vs_factor']:.3f}" + (f" ± {std:.3f}" if std is not None else "")]
+            cells += [_fmt(r.get("r2")), _fmt(r.get("corr"))]
+            if r.get("delta_mse") is not None:
+                cells += [f"{r['delta_mse']:+.3g} [{r['delta_lo']:+.3g}, {r['delta_hi']:+.3g}]"]
+                cells += [_fmt(r["dm_p"]), _fmt(r["p_holm"]), _fmt(r["p_bh"]), "**yes**" if r["beats_factor"] else "no"]
+            else:
+                cells += ["(the reference)" if r["model"] == FACTOR_ROW else "–", "", "", "", ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def load_regression(client, run_ids: list[str]) -> dict[str, dict]:
+    """Each regression fold run's ``regression_predictions.npz`` (:mod:`lobnet.train.regression`), through
+    MLflow's API; runs without it are left out."""
+    from lobnet.train.regression import PREDICTIONS
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rid in run_ids:
+            try:
+                path = client.download_artifacts(rid, PREDICTIONS, tmp)
+            except Exception:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
+                continue
+            with np.load(path) as z:
+                out[rid] = {k: z[k] for k in z.files}
+            Path(path).unlink()
+    return out

@@ -48,14 +48,18 @@ def paired_mse_difference(
 ) -> tuple[float, float, float]:
     """MSE(pred) - MSE(bench) on the same samples, and its ``level`` percentile interval (circular block
     bootstrap of the per-sample squared-error differences, blocks of ``block`` samples)."""
+    d = (np.asarray(pred, float) - y) ** 2 - (np.asarray(bench, float) - y) ** 2
+    return mean_interval(d, block, reps, level, seed)
+
+
+def mean_interval(d: np.ndarray, block: int, reps: int = 999, level: float = 0.95, seed: int = 0):
+    """The mean of ``d`` and its ``level`` percentile interval from a circular block bootstrap (``arch``)."""
     from arch.bootstrap import CircularBlockBootstrap
 
-    d = (np.asarray(pred, float) - y) ** 2 - (np.asarray(bench, float) - y) ** 2
-    point = float(d.mean())
     bs = CircularBlockBootstrap(block, d, seed=seed)
     draws = np.array([data[0].mean() for data, _ in bs.bootstrap(reps)])
     lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return point, float(lo), float(hi)
+    return float(d.mean()), float(lo), float(hi)
 
 
 def compare(
@@ -96,3 +100,45 @@ def horizon_in_samples(times: np.ndarray, day: np.ndarray, horizon_ns: int) -> i
         t = times[day == d]
         reach.append(np.searchsorted(t, t + horizon_ns, side="left") - np.arange(len(t)))
     return max(1, int(np.median(np.concatenate(reach)))) if reach else 1
+
+
+# --- lobnet-compare: regression runs ---------------------------------------------------------------------------
+
+SCORES = ("mse", "mae", "r2", "corr", "mse_vs_factor")  # per fold run, test/<name>; summarised mean ± std
+
+
+def pooled_losses(runs: list[dict], loaded: dict[str, dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A configuration's squared errors on every test sample of its folds, averaged over its seeds, beside the
+    factor's and the target's: (model loss, factor loss, y), samples in fold then row order. ``runs``: its fold
+    runs (``fold``, ``seed``, ``run``); ``loaded``: their ``regression_predictions.npz`` by run id. None when a
+    file is missing or the seeds did not predict the same samples."""
+    by_fold: dict[int, list[dict]] = {}
+    for r in runs:
+        if r["run"] not in loaded:
+            return None
+        by_fold.setdefault(int(r["fold"]), []).append(loaded[r["run"]])
+    model, factor, ys = [], [], []
+    for fold in sorted(by_fold):
+        preds = by_fold[fold]
+        rows = preds[0]["rows"]
+        if any(not np.array_equal(p["rows"], rows) for p in preds):
+            return None
+        y = preds[0]["y"]
+        ok = np.isfinite(y) & np.isfinite(preds[0]["ew_factor"])
+        for p in preds:
+            ok &= np.isfinite(p["model"])
+        model.append(np.mean([(p["model"][ok] - y[ok]) ** 2 for p in preds], axis=0))
+        factor.append((preds[0]["ew_factor"][ok] - y[ok]) ** 2)
+        ys.append(y[ok])
+    return np.concatenate(model), np.concatenate(factor), np.concatenate(ys)
+
+
+def against_factor(model_loss: np.ndarray, factor_loss: np.ndarray, block: int, reps: int = 999, seed: int = 0):
+    """The family member's test: MSE(model) - MSE(factor) over the pooled samples with its block-bootstrap
+    interval (:func:`paired_mse_difference` on the losses), and the Diebold–Mariano one-sided p-value of the model
+    being better (HAC, ``block`` lags)."""
+    from lobnet.evaluation.stats import diebold_mariano
+
+    mean, lo, hi = mean_interval(model_loss - factor_loss, block, reps, seed=seed)
+    _, p = diebold_mariano(model_loss, factor_loss, block)
+    return {"delta_mse": mean, "delta_lo": lo, "delta_hi": hi, "dm_p": p}

@@ -31,6 +31,7 @@ class Tag:
     SOURCE = "lobnet.source"  # lobster | quotes | synthetic
     SYMBOLS = "lobnet.symbols"  # comma-separated
     PRIMARY_HORIZON = "lobnet.primary_horizon"  # the horizon of the parent's headline metrics
+    TARGET = "lobnet.target"  # a regression target's name (liquidity_10s, ...): absent on direction-label runs
     PARENT_RUN = "mlflow.parentRunId"  # MLflow's own: the fold's parent run
 
 

@@ -161,7 +161,7 @@ def train_walk_forward(
         tracker = Tracker(mlflow_settings, state, rank0)
         name = tags.get(Tag.MODEL, "model")
         tracker.parent(
-            f"{name} {settings.loss.kind}",
+            f"{name} {tags.get(Tag.TARGET, settings.loss.kind)}",
             {**params, "data.fingerprint": tags.get(Tag.DATA), "git.commit": git_commit()},
             tags,
         )

@@ -188,6 +188,7 @@ def report_regression_fold(
     metrics.update(
         {
             "cmp_samples": float(cmp["samples"]),
+            "cmp_block": float(cmp["block"]),
             "mse_vs_factor": m[f"mse_vs_{REFERENCE}"],
             "delta_mse": m["delta_mse"]["mean"],
             "delta_mse_lo": m["delta_mse"]["lo"],
