@@ -374,13 +374,13 @@ def factor_for(target) -> LiquidityFactor | VolatilityFactor | PairsFactor:
 def problem_on(frame: pl.DataFrame, target, tick: int = DEFAULT_TICK, price_scale: int = PRICE_SCALE) -> FactorProblem:
     """The factor's problem on a prepared regression table (:func:`lobnet.prep.prepared.prepare`), which carries
     the Level-I state its estimator reads."""
-    factor = factor_for(target)
+    factor, state = factor_for(target), targets.raw_state(frame)
     if isinstance(factor, PairsFactor):
         factor.price_scale = price_scale
-        return factor.problem_merged(frame)
+        return factor.problem_merged(state)
     if isinstance(factor, VolatilityFactor):
         factor.tick = tick
-    return factor.problem(frame)
+    return factor.problem(state)
 
 
 def on_rows(problem: FactorProblem, values: np.ndarray, frame: pl.DataFrame) -> np.ndarray:

@@ -23,10 +23,10 @@ from lobnet.features import FeatureSpec, compute_features, feature_names, warmup
 from lobnet.io import OutputDir, atomic_file, clean_stale
 from lobnet.prep.labels import CLASS_NAMES, LabelConfig, class_counts, compute_targets, labels_for_fold
 from lobnet.prep.splits import Fold, require_samples, walk_forward
-from lobnet.prep.targets import QUOTE, TARGET, TARGET_END, TargetConfig, target_rows, target_table
+from lobnet.prep.targets import QUOTE, RAW, TARGET, TARGET_END, TargetConfig, target_rows, target_table
 
-CACHE_VERSION = 4  # bump when the events schema or the prepared layout changes (2: folds.npz; 3: test_starts;
-# 4: eval_stride)
+CACHE_VERSION = 5  # bump when the events schema or the prepared layout changes (2: folds.npz; 3: test_starts;
+# 4: eval_stride; 5: regression tables)
 FOLDS = "folds.npz"  # the walk-forward folds of a prepared table: sample rows of each block, purge counts
 
 
@@ -329,7 +329,7 @@ def _write_regression(tmp: Path, events, meta, key, features, target: TargetConf
         raw = list(QUOTE)
     names = [c for c in feats.columns if c not in ("symbol", "date", "time")]
     tgt = target_table(rows, target, features.tick, features.price_scale)
-    frame = pl.concat([feats, rows.select(raw), tgt], how="horizontal")
+    frame = pl.concat([feats, rows.select([pl.col(c).alias(RAW + c) for c in raw]), tgt], how="horizontal")
     groups_ = day_groups(frame)
     folds = require_samples(
         walk_forward(

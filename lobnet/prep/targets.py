@@ -242,6 +242,14 @@ class TargetConfig:
 
 TARGET = "target"  # the prepared table's target column, and the row it reads last (-1: unknown)
 TARGET_END = "target_end"
+RAW = "raw."  # the prefix of the Level-I state a prepared regression table carries for the factor baselines
+
+
+def raw_state(frame: pl.DataFrame) -> pl.DataFrame:
+    """The table a factor reads from a prepared regression table: ``symbol``, ``date``, ``time`` and the Level-I
+    state under its own names (``bid_px_1`` ..., or ``a_bid_px_1`` ... of a pair), whatever features share them."""
+    raw = [c for c in frame.columns if c.startswith(RAW)]
+    return frame.select("symbol", "date", "time", *[pl.col(c).alias(c[len(RAW) :]) for c in raw])
 
 
 def _mid(frame: pl.DataFrame, prefix: str, scale: float) -> np.ndarray:
