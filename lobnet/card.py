@@ -43,8 +43,9 @@ def read_card(path: str | Path, required: tuple[str, ...] = REQUIRED) -> dict:
     missing = [k for k in required if card.get(k) is None]
     if missing:
         raise LobDataError(path, None, f"the model card lacks {missing}: re-train (and re-export) with this lobnet")
-    if card.get("loss", "ce") not in LOSS_KINDS:
-        raise LobDataError(path, None, f"the card's loss {card['loss']!r} is not one of {list(LOSS_KINDS)}")
+    losses = TARGET_LOSSES if card.get("task") == "regression" else LOSS_KINDS
+    if card.get("loss", "ce") not in losses:
+        raise LobDataError(path, None, f"the card's loss {card['loss']!r} is not one of {list(losses)}")
     names = card["feature_names"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise LobDataError(path, None, "the card's feature_names is not a list of feature names")
@@ -68,6 +69,7 @@ def read_card(path: str | Path, required: tuple[str, ...] = REQUIRED) -> dict:
 
 
 LOSS_KINDS = ("ce", "sharpe", "ce_sharpe")  # lobnet.train.losses.LobLoss; the card's "loss" is one of them
+TARGET_LOSSES = ("mse", "qlike")  # a regression model's (lobnet.prep.targets.TARGET_LOSSES; the card's "task")
 
 
 def traded_head(card: dict) -> str:
@@ -116,11 +118,12 @@ def load_weights(model, state: dict, path: Path, card_path: Path):
 
 def spec_feature_names(features: dict, path: Path) -> list[str]:
     """The feature list that the card's feature spec (``features``: the spec's fields and ``levels``) computes."""
-    from lobnet.features import FeatureSpec, feature_names
+    from lobnet.features import FeatureSpec, feature_names, pair_feature_names
 
     try:
-        spec = FeatureSpec(**{k: v for k, v in features.items() if k != "levels"})
-        return feature_names(spec.params(int(features["levels"])), list(spec.groups))
+        spec = FeatureSpec(**{k: v for k, v in features.items() if k not in ("levels", "pair")})
+        names = pair_feature_names if features.get("pair") else feature_names  # a merged two-symbol table's
+        return names(spec.params(int(features["levels"])), list(spec.groups))
     except (TypeError, ValueError, KeyError) as e:
         raise LobDataError(path, None, f"the card's feature spec is not valid: {e}") from None
 

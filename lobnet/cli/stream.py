@@ -30,7 +30,8 @@ def _main(cfg: DictConfig) -> None:
     r = run(cfg)
     print(r["table"])
     extra = ", execution.json, execution.png" if cfg.get("execution") else ""
-    print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png, equity.png{extra}")
+    equity = "" if r.get("task") == "regression" else ", equity.png"  # a regression model does not trade
+    print(f"wrote {cfg.output_dir}/stream.json, stream.md, latency.png{equity}{extra}")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from lobnet.features.catalogue import (
     book_columns,
     compute_features,
     feature_names,
+    pair_feature_names,
     warmup,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "book_columns",
     "compute_features",
     "feature_names",
+    "pair_feature_names",
     "warmup",
 ]

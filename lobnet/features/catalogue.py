@@ -357,6 +357,15 @@ def feature_names(params: FeatureParams, groups: list[str] | None = None) -> lis
     return [c for g in (groups or DEFAULT_GROUPS) for c in CATALOGUE[g].columns(params)]
 
 
+def pair_feature_names(params: FeatureParams, groups: list[str]) -> list[str]:
+    """The feature list of a merged two-symbol table (``labels=pairs``, :func:`lobnet.prep.prepared.pair_features`):
+    every group's features of symbol A as ``a_<name>``, then symbol B's as ``b_<name>``, and the time gap
+    (``log_dt``, a property of the merged stream itself) once, unprefixed, where A's would stand."""
+    shared = set(feature_names(params, ["log_dt"])) if "log_dt" in groups else set()
+    a = [n if n in shared else f"a_{n}" for n in feature_names(params, groups)]
+    return a + [f"b_{n}" for n in feature_names(params, [g for g in groups if g != "log_dt"])]
+
+
 def book_columns(names: list[str], levels: int) -> list[int]:
     """Where the ``book`` group's 4L columns (LOBSTER's order: ask distance, ask size, bid distance, bid size per
     level) stand in the feature list ``names``: DeepLOB's input. A ValueError when the list lacks them."""

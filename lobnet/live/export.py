@@ -92,7 +92,7 @@ def export_window(model: torch.nn.Module, n_features: int, path: str | Path, win
             opset_version=OPSET,
             external_data=False,
             input_names=["x"],
-            output_names=["logits", "position"],
+            output_names=list(model.heads.outputs),  # logits, position; a regression model: prediction
             dynamic_shapes=dims,
         )
     import onnx

@@ -50,7 +50,7 @@ _FM = {"contract", "reassoc"}
 FORMAT = 1  # of the packed file; a file of another format is refused
 
 # header of the int64 layout ``m`` shared by both kernels
-_F, _H, _NB, _ATTN, _HEADS, _TCN, _ATT, _C, _Z, _SIZE, _LEN = range(11)
+_F, _H, _NB, _ATTN, _HEADS, _TCN, _ATT, _C, _Z, _SIZE, _LEN, _REG = range(12)  # _REG: 1 for a regression head
 _HEADER = 12  # entries before the first record
 _CONV = 8  # per convolution: c_in, c_out, k, d, weights, bias, ring offset, ring rows
 _BLOCK = 2 * _CONV + 2  # per TCN block: conv1, conv2, residual weights and bias (-1: the identity)
@@ -160,8 +160,12 @@ def _affine_b(w, wo, bo, n_in, n_out, x, xo, xs, y, yo, ys, B, add, ix):
 @njit(cache=True, fastmath=_FM)
 def _heads(w, m, x, xo, xs, c, out, B, ix):
     """The class head into each stream's out[:3H] (logits, (H, 3) row-major) and the tanh position head into
-    out[3H:4H]; stream b's features at x[xo + b xs:], its outputs at out[b 4H:]."""
+    out[3H:4H]; a regression model's head (``m[_REG]``) into out[:H], linear; stream b's features at
+    x[xo + b xs:], its outputs at out[b 4H:]."""
     hz, h = m[_H], m[_HEADS]
+    if m[_REG]:
+        _affine_b(w, m[h], m[h + 1], c, hz, x, xo, xs, out, 0, 4 * hz, B, False, ix)
+        return
     _affine_b(w, m[h], m[h + 1], c, 3 * hz, x, xo, xs, out, 0, 4 * hz, B, False, ix)
     _affine_b(w, m[h + 2], m[h + 3], c, hz, x, xo, xs, out, 3 * hz, 4 * hz, B, False, ix)
     for b in range(B):
@@ -592,7 +596,11 @@ def pack(step) -> tuple[str, np.ndarray, np.ndarray]:
             c = d
     heads = step.model.heads
     m[_HEADS] = _HEADER + len(records)
-    records += [*p.linear(heads.cls.weight, heads.cls.bias), *p.linear(heads.pos.weight, heads.pos.bias)]
+    if heads.task == "regression":
+        m[_REG] = 1
+        records += [*p.linear(heads.reg.weight, heads.reg.bias)]
+    else:
+        records += [*p.linear(heads.cls.weight, heads.cls.bias), *p.linear(heads.pos.weight, heads.pos.bias)]
     m[_C] = c if kind != "lstm" else m[_C]
     m[_Z] = max(widths)
     m[_SIZE] = state
@@ -607,7 +615,8 @@ def _digest(w: np.ndarray, m: np.ndarray) -> str:
 class NativeStep:
     """The compiled step for ``batch`` streams, bound to preallocated buffers: write each stream's normalised
     features into :attr:`x` (batch, F) (:attr:`row` is the same memory, flat), call it, read :attr:`logits`
-    (batch, H, 3) and :attr:`position` (batch, H). No allocation per call."""
+    (batch, H, 3) and :attr:`position` (batch, H) (a regression model: :attr:`prediction` (batch, H)). No
+    allocation per call."""
 
     def __init__(self, kind: str, w: np.ndarray, m: np.ndarray, batch: int = 1):
         if batch < 1:
@@ -632,12 +641,16 @@ class NativeStep:
         self.x = view("x", (batch, F))
         self.row = self.x.reshape(-1)
         self.out = view("out", (batch, 4 * H))
-        self.logits = self.out[:, : 3 * H].reshape(batch, H, 3)
-        self.position = self.out[:, 3 * H :]
+        self.regression = bool(m[_REG])
+        if self.regression:  # the heads' outputs, as lobnet.models.base.Heads.outputs names them
+            self.prediction = self.out[:, :H]
+        else:
+            self.logits = self.out[:, : 3 * H].reshape(batch, H, 3)
+            self.position = self.out[:, 3 * H :]
         self.state = view("state", (batch, S))
         e = len(m) + len(head)
         self.count = self.iv[e : e + batch]  # events of each stream's day so far
-        if not (np.shares_memory(self.logits, self.buf) and np.shares_memory(self.count, self.iv)):
+        if not (np.shares_memory(self.out, self.buf) and np.shares_memory(self.count, self.iv)):
             raise AssertionError("the step's buffers must be views of its two arrays")
         self._fn(self.w, self.buf, self.iv)  # compile (or load from numba's cache) before the clock starts
         self.reset()
@@ -659,18 +672,20 @@ class NativeStep:
     def __call__(self) -> None:
         self._fn(self.w, self.buf, self.iv)
 
-    def outputs(self, sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def outputs(self, sequence: np.ndarray) -> tuple[np.ndarray, ...]:
         """From the initial state over a normalised sequence (T, F) of one stream (row 0): logits (T, H, 3) and
-        positions (T, H), as :func:`lobnet.live.parity.step_outputs` gives the ONNX step's."""
+        positions (T, H) (a regression model: predictions (T, H)), as :func:`lobnet.live.parity.step_outputs`
+        gives the ONNX step's."""
         self.reset()
         seq = np.ascontiguousarray(sequence, dtype=np.float32)
-        logits = np.zeros((len(seq), *self.logits.shape[1:]), np.float32)
-        positions = np.zeros((len(seq), self.position.shape[1]), np.float32)
+        heads = (self.prediction,) if self.regression else (self.logits, self.position)
+        outs = tuple(np.zeros((len(seq), *h.shape[1:]), np.float32) for h in heads)
         for t in range(len(seq)):
             self.x[0] = seq[t]
             self()
-            logits[t], positions[t] = self.logits[0], self.position[0]
-        return logits, positions
+            for o, h in zip(outs, heads, strict=True):
+                o[t] = h[0]
+        return outs
 
     def save(self, path: str | Path, card: dict) -> Path:
         """The packed weights and layout, with the card's architecture and config, and a digest of both."""

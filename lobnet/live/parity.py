@@ -30,27 +30,34 @@ def window_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.nda
     return worst
 
 
-def step_outputs(step_sess, sequence: np.ndarray, pos=0.0) -> tuple[np.ndarray, np.ndarray]:
+def step_outputs(step_sess, sequence: np.ndarray, pos=0.0) -> tuple[np.ndarray, ...]:
     """The step graph run from its initial state over a normalised real sequence (T, F), one event at a time:
-    logits (T, H, 3) and positions (T, H). ``pos``: the attention's starting position in the day. A graph for B
-    streams takes B sequences (B, T, F) and a position per stream, and returns (B, T, H, 3) and (B, T, H)."""
+    its head outputs, logits (T, H, 3) and positions (T, H) (a regression model: predictions (T, H)). ``pos``: the
+    attention's starting position in the day. A graph for B streams takes B sequences (B, T, F) and a position per
+    stream, and returns each output with a leading B: (B, T, H, 3) and (B, T, H)."""
     from lobnet.models.streaming import carry, initial_value
 
     ins = step_sess.get_inputs()
+    n_heads = len(step_sess.get_outputs()) - (len(ins) - 1)  # one output per state, the rest the heads'
     batch = ins[0].shape[0]
     state = [initial_value(i.name, i.shape) for i in ins[1:]]
     for i, s in zip(ins[1:], state, strict=True):
         if i.name == "pos":
             s += np.reshape(pos, (-1, 1))
     seq = np.ascontiguousarray(sequence, dtype=np.float32).reshape(batch, -1, ins[0].shape[1])
-    logits, positions = [], []
+    heads = [[] for _ in range(n_heads)]
     for t in range(seq.shape[1]):
-        lo, po, *new = step_sess.run(None, dict(zip([i.name for i in ins], [seq[:, t], *state], strict=True)))
-        state = [carry(n, i.shape[1:]) for n, i in zip(new, ins[1:], strict=True)]
-        logits.append(lo)
-        positions.append(po)
-    logits, positions = np.stack(logits, 1), np.stack(positions, 1)
-    return (logits[0], positions[0]) if np.ndim(sequence) == 2 else (logits, positions)
+        got = step_sess.run(None, dict(zip([i.name for i in ins], [seq[:, t], *state], strict=True)))
+        state = [carry(n, i.shape[1:]) for n, i in zip(got[n_heads:], ins[1:], strict=True)]
+        for h, v in zip(heads, got[:n_heads], strict=True):
+            h.append(v)
+    out = tuple(np.stack(h, 1) for h in heads)
+    return tuple(o[0] for o in out) if np.ndim(sequence) == 2 else out
+
+
+def _worst(a: tuple, b: tuple) -> float:
+    """Largest |a - b| over every output of two tuples of head outputs."""
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
 
 
 def batch_parity(step_path: str | Path, batch_path: str | Path, sequence: np.ndarray) -> float:
@@ -62,12 +69,11 @@ def batch_parity(step_path: str | Path, batch_path: str | Path, sequence: np.nda
     B = batch_sess.get_inputs()[0].shape[0]
     streams = np.stack([np.roll(sequence, -b, axis=0) for b in range(B)])
     starts = 13.0 * np.arange(B)
-    logits, positions = step_outputs(batch_sess, streams, starts)
+    outs = step_outputs(batch_sess, streams, starts)
     one = session(step_path)
     worst = 0.0
     for b in sorted({0, min(1, B - 1), B // 2, B - 1}):
-        ref_logits, ref_pos = step_outputs(one, streams[b], starts[b])
-        worst = max(worst, float(np.abs(logits[b] - ref_logits).max()), float(np.abs(positions[b] - ref_pos).max()))
+        worst = max(worst, _worst(tuple(o[b] for o in outs), step_outputs(one, streams[b], starts[b])))
     return worst
 
 
@@ -80,11 +86,11 @@ def step_parity(model, step_path: str | Path, window_path: str | Path, windows: 
 
 
 def _prefix_parity(model, outputs, win_sess, windows: np.ndarray) -> float:
-    """Largest difference between ``outputs(seq)`` (a step's logits and positions over a sequence, from its
-    initial state) and the full-window graph on each prefix, over the first and last of ``windows``."""
+    """Largest difference between ``outputs(seq)`` (a step's head outputs over a sequence, from its initial
+    state) and the full-window graph on each prefix, over the first and last of ``windows``."""
     worst = 0.0
     for seq in (windows[0], windows[-1]):
-        logits, positions = outputs(seq)
+        outs = outputs(seq)
         for t in range(len(seq)):
             prefix = np.ascontiguousarray(seq[None, : t + 1], dtype=np.float32)
             if t + 1 >= 8:
@@ -92,9 +98,7 @@ def _prefix_parity(model, outputs, win_sess, windows: np.ndarray) -> float:
             else:
                 with torch.no_grad():
                     ref = [r.numpy() for r in model(torch.from_numpy(prefix))]
-            worst = max(
-                worst, float(np.abs(logits[t] - ref[0][0]).max()), float(np.abs(positions[t] - ref[1][0]).max())
-            )
+            worst = max(worst, _worst(tuple(o[t] for o in outs), tuple(r[0] for r in ref)))
     return worst
 
 
@@ -103,9 +107,8 @@ def sequence_parity(model, step_path: str | Path, sequence: np.ndarray, window: 
     run over the whole stretch as one sequence (:func:`~lobnet.models.streaming.sequence_outputs`)."""
     from lobnet.models.streaming import sequence_outputs
 
-    logits, positions = step_outputs(session(step_path), sequence)
-    ref_logits, ref_pos = (r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), window))
-    return max(float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
+    ref = tuple(r[0].numpy() for r in sequence_outputs(model, torch.from_numpy(sequence[None]), window))
+    return _worst(step_outputs(session(step_path), sequence), ref)
 
 
 def native_parity(model, native, step_path: str | Path, window_path: str | Path, windows, sequence) -> float:
@@ -117,7 +120,5 @@ def native_parity(model, native, step_path: str | Path, window_path: str | Path,
     step_sess = session(step_path)
     half = len(sequence) // 2
     for part in (sequence[:half], sequence[half:]):
-        logits, positions = native.outputs(part)  # reset, then the part
-        ref_logits, ref_pos = step_outputs(step_sess, part)
-        worst = max(worst, float(np.abs(logits - ref_logits).max()), float(np.abs(positions - ref_pos).max()))
+        worst = max(worst, _worst(native.outputs(part), step_outputs(step_sess, part)))  # reset, then the part
     return worst

@@ -111,6 +111,9 @@ class StreamSettings:
     # lobnet.evaluation.execution.ExecutionSettings fields (lobnet-stream execution=twap): parent orders executed
     # over the scored stretch by every schedule, one forecast-timed schedule per engine; None: no execution
     execution: dict | None = None
+    # a regression model's factor (lobnet.live.replay_regression): its alpha; None, the card's (calibrated on the
+    # model's training fold)
+    factor_alpha: float | None = None
 
     def costs(self) -> tuple[Costs, int, bool]:
         """The backtest's costs, the naive benchmarks' draws, and whether each decision waits for the engine's
@@ -174,8 +177,9 @@ def _percentiles(ns: np.ndarray) -> dict:
     return out
 
 
-class Replay:
-    """One day's inputs, batch features, labels and the model's view of them."""
+class FeatureReplay:
+    """One day's inputs, the compiled per-event feature update, and the batch pipeline's features of the same
+    events (polars, then the training fold's z-score): what every model's replay needs, whatever it predicts."""
 
     def __init__(self, md: ModelDir, events: pl.DataFrame, s: StreamSettings):
         card = md.card
@@ -208,6 +212,16 @@ class Replay:
         self.batch = feature_matrix(batch, self.names)  # the batch pipeline's raw features (n, F)
         with np.errstate(invalid="ignore"):
             self.normalised = zscore.apply(self.batch)  # exactly what training fed the model
+        self.params = params
+        self.time = events["time"].to_numpy()
+
+
+class Replay(FeatureReplay):
+    """:class:`FeatureReplay`, with the direction labels the model is scored on, and the quotes it trades."""
+
+    def __init__(self, md: ModelDir, events: pl.DataFrame, s: StreamSettings):
+        super().__init__(md, events, s)
+        card, params = md.card, self.params
         labels = LabelConfig(**card["labels"])
         horizons = list(card["horizons"])
         k = primary_horizon(horizons, card.get("primary_horizon"))
@@ -222,17 +236,16 @@ class Replay:
         scored[c0:] = True
         self.scored = scored & (self.y >= 0)
         self.trade_from = c0  # the backtest trades the scored stretch, labels known or not
-        self.time = events["time"].to_numpy()
         self.bid = events["bid_px_1"].to_numpy().astype(float)  # nulls (an empty side) become NaN
         self.ask = events["ask_px_1"].to_numpy().astype(float)
-        self.price_scale = spec.price_scale
+        self.price_scale = params.price_scale
         self.regimes = {k: v[c0:] for k, v in regimes(events, params).items()}
         # the factor's calibration: events whose label is realised (k events later) by the first scored event,
         # so that nothing fitted on the prefix looks into the scored events
         self.calib = np.arange(self.start, max(self.start, c0 - k + 1))
 
 
-def _timed_replay(r: Replay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _timed_replay(r: FeatureReplay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Replay the day: the compiled feature update of every event (raw features into ``r.raw_row``, z-scored into
     ``z``, float32), then ``infer(i)`` from the model's first event on, each timed; the collector frozen and
     disabled meanwhile. Returns (feature ns, inference ns)."""
@@ -450,6 +463,10 @@ def replay_day(events: pl.DataFrame, s: StreamSettings) -> pl.DataFrame:
 
 
 def stream(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
+    if md.card.get("task") == "regression":  # a model of a factor's target, beside the factor
+        from lobnet.live.replay_regression import stream_regression
+
+        return stream_regression(md, events, s)
     absent = {"onnx_step": md.step is None, "native_step": md.native is None}  # models without a step graph
     runs = [name for name in s.engines if not absent.get(name, False)]
     signal = signal_engine(s.signal_engine, runs)  # refused now, before the day is replayed

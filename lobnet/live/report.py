@@ -15,6 +15,8 @@ from lobnet.evaluation.backtest import BACKTEST_METRICS, summary_table
 
 def table(result: dict) -> str:
     """The Markdown latency table."""
+    if result.get("task") == "regression":
+        return regression_table(result)
     lines = [
         f"Streaming {result['model']} on {result['symbol']} {result['date']}: {result['events']:,} events, "
         f"window {result['window']}, horizon {result['primary_horizon']}, {result['settings']['threads']} thread; "
@@ -89,6 +91,29 @@ def table(result: dict) -> str:
                 f"{e['spread_bps']:.2f} | {e['impact_bps']:.2f} | {e['fees_bps']:.2f} | "
                 f"{e['saving_vs_twap_bps']:+.2f} ± {e['saving_vs_twap_se_bps']:.2f} | {e['cheaper_than_twap']:.0%} |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def regression_table(result: dict) -> str:
+    """A regression model's replay (:mod:`lobnet.live.replay_regression`): per engine, the per-event time and the
+    scores on the target, against the calibrated factor's on the same events."""
+    lines = [
+        f"Streaming {result['model']} ({result['target']}) on {result['symbol']} {result['date']}: "
+        f"{result['events']:,} events, {result['scored_events']:,} scored, window {result['window']}, "
+        f"{result['settings']['threads']} thread; EW factor alpha {result['factor_alpha']:.4f}; parity with the "
+        f"batch pipeline: {'yes' if result['parity_ok'] else 'NO'}; the stream's signal: {result['signal_engine']}",
+        "",
+        "| engine | features p50 µs | inference p50 µs | total p50 µs | p99 | events/s | MSE | MSE / factor's | R² "
+        "| corr |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, e in result["engines"].items():
+        t = e["total"]
+        lines.append(
+            f"| {name} | {e['features']['p50_us']:.1f} | {e['inference']['p50_us']:.1f} | {t['p50_us']:.1f} "
+            f"| {t['p99_us']:.1f} | {e['events_per_s']:,.0f} | {e['mse']:.4g} | {e['mse_vs_factor']:.3f} "
+            f"| {e['r2']:.3f} | {e['corr']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +192,8 @@ def write(
     MLflow run when ``tracking_uri`` is set, its artifacts in the experiment's ``artifact_location``
     (:func:`lobnet.tracking.runs.experiment_id`)."""
     histogram(result, tmp / "latency.png")
-    equity_plot(result, tmp / "equity.png")
+    if result.get("task") != "regression":  # a regression model does not trade
+        equity_plot(result, tmp / "equity.png")
     clean = {
         **result,
         "engines": {k: {a: b for a, b in v.items() if a[0] != "_"} for k, v in result["engines"].items()},
@@ -200,6 +226,8 @@ def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artif
         params.update({"window": clean["window"], **clean["settings"], "signal_engine": clean["signal_engine"]})
         metrics = {"parity_ok": float(clean["parity_ok"])}
         sig = clean["engines"][clean["signal_engine"]]  # the stream's signal, under engine-free names
+        if clean.get("task") == "regression":
+            return _log_regression(client, rid, clean, files, metrics, params, sig)
         metrics.update({f"signal.total.{q}": sig["total"][q] for q in ("p50_us", "p99_us")})
         metrics.update({f"signal.{key}": sig[key] for key in ("macro_f1", "accuracy")})
         if "backtest" in sig:
@@ -224,5 +252,33 @@ def _log_run(clean: dict, files: Path, tracking_uri: str, experiment: str, artif
         for f in ("stream.json", "stream.md", "latency.png", "equity.png", EXECUTION, "execution.png"):
             if (files / f).exists():
                 client.log_artifact(rid, str(files / f))
+    client.set_terminated(rid)
+    return rid
+
+
+REGRESSION_SCORES = ("mse", "mae", "r2", "corr", "mse_vs_factor")
+
+
+def _log_regression(client, rid: str, clean: dict, files: Path, metrics: dict, params: dict, sig: dict) -> str:
+    """:func:`_log_run`'s metrics for a regression model's replay: per engine its latency and scores on the
+    target (the factor an engine of its own, ``ew_factor``), the signal's under ``signal.*``."""
+    from mlflow.entities import Metric, Param
+
+    params["target"] = clean["target"]
+    metrics["factor_alpha"] = clean["factor_alpha"]
+    metrics.update({f"signal.total.{q}": sig["total"][q] for q in ("p50_us", "p99_us")})
+    metrics.update({f"signal.{k}": sig[k] for k in REGRESSION_SCORES})
+    for name, e in clean["engines"].items():
+        for part in ("features", "inference", "total"):
+            metrics.update({f"{name}.{part}.{q}": v for q, v in e[part].items()})
+        metrics.update({f"{name}.{k}": e[k] for k in (*REGRESSION_SCORES, "events_per_s")})
+    ts = int(time.time() * 1000)
+    client.log_batch(
+        rid,
+        metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items() if v == v],
+        params=[Param(k, str(v)) for k, v in params.items()],
+    )
+    for f in ("stream.json", "stream.md", "latency.png"):
+        client.log_artifact(rid, str(files / f))
     client.set_terminated(rid)
     return rid

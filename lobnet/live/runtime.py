@@ -70,12 +70,12 @@ def _in_place_states(path: str | Path) -> set[str]:
 class StepRunner:
     """``model_step.onnx`` bound once to preallocated buffers. Write an event's normalised features into
     :attr:`x` (shape (1, F); :attr:`row` is the same memory, flat), call the runner, read :attr:`logits` and
-    :attr:`position`. Two IOBindings alternate, so the state one call writes is the next call's input, with no
-    copy and no allocation: a buffer the graph returns with the event appended (one entry longer than its input,
-    :func:`~lobnet.models.streaming.carry`) is bound as the next input from its second entry on, and an attention
-    cache is one buffer bound as both input and output (:func:`_in_place_states`). A graph for B streams
-    (:func:`lobnet.live.export.export_step` with ``batch``) runs the same way, with row b of :attr:`x` and of the
-    outputs stream b's."""
+    :attr:`position` (a regression model: :attr:`prediction`). Two IOBindings alternate, so the state one call
+    writes is the next call's input, with no copy and no allocation: a buffer the graph returns with the event
+    appended (one entry longer than its input, :func:`~lobnet.models.streaming.carry`) is bound as the next input
+    from its second entry on, and an attention cache is one buffer bound as both input and output
+    (:func:`_in_place_states`). A graph for B streams (:func:`lobnet.live.export.export_step` with ``batch``) runs
+    the same way, with row b of :attr:`x` and of the outputs stream b's."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 1):
         from lobnet.models.streaming import initial_value
@@ -85,9 +85,15 @@ class StepRunner:
         outs = {o.name: o.shape for o in sess.get_outputs()}
         self.x = np.zeros(ins[0].shape, np.float32)
         self.row = self.x.reshape(-1)
-        self.logits = np.zeros(outs["logits"], np.float32)
-        self.position = np.zeros(outs["position"], np.float32)
         self.init = {i.name: initial_value(i.name, i.shape) for i in ins[1:]}
+        # the heads' outputs (logits and position, or a regression model's prediction), each its own attribute
+        self.heads = {
+            n: np.zeros(shape, np.float32)
+            for n, shape in outs.items()
+            if not (n.endswith("_out") and n[:-4] in self.init)
+        }
+        for name, arr in self.heads.items():
+            setattr(self, name, arr)
         # two output-sized buffers per state tensor; a call reads the tail of one and writes the whole other. A cache
         # that the graph changes with a ScatterND has one buffer, bound as both input and output: ONNX Runtime's
         # ScatterND skips its copy when the two are the same memory, so the call writes one slot in place.
@@ -105,7 +111,7 @@ class StepRunner:
                 a, o = self.views[n][src], self.bufs[n][dst]
                 b.bind_input(n, "cpu", 0, a.dtype.type, list(a.shape), a.ctypes.data)
                 b.bind_output(f"{n}_out", "cpu", 0, o.dtype.type, list(o.shape), o.ctypes.data)
-            for name, arr in (("logits", self.logits), ("position", self.position)):
+            for name, arr in self.heads.items():
                 b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
             self.bindings.append(b)
         calls = [ort_call(sess, b) for b in self.bindings]

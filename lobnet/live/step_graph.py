@@ -23,7 +23,8 @@ The torch step module is the reference: what it computes is tested against the m
 and every exported graph is checked against the full-window graph and the model over real events before it is
 written (:func:`lobnet.live.parity.step_parity`, :func:`lobnet.live.parity.sequence_parity`). Inputs are ``x`` (1, F)
 normalised features and every state tensor by the step module's names, with a batch of 1 (one stream); outputs
-``logits`` (1, H, 3), ``position`` (1, H) and ``<name>_out`` per state tensor. ``step_graph(step, batch=B)`` is the
+``logits`` (1, H, 3), ``position`` (1, H) (a regression model: ``prediction`` (1, H)) and ``<name>_out`` per state
+tensor. ``step_graph(step, batch=B)`` is the
 same step for B streams (symbols) in one call, each with its own state (tested against the one-stream graph on
 each stream alone).
 """
@@ -77,8 +78,23 @@ class _Graph:
 
 
 def _heads(g: _Graph, h: str, heads) -> None:
+    if heads.task == "regression":  # one linear value per output: the scaled target (Heads.outputs)
+        g.op("Gemm", [h, g.const(heads.reg.weight), g.const(heads.reg.bias)], ["prediction"], transB=1)
+        return
     g.reshape(g.linear(h, heads.cls), [g.batch, heads.horizons, 3], "logits")
     g.op("Tanh", [g.linear(h, heads.pos)], ["position"])
+
+
+def _head_outputs(heads, batch: int) -> list:
+    """The graph's head outputs, as :attr:`lobnet.models.base.Heads.outputs` names them."""
+    from onnx import TensorProto, helper
+
+    shapes = {
+        "logits": [batch, heads.horizons, 3],
+        "position": [batch, heads.horizons],
+        "prediction": [batch, heads.horizons],
+    }
+    return [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in heads.outputs]
 
 
 def _lstm(g: _Graph, step, x: str) -> str:
@@ -255,16 +271,15 @@ def step_graph(step, batch: int = 1):
     new = initial  # several streams: every state comes out with the shape it went in with
     if batch == 1:  # one stream: what the torch step returns defines the output shapes (buffers one entry longer)
         with torch.no_grad():
-            new = step(torch.zeros(1, step.model.cfg.n_features), *initial)[2:]
+            new = step(torch.zeros(1, step.model.cfg.n_features), *initial)[len(step.model.heads.outputs) :]
     types = [helper.np_dtype_to_tensor_dtype(s.numpy().dtype) for s in initial]  # float32, pos float64
     ins = [t(n, declared(s), dt) for n, s, dt in zip(names, initial, types, strict=True)]
     outs = [t(f"{n}_out", declared(s), dt) for n, s, dt in zip(names, new, types, strict=True)]
-    H = step.model.heads.horizons
     graph = helper.make_graph(
         g.nodes,
         f"lobnet_{type(step.model).__name__}_step",
         [t("x", [batch, step.model.cfg.n_features]), *ins],
-        [t("logits", [batch, H, 3]), t("position", [batch, H]), *outs],
+        [*_head_outputs(step.model.heads, batch), *outs],
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", STEP_OPSET)], producer_name="lobnet")

@@ -285,24 +285,23 @@ def _closing_summary(window: int, folds: list[Fold], seconds: float, frame: pl.D
 
 def pair_features(rows: pl.DataFrame, params, groups: list[str]) -> pl.DataFrame:
     """Features of the merged two-symbol table (:func:`lobnet.prep.targets.target_rows`): every group computed on
-    each symbol's Level-I state as the merged rows carry it, named ``a_<feature>`` and ``b_<feature>``; the time
-    gap (``log_dt``, a property of the merged stream itself) once, unprefixed."""
-    from lobnet.features import feature_names
+    each symbol's Level-I state as the merged rows carry it, named as
+    :func:`lobnet.features.pair_feature_names` lists them."""
+    from lobnet.features import pair_feature_names
 
     parts = []
     for side in "ab":
         own = [g for g in groups if not (side == "b" and g == "log_dt")]
         table = rows.select("symbol", "date", "time", *[pl.col(f"{side}_{c}").alias(c) for c in QUOTE])
         try:
-            f = compute_features(table, params, own, keep=())
+            parts.append(compute_features(table, params, own, keep=()))
         except pl.exceptions.ColumnNotFoundError as e:
             raise ValueError(
                 f"labels=pairs: a merged pair table carries each symbol's Level-I quotes only, and feature groups "
                 f"{own} read more ({str(e).splitlines()[0]}); use features=level1"
             ) from None
-        shared = set(feature_names(params, ["log_dt"])) if "log_dt" in own else set()
-        parts.append(f.rename({c: c if c in shared else f"{side}_{c}" for c in f.columns}))
-    return pl.concat(parts, how="horizontal")
+    cols = [c for part in parts for c in part.get_columns()]  # A's, then B's: the order of the names
+    return pl.DataFrame([c.alias(n) for c, n in zip(cols, pair_feature_names(params, groups), strict=True)])
 
 
 def _write_regression(tmp: Path, events, meta, key, features, target: TargetConfig, split, window, t0):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from lobnet.card import TARGET_LOSSES
 from lobnet.data.schema import first_of_day
 
 NS = 1_000_000_000
@@ -171,7 +172,6 @@ def merge_pair(events: pl.DataFrame, symbol_a: str, symbol_b: str) -> pl.DataFra
 
 
 TARGET_KINDS = ("liquidity", "volatility", "pairs")
-TARGET_LOSSES = ("mse", "qlike")
 
 
 @dataclass(frozen=True)

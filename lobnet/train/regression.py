@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lobnet.card import CARD
 from lobnet.data.schema import day_slices
 from lobnet.evaluation.regression import compare, horizon_in_samples, scores
+from lobnet.io import write_json
 from lobnet.models import Baseline
 from lobnet.prep.splits import Fold
 from lobnet.prep.targets import NS, TARGET, TargetConfig, TargetScale
@@ -84,7 +86,7 @@ class RegressionModule(LOBModule):
 
 def fit_regression_fold(shared, fold: Fold, child_id: str | None) -> dict:
     """One fold of a regression run (the module docstring): returns its test metrics."""
-    from lobnet.train.loop import fit_and_test
+    from lobnet.train.loop import fit_and_test, is_rank_zero
 
     target: TargetConfig = shared.labels
     settings = shared.settings
@@ -134,12 +136,19 @@ def fit_regression_fold(shared, fold: Fold, child_id: str | None) -> dict:
         "task": "regression",
         "target": target.name,
         "target_scale": data.scale.to_dict(),
+        "target_train_mean": train_mean,  # the constant forecast an out-of-sample R² is measured against
         "loss": target.loss,
     }
+    if target.kind == "pairs":  # the features of the merged two-symbol table (lobnet.features.pair_feature_names)
+        extra["features"] = {**shared.card["features"], "pair": True}
     best, val = fit_and_test(shared, fold, child_id, model, module, dm, data, extra)
     metrics = report_regression_fold(shared, fold, child_id, data, module.results["test"], val, {}, module)
+    ckpt_dir = shared.run_dir / f"fold_{fold.index}"
+    if is_rank_zero():  # the factor calibrated on this fold's training samples: what lobnet-stream runs beside it
+        card = json.loads((ckpt_dir / CARD).read_text())
+        card["factor"] = {"kind": target.kind, "alpha": metrics["factor_alpha"]}
+        write_json(ckpt_dir / CARD, card)
     if shared.tracker.active:
-        ckpt_dir = shared.run_dir / f"fold_{fold.index}"
         for f in sorted(ckpt_dir.glob("*.json")) + sorted(ckpt_dir.glob("*.npy")) + [Path(best)]:
             shared.tracker.client.log_artifact(child_id, str(f), "model_files")
         shared.tracker.client.set_terminated(child_id)
