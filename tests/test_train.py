@@ -57,9 +57,9 @@ def _compose(name: str, overrides: list[str]):
 
 GROUPS = {
     "data": ["synthetic", "lobster", "quotes", "bars"],
-    "features": ["default", "with_book", "bars"],
-    "labels": ["default", "tlob", "next_bar"],
-    "model": ["lstm", "tcn", "transformer", "hybrid", "deeplob", "majority", "ew_ofi", "logreg", "gbdt"],
+    "features": ["default", "with_book", "bars", "level1"],
+    "labels": ["default", "tlob", "next_bar", "liquidity", "volatility", "pairs"],
+    "model": ["lstm", "tcn", "transformer", "hybrid", "deeplob", "majority", "ew_ofi", "logreg", "gbdt", "ridge"],
     "loss": ["ce", "sharpe", "ce_sharpe"],
     "optimizer": ["adamw"],
     "trainer": ["cpu", "gpu", "ddp"],
@@ -74,6 +74,9 @@ GROUPS = {
         "benchmark_aig",
         "benchmark_bac",
         "minute_direction",
+        "factor_targets",
+        "factor_targets_amzn",
+        "factor_targets_ticks",
     ],
 }
 
