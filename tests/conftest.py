@@ -62,3 +62,25 @@ def synthetic_events(synthetic_day):
     from lobnet.data import read_lobster
 
     return read_lobster(synthetic_day, strict=True)
+
+
+@pytest.fixture(scope="session")
+def real_export(tmp_path_factory):
+    """``real_export(name)``: (its folder, checkpoint, export report) of architecture ``name`` trained for one short
+    epoch on the real AMZN level-5 day (:func:`tests.test_export.train_real`) and exported, with the step for 3
+    symbols per call, into ``<folder>/export``. Built once per session: the export tests check it, the streaming
+    tests replay it (on copies, where they damage it)."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            from lobnet.live.export import export_checkpoint
+
+            from .test_export import train_real
+
+            tmp = tmp_path_factory.mktemp(f"real_{name}")
+            ckpt = train_real(tmp, name)
+            cache[name] = (tmp, ckpt, export_checkpoint(ckpt, tmp / "export", step_batches=(3,)))
+        return cache[name]
+
+    return get

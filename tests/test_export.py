@@ -36,35 +36,34 @@ def train_real(tmp_path, name: str, *extra: str):
 
 
 @pytest.mark.parametrize("name", ["lstm", "tcn", "transformer", "hybrid", "deeplob"])
-def test_every_trained_model_exports_with_parity(tmp_path, name):
+def test_every_trained_model_exports_with_parity(tmp_path, real_export, name):
     from lobnet.live.export import export_checkpoint
 
-    ckpt = train_real(tmp_path, name)
-    rep = export_checkpoint(ckpt, tmp_path / "export", step_batches=(3,))
+    trained, ckpt, rep = real_export(name)  # trained on the real day and exported with the 3-symbol step
     assert rep["max_abs_diff_window"] <= 1e-5 and rep["mlflow_run_id"]
     if name == "deeplob":  # the documented full-window fallback
-        assert rep["step"] == "window_fallback" and not (tmp_path / "export" / "model_step.onnx").exists()
-        assert "native" not in rep and not (tmp_path / "export" / "model_native.npz").exists()
+        assert rep["step"] == "window_fallback" and not (trained / "export" / "model_step.onnx").exists()
+        assert "native" not in rep and not (trained / "export" / "model_native.npz").exists()
     else:
         assert rep["step"] == "model_step.onnx" and rep["max_abs_diff_step"] <= 1e-5
         assert rep["max_abs_diff_step_sequence"] <= 1e-5
         # the native step against the full-window graph and the step graph on the real events
         assert rep["native"] == "model_native.npz" and rep["max_abs_diff_native"] <= 1e-5
-        assert (tmp_path / "export" / "model_native.npz").exists()
+        assert (trained / "export" / "model_native.npz").exists()
         # the step for 3 symbols per call, each stream held to the one-stream step on real events
         assert rep["step_batches"]["3"]["max_abs_diff"] <= 1e-5
-        assert (tmp_path / "export" / "model_step_b3.onnx").exists()
+        assert (trained / "export" / "model_step_b3.onnx").exists()
         assert set(STEP.get(name, ["tcn0_in", "k0", "attn_mask"])) <= set(rep["step_state"])
-        step = ort.InferenceSession(str(tmp_path / "export" / "model_step.onnx"), providers=["CPUExecutionProvider"])
+        step = ort.InferenceSession(str(trained / "export" / "model_step.onnx"), providers=["CPUExecutionProvider"])
         names = [i.name for i in step.get_inputs()]
         assert names[0] == "x" and [o.name for o in step.get_outputs()][2:] == [f"{n}_out" for n in names[1:]]
-    card = json.loads((tmp_path / "export" / "model.json").read_text())
+    card = json.loads((trained / "export" / "model.json").read_text())
     assert card["model"] == name and len(card["zscore"]["mean"]) == len(card["feature_names"])
-    sess = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(trained / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
     for batch, window in ((3, card["window"]), (1, card["window"] // 2)):  # dynamic batch and window
         logits, pos = sess.run(None, {"x": np.zeros((batch, window, len(card["feature_names"])), np.float32)})
         assert logits.shape == (batch, 2, 3) and pos.shape == (batch, 2)
-    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
     exported = {a.path for a in client.list_artifacts(rep["mlflow_run_id"], "export")}
     assert "export/export.json" in exported and ("export/model_step_b3.onnx" in exported) == (name != "deeplob")
     assert ("export/model_native.npz" in exported) == (name != "deeplob")
@@ -72,7 +71,7 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
     # the fold's model (lobnet-train), onnx_model, and onnx_step_model where there is one
     assert len(logged) == (2 if name == "deeplob" else 3)
     if name == "tcn":  # the same export from the fold's logged MLflow model: by its run, and once registered
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        uri = f"sqlite:///{trained / 'mlflow.db'}"
         mlflow.set_tracking_uri(uri)
         client = mlflow.tracking.MlflowClient(uri)
         mv = mlflow.register_model(f"runs:/{rep['mlflow_run_id']}/model", "lobnet-tcn")
@@ -85,7 +84,7 @@ def test_every_trained_model_exports_with_parity(tmp_path, name):
             again = export_checkpoint(ref, out, tracking_uri=uri)
             assert again["mlflow_run_id"] == rep["mlflow_run_id"]
             assert again["max_abs_diff_step"] == rep["max_abs_diff_step"]
-            assert (out / "model.json").read_text() == (tmp_path / "export" / "model.json").read_text()
+            assert (out / "model.json").read_text() == (trained / "export" / "model.json").read_text()
         with pytest.raises(FileNotFoundError, match="not a lobnet-train fold model"):
             export_checkpoint(f"runs:/{rep['mlflow_run_id']}/onnx_model", tmp_path / "onnx", tracking_uri=uri)
 

@@ -225,16 +225,39 @@ def test_a_checkpoint_carrying_code_is_refused_and_not_run(tmp_path, fold):
     assert not marker.exists() and not (tmp_path / "o2").exists()
 
 
-def test_damaged_checkpoints_and_cards_give_one_error_line(tmp_path, fold):
+def _one_error_in_process(capsys, fn, *needles: str) -> str:
+    """:func:`_one_error` for a command's library call under the CLI's own error reporting
+    (:func:`lobnet.cli.reports_errors`), without a fresh interpreter for each case."""
+    from lobnet.cli import reports_errors
+
+    with pytest.raises(SystemExit) as e:
+        reports_errors(fn)()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert e.value.code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err[-3000:]
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def test_damaged_checkpoints_and_cards_give_one_error_line(tmp_path, fold, capsys):
+    """Every damage is refused with one line naming the file; the real console script (a fresh process) once,
+    the other cases through the same error reporting in this process."""
+    from lobnet.live.export import export_checkpoint
+
     _, fold_dir, _ = fold
     d = _fold_copy(fold_dir, tmp_path / "fold_0")
     good = (d / "best.ckpt").read_bytes()
     out = f"output_dir={tmp_path / 'o'}"
-    for content, needle in [(b"", "empty"), (os.urandom(4096), "not a readable"), (good[: len(good) // 2], "trunc")]:
+    (d / "best.ckpt").write_bytes(b"")
+    _one_error(_cli(tmp_path, "lobnet.cli.export", f"checkpoint={d / 'best.ckpt'}", out), str(d / "best.ckpt"), "empty")
+
+    def export():
+        export_checkpoint(d / "best.ckpt", tmp_path / "o")
+
+    for content, needle in [(os.urandom(4096), "not a readable"), (good[: len(good) // 2], "trunc")]:
         (d / "best.ckpt").write_bytes(content)
-        _one_error(
-            _cli(tmp_path, "lobnet.cli.export", f"checkpoint={d / 'best.ckpt'}", out), str(d / "best.ckpt"), needle
-        )
+        _one_error_in_process(capsys, export, str(d / "best.ckpt"), needle)
     (d / "best.ckpt").write_bytes(good)
     card = json.loads((d / "model.json").read_text())
     cases = [
@@ -247,8 +270,7 @@ def test_damaged_checkpoints_and_cards_give_one_error_line(tmp_path, fold):
     ]
     for text, needle in cases:
         (d / "model.json").write_text(text)
-        r = _cli(tmp_path, "lobnet.cli.export", f"checkpoint={d / 'best.ckpt'}", out)
-        _one_error(r, "model.json" if needle != "weights do not fit" else "best.ckpt", needle)
+        _one_error_in_process(capsys, export, "model.json" if needle != "weights do not fit" else "best.ckpt", needle)
     assert not (tmp_path / "o").exists()
 
 

@@ -40,20 +40,9 @@ def _stream(tmp_path, model_dir, *extra):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Exported models trained on the real day, by architecture (trained once per module)."""
-    from lobnet.live.export import export_checkpoint
-
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            tmp = tmp_path_factory.mktemp(name)
-            export_checkpoint(train_real(tmp, name), tmp / "export")
-            cache[name] = tmp / "export"
-        return cache[name]
-
-    return get
+def exported(real_export):
+    """The export folder of a model trained on the real day, by architecture (the session's, tests/conftest.py)."""
+    return lambda name: real_export(name)[0] / "export"
 
 
 @pytest.mark.parametrize("name", ["lstm", "hybrid", "deeplob"])

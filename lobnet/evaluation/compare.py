@@ -363,6 +363,8 @@ def summarise_regression(runs: pl.DataFrame, loaded: dict, reps: int = 999, alph
         ref |= {"mse_vs_factor": 1.0, "factor_mse": ref["mse"]}
         naive = []
         for col in [c for c in folds.columns if c.startswith("naive:") and c.endswith(":mse")]:
+            if folds[col].is_null().all():  # another target's naive predictor (the runs of every target share columns)
+                continue
             name = col.split(":")[1]
             ratio = folds[f"naive:{name}:mse_vs_factor"]
             naive.append(
