@@ -33,13 +33,9 @@ def _horizons(p, horizon) -> list[int]:
     return [int(horizon or p.data.tags.get(Tag.PRIMARY_HORIZON, 0))]
 
 
-def collect(
-    tracking_uri: str, experiment: str, metrics: list[str], horizon: int | str | None, required: bool = True
-) -> pl.DataFrame:
-    """One row per fold run and horizon of the direction-label runs: data set, model, loss, configuration, seed,
-    parent and fold run, and the test metrics (and the validation ones the configuration is chosen on) at the
-    horizon. ``horizon``: a horizon, None for each run's primary horizon, or ``"all"``. Regression runs are
-    :func:`collect_regression`'s. Without any: a ValueError when ``required``, else an empty frame."""
+def _finished_parents(tracking_uri: str, experiment: str, regression: bool):
+    """(parent run, its fold runs) for every finished lobnet-train parent of the experiment, of regression targets
+    (tagged with their target) or of direction labels."""
     import mlflow
 
     client = mlflow.tracking.MlflowClient(tracking_uri)
@@ -49,13 +45,21 @@ def collect(
     parents = client.search_runs(
         [exp.experiment_id], f"tags.`{Tag.KIND}` = '{PARENT}' and attributes.status = 'FINISHED'", max_results=50000
     )
-    rows = []
     for p in parents:
-        if Tag.TARGET in p.data.tags:  # a regression run
-            continue
-        children = client.search_runs(
-            [exp.experiment_id], f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'", max_results=50000
-        )
+        if (Tag.TARGET in p.data.tags) == regression:
+            query = f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'"
+            yield p, client.search_runs([exp.experiment_id], query, max_results=50000)
+
+
+def collect(
+    tracking_uri: str, experiment: str, metrics: list[str], horizon: int | str | None, required: bool = True
+) -> pl.DataFrame:
+    """One row per fold run and horizon of the direction-label runs: data set, model, loss, configuration, seed,
+    parent and fold run, and the test metrics (and the validation ones the configuration is chosen on) at the
+    horizon. ``horizon``: a horizon, None for each run's primary horizon, or ``"all"``. Regression runs are
+    :func:`collect_regression`'s. Without any: a ValueError when ``required``, else an empty frame."""
+    rows = []
+    for p, children in _finished_parents(tracking_uri, experiment, regression=False):
         primary = int(p.data.tags.get(Tag.PRIMARY_HORIZON, 0))
         for k in _horizons(p, horizon):
             for c in children:
@@ -261,24 +265,10 @@ def collect_regression(tracking_uri: str, experiment: str) -> pl.DataFrame:
     model, loss, configuration, seed, fold, the test scores (:data:`lobnet.evaluation.regression.SCORES`), the
     factor's and each naive predictor's, and the validation MSE the configuration is chosen on. Empty when the
     experiment holds none."""
-    import mlflow
-
     from lobnet.evaluation.regression import SCORES
 
-    client = mlflow.tracking.MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ValueError(f"no MLflow experiment {experiment!r} at {tracking_uri}")
-    parents = client.search_runs(
-        [exp.experiment_id], f"tags.`{Tag.KIND}` = '{PARENT}' and attributes.status = 'FINISHED'", max_results=50000
-    )
     rows = []
-    for p in parents:
-        if Tag.TARGET not in p.data.tags:
-            continue
-        children = client.search_runs(
-            [exp.experiment_id], f"tags.`{Tag.PARENT_RUN}` = '{p.info.run_id}'", max_results=50000
-        )
+    for p, children in _finished_parents(tracking_uri, experiment, regression=True):
         for c in children:
             m = c.data.metrics
             row = {

@@ -301,23 +301,17 @@ def run_step(
     return (*_timed_replay(r, infer_with_position if positions else infer, step.row), out, pos)
 
 
-def run_window(
-    md: ModelDir, r: Replay, s: StreamSettings, positions: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The full-window engine: the normalised row into a ring buffer, ``model.onnx`` on the last W rows (on the
-    rows so far while fewer than W, from 8); outputs as :func:`run_step`'s."""
+def window_engine(md: ModelDir, r: FeatureReplay, s: StreamSettings, heads: dict[str, np.ndarray], store):
+    """The full-window engine's loop: the normalised row into a ring buffer, ``model.onnx`` on the last W rows (on
+    the rows so far while fewer than W, from 8) with its outputs bound to ``heads`` (name: a (1, ...) buffer),
+    then ``store(i)``. Returns (feature ns, inference ns)."""
     sess = session(md.path / "model.onnx", s.providers, s.threads)
     W, F = r.window, len(r.names)
-    H = len(md.card["horizons"])
     ring = np.zeros((2 * W, F), np.float32)  # each row written twice: the last W rows are always contiguous
     z = np.zeros(F, np.float32)
-    logits = np.zeros((1, H, 3), np.float32)
-    position = np.zeros((1, H), np.float32)
     b = sess.io_binding()
-    b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
-    b.bind_output("position", "cpu", 0, np.float32, list(position.shape), position.ctypes.data)
-    out = np.full((r.n, H, 3), np.nan, np.float32)
-    pos = np.full((r.n, H), np.nan, np.float32)
+    for name, arr in heads.items():
+        b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
     base, row_bytes = ring.ctypes.data, F * 4
     run, arg = ort_call(sess, b)
     seen = 0
@@ -333,11 +327,27 @@ def run_window(
             first = p + W - m + 1  # the last m rows, oldest first, end at the second copy of row p
             b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + first * row_bytes)
             run(arg, None)
-            out[i] = logits[0]
-            if positions:
-                pos[i] = position[0]
+            store(i)
 
-    return (*_timed_replay(r, infer, z), out, pos)
+    return _timed_replay(r, infer, z)
+
+
+def run_window(
+    md: ModelDir, r: Replay, s: StreamSettings, positions: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The full-window engine (:func:`window_engine`); outputs as :func:`run_step`'s."""
+    H = len(md.card["horizons"])
+    logits = np.zeros((1, H, 3), np.float32)
+    position = np.zeros((1, H), np.float32)
+    out = np.full((r.n, H, 3), np.nan, np.float32)
+    pos = np.full((r.n, H), np.nan, np.float32)
+
+    def store(i):
+        out[i] = logits[0]
+        if positions:
+            pos[i] = position[0]
+
+    return (*window_engine(md, r, s, {"logits": logits, "position": position}, store), out, pos)
 
 
 def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

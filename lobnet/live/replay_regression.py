@@ -44,8 +44,9 @@ from lobnet.live.replay import (
     _timed_replay,
     replay_day,
     signal_engine,
+    window_engine,
 )
-from lobnet.live.runtime import StepRunner, ort_call, session
+from lobnet.live.runtime import StepRunner
 from lobnet.prep.targets import NS, TARGET, TargetConfig, TargetScale, target_table
 
 FACTOR_ENGINE = "ew_factor"
@@ -101,30 +102,12 @@ def run_model(md: ModelDir, r: TargetReplay, s: StreamSettings, name: str):
             pred[i] = out[0, 0]
 
         return (*_timed_replay(r, infer, step.row), pred)
-    sess = session(md.path / "model.onnx", s.providers, s.threads)
-    W, F = r.window, len(r.names)
-    ring = np.zeros((2 * W, F), np.float32)  # each row written twice: the last W rows are always contiguous
-    z = np.zeros(F, np.float32)
     out = np.zeros((1, len(md.card["horizons"])), np.float32)
-    b = sess.io_binding()
-    b.bind_output("prediction", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-    base, row_bytes = ring.ctypes.data, F * 4
-    run, arg = ort_call(sess, b)
-    seen = 0
 
-    def infer_window(i):
-        nonlocal seen
-        p = seen % W
-        ring[p] = z
-        ring[p + W] = z
-        seen += 1
-        m = min(seen, W)
-        if m >= 8:
-            b.bind_input("x", "cpu", 0, np.float32, [1, m, F], base + (p + W - m + 1) * row_bytes)
-            run(arg, None)
-            pred[i] = out[0, 0]
+    def store(i):
+        pred[i] = out[0, 0]
 
-    return (*_timed_replay(r, infer_window, z), pred)
+    return (*window_engine(md, r, s, {"prediction": out}, store), pred)
 
 
 def run_factor(r: TargetReplay):

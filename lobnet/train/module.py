@@ -87,21 +87,32 @@ class LOBModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, "test")
 
-    def _eval_epoch_end(self, stage: str) -> None:
+    def _epoch_outputs(self, stage: str) -> list[np.ndarray] | None:
+        """The evaluation epoch's collected outputs as arrays, each concatenated over batches in time order (under
+        DDP, gathered from every rank); None when there were none. Clears the collection."""
         outs = self._outputs[stage]
         if not outs:
-            return
+            return None
         tensors = [torch.cat(t) for t in zip(*outs, strict=True)]
         outs.clear()
         if self.trainer.world_size > 1:
             tensors = self._gather_in_time_order(tensors, stage)
-        prob, pos, y, r = (t.numpy() for t in tensors)
+        return [t.numpy() for t in tensors]
+
+    def _log_results(self, stage: str, metrics: dict, **arrays) -> None:
+        self.results[stage] = {"metrics": metrics, **arrays}
+        for k, v in metrics.items():
+            self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        arrays = self._epoch_outputs(stage)
+        if arrays is None:
+            return
+        prob, pos, y, r = arrays
         metrics = evaluate(
             prob, pos, y, r, self.horizons, self.loss_fn.kind, self.cost, self.events_per_day, self.classes
         )
-        self.results[stage] = {"metrics": metrics, "prob": prob, "position": pos, "y": y, "returns": r}
-        for k, v in metrics.items():
-            self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True)
+        self._log_results(stage, metrics, prob=prob, position=pos, y=y, returns=r)
 
     def _gather_in_time_order(self, tensors: list[torch.Tensor], stage: str) -> list[torch.Tensor]:
         """Under DDP each rank evaluates samples rank, rank + W, ... (DistributedSampler, no shuffling, padded to

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lobnet.card import CARD
 from lobnet.data.schema import day_slices
@@ -68,20 +67,14 @@ class RegressionModule(LOBModule):
         self._outputs[stage].append((out.detach().cpu(), r.cpu()))
 
     def _eval_epoch_end(self, stage: str) -> None:
-        outs = self._outputs[stage]
-        if not outs:
+        arrays = self._epoch_outputs(stage)
+        if arrays is None:
             return
-        tensors = [torch.cat(t) for t in zip(*outs, strict=True)]
-        outs.clear()
-        if self.trainer.world_size > 1:
-            tensors = self._gather_in_time_order(tensors, stage)
-        out, r = (t.numpy()[:, 0].astype(np.float64) for t in tensors)
+        out, r = (a[:, 0].astype(np.float64) for a in arrays)
         pred = self.scale.invert(out)
         metrics = {k: v for k, v in scores(pred, r, self.train_mean).items() if k != "n"}
         metrics["r2"] = metrics.pop("r2_oos")
-        self.results[stage] = {"metrics": metrics, "prediction": pred, "y": r}
-        for k, v in metrics.items():
-            self.log(f"{stage}/{k}", v, on_step=False, on_epoch=True)
+        self._log_results(stage, metrics, prediction=pred, y=r)
 
 
 def fit_regression_fold(shared, fold: Fold, child_id: str | None) -> dict:
