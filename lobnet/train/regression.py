@@ -83,6 +83,11 @@ def fit_regression_fold(shared, fold: Fold, child_id: str | None) -> dict:
 
     target: TargetConfig = shared.labels
     settings = shared.settings
+    if settings.explain is not None:
+        raise ValueError(
+            f"explain=true reads a classifier's outputs (lobnet.evaluation.explain); a model of labels={target.kind} "
+            "has none: train it without explain"
+        )
     data = FoldData.build_regression(
         shared.frame, shared.feature_names, fold, target, shared.window, normalization=settings.normalization
     )
