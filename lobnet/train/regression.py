@@ -83,6 +83,11 @@ def fit_regression_fold(shared, fold: Fold, child_id: str | None) -> dict:
 
     target: TargetConfig = shared.labels
     settings = shared.settings
+    if settings.loss.kind != "ce":
+        raise ValueError(
+            f"loss={settings.loss.kind} is a direction label's loss; a model of labels={target.kind} trains with "
+            "labels.loss (mse or qlike): leave loss at its default"
+        )
     if settings.explain is not None:
         raise ValueError(
             f"explain=true reads a classifier's outputs (lobnet.evaluation.explain); a model of labels={target.kind} "
