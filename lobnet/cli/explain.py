@@ -49,6 +49,8 @@ def run(cfg: DictConfig) -> dict:
         card_path = ckpt.parent / "model.json"
         if missing := [k for k in NEEDS if card.get(k) is None]:
             raise LobDataError(card_path, None, f"the card lacks {missing}: re-train with this lobnet to explain it")
+        if card.get("task") == "regression":  # the readings are of class outputs (lobnet.evaluation.explain)
+            raise LobDataError(card_path, None, "a model of a regression target has no class outputs to explain")
         features = FeatureSpec(**{k: v for k, v in card["features"].items() if k != "levels"})
         labels = LabelConfig(**card["labels"])
         prepared = prepare(

@@ -41,6 +41,7 @@ from lobnet.train.module import LOBModule
 
 REFERENCE = "EW factor"
 PREDICTIONS = "regression_predictions.npz"
+REPS = 999  # bootstrap draws of each fold's interval of MSE(model) - MSE(factor), as lobnet-calibrate's default
 
 
 class RegressionModule(LOBModule):
@@ -192,8 +193,7 @@ def report_regression_fold(
     if horizon_ns == 0:  # a horizon in events: in samples, scaled by the evaluation stride
         block = max(1, block // max(fold.eval_stride, 1))
     train_mean = float(np.mean(raw[train_rows]))
-    reps = int(getattr(shared.settings, "regression_reps", 999))
-    cmp = compare(y, preds, REFERENCE, train_mean, block, reps=reps)
+    cmp = compare(y, preds, REFERENCE, train_mean, block, reps=REPS)
     p = cmp["predictors"]
     metrics = {k: float(v) for k, v in result["metrics"].items()}
     m = p["model"]
