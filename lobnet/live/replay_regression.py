@@ -47,7 +47,7 @@ from lobnet.live.replay import (
     window_engine,
 )
 from lobnet.live.runtime import StepRunner
-from lobnet.prep.targets import NS, TARGET, TargetConfig, TargetScale, target_table
+from lobnet.prep.targets import NS, QUOTE, TARGET, TargetConfig, TargetScale, target_table
 
 FACTOR_ENGINE = "ew_factor"
 REGRESSION_ENGINES = ("native_step", "onnx_step", "onnx_window", FACTOR_ENGINE)
@@ -71,8 +71,7 @@ class TargetReplay(FeatureReplay):
         self.target = target_table(events, self.cfg, self.params.tick, self.params.price_scale)[TARGET].to_numpy()
         c0 = max(self.start + self.window - 1, min(s.calibration_events, self.n))
         self.scored = (np.arange(self.n) >= c0) & np.isfinite(self.target)
-        self.first_scored = c0
-        self.quote = [events[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in QUOTE_COLUMNS]
+        self.quote = [events[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in QUOTE]  # bid px, sz, ask
         alpha = s.factor_alpha if s.factor_alpha is not None else card.get("factor", {}).get("alpha")
         if alpha is None:
             raise ModelDirError(
@@ -81,9 +80,6 @@ class TargetReplay(FeatureReplay):
             )
         self.factor_alpha = float(alpha)
         self.events = events
-
-
-QUOTE_COLUMNS = ("bid_px_1", "bid_sz_1", "ask_px_1", "ask_sz_1")
 
 
 def run_model(md: ModelDir, r: TargetReplay, s: StreamSettings, name: str):
