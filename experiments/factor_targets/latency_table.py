@@ -1,5 +1,6 @@
-"""The live half's table (latency.sh): per data set, architecture and engine, the per-event time (feature update
-+ inference) and the MSE on the replayed events over the calibrated factor's, from each replay's stream.json.
+"""The live half's table (latency.sh): per data set and architecture, the per-event time (feature update +
+engine) of each engine and the model's MSE on the replayed events over the calibrated factor's, from each replay's
+stream.json.
 
     python experiments/factor_targets/latency_table.py runs/factor_targets/live
 """
@@ -12,16 +13,23 @@ from pathlib import Path
 
 
 def main(folder: str) -> None:
-    print("| set | model | engine | total p50 µs | p99 µs | MSE on the replay | MSE / factor's | parity |")
-    print("|---|---|---|---:|---:|---:|---:|---|")
+    print(
+        "| set | model | native step p50 / p99 µs | ONNX step p50 / p99 µs | ONNX window p50 µs "
+        "| EW factor p50 / p99 µs | model MSE / factor's on the replay | parity |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for f in sorted(Path(folder).glob("*/*/stream/stream.json")):
         r = json.loads(f.read_text())
-        s = f.parts[-4]
-        for name, e in r["engines"].items():
-            par = r["parity"].get(name, {}).get("parity")
-            cells = [s, r["model"], name, f"{e['total']['p50_us']:.1f}", f"{e['total']['p99_us']:.1f}"]
-            cells += [f"{e['mse']:.4g}", f"{e['mse_vs_factor']:.3f}", "yes" if par else "NO"]
-            print("| " + " | ".join(cells) + " |")
+        e = r["engines"]
+
+        def t(name: str, both: bool = True, e=e) -> str:
+            q = e[name]["total"]
+            return f"{q['p50_us']:.1f} / {q['p99_us']:.1f}" if both else f"{q['p50_us']:.0f}"
+
+        cells = [f.parts[-4].replace("amzn-", "AMZN "), r["model"], t("native_step"), t("onnx_step")]
+        cells += [t("onnx_window", False), t("ew_factor"), f"{e['native_step']['mse_vs_factor']:.3f}"]
+        cells.append("yes" if r["parity_ok"] else "NO")
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

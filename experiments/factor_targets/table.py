@@ -12,7 +12,14 @@ from pathlib import Path
 
 import polars as pl
 
-ORDER = ["lstm", "tcn", "transformer", "hybrid", "deeplob", "ridge", "EW factor"]
+ORDER = ["lstm", "tcn", "transformer", "hybrid", "deeplob", "ridge", "EW factor", "last value", "sma same memory"]
+NAMES = {"sma same memory": "SMA (same memory)", "no signal 0": "no signal (0)"}  # the naive predictors' own names
+
+
+def column(dataset: str, target: str) -> str:
+    """``AIG-BAC quotes L1 5d``, ``pairs_AIG_BAC_60s`` -> ``AIG/BAC pairs 60 s``."""
+    kind, horizon = target.split("_")[0], target.rsplit("_", 1)[1]
+    return f"{dataset.split(' ')[0].replace('-', '/')} {kind} {horizon[:-1]} {horizon[-1]}"
 
 
 def main(folder: str) -> None:
@@ -20,11 +27,11 @@ def main(folder: str) -> None:
     sets = df.select("dataset", "target").unique(maintain_order=True).rows()
     models = [m for m in ORDER if m in df["model"].to_list()]
     models += sorted(set(df["model"].to_list()) - set(models))
-    head = ["model", *[f"{d.split(' ')[0]} {t}" for d, t in sets]]
+    head = ["model", *[column(d, t) for d, t in sets]]
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * len(sets))
     for m in models:
-        cells = [m]
+        cells = [NAMES.get(m, m)]
         for d, t in sets:
             r = df.filter((pl.col("dataset") == d) & (pl.col("target") == t) & (pl.col("model") == m))
             if r.is_empty():

@@ -51,6 +51,22 @@ def _finished_parents(tracking_uri: str, experiment: str, regression: bool):
             yield p, client.search_runs([exp.experiment_id], query, max_results=50000)
 
 
+def _run_row(parent, child) -> dict:
+    """What identifies a fold run in the comparison: data set, model, loss, configuration, parent, run, fold, seed."""
+    tags = parent.data.tags
+    return {
+        "dataset": tags.get(Tag.DATASET, tags.get(Tag.SYMBOLS, "?")),
+        "events": tags.get(Tag.EVENTS, tags.get(Tag.DATA, "?")),
+        "model": tags.get(Tag.MODEL, "?"),
+        "loss": tags.get(Tag.LOSS, "?"),
+        "config": config_key(parent.data.params),
+        "parent": parent.info.run_id,
+        "run": child.info.run_id,
+        "fold": int(child.data.tags.get(Tag.FOLD, -1)),
+        "seed": parent.data.params.get("seed", "0"),
+    }
+
+
 def collect(
     tracking_uri: str, experiment: str, metrics: list[str], horizon: int | str | None, required: bool = True
 ) -> pl.DataFrame:
@@ -64,18 +80,7 @@ def collect(
         for k in _horizons(p, horizon):
             for c in children:
                 m = c.data.metrics
-                row = {
-                    "dataset": p.data.tags.get(Tag.DATASET, p.data.tags.get(Tag.SYMBOLS, "?")),
-                    "events": p.data.tags.get(Tag.EVENTS, p.data.tags.get(Tag.DATA, "?")),
-                    "model": p.data.tags.get(Tag.MODEL, "?"),
-                    "loss": p.data.tags.get(Tag.LOSS, "?"),
-                    "config": config_key(p.data.params),
-                    "parent": p.info.run_id,
-                    "run": c.info.run_id,
-                    "fold": int(c.data.tags.get(Tag.FOLD, -1)),
-                    "seed": p.data.params.get("seed", "0"),
-                    "horizon": k,
-                }
+                row = {**_run_row(p, c), "horizon": k}
                 for name in [*metrics, "majority_f1", "majority_accuracy"]:
                     row[name] = m.get(f"test/{name}_h{k}", float("nan"))
                 row["val_macro_f1"] = m.get(f"val_best/macro_f1_h{k}", float("nan"))
@@ -272,16 +277,8 @@ def collect_regression(tracking_uri: str, experiment: str) -> pl.DataFrame:
         for c in children:
             m = c.data.metrics
             row = {
-                "dataset": p.data.tags.get(Tag.DATASET, "?"),
-                "events": p.data.tags.get(Tag.EVENTS, "?"),
+                **_run_row(p, c),
                 "target": p.data.tags[Tag.TARGET],
-                "model": p.data.tags.get(Tag.MODEL, "?"),
-                "loss": p.data.tags.get(Tag.LOSS, "?"),
-                "config": config_key(p.data.params),
-                "parent": p.info.run_id,
-                "run": c.info.run_id,
-                "fold": int(c.data.tags.get(Tag.FOLD, -1)),
-                "seed": p.data.params.get("seed", "0"),
                 "val_mse": m.get("val_best/mse", float("nan")),
                 "block": m.get("test/cmp_block", 1.0),
                 "factor_mse": m.get("test/factor_mse", float("nan")),

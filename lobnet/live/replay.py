@@ -389,9 +389,11 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
     return (*_timed_replay(r, infer, np.zeros(len(r.names), np.float32)), pred)
 
 
-def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The batch pipeline's outputs at the first ``parity_events`` model events: (event rows, logits (P, H, 3),
-    positions (P, H))."""
+def reference(md: ModelDir, r: FeatureReplay, s: StreamSettings, kind: str) -> tuple[np.ndarray, tuple]:
+    """The batch pipeline's head outputs at the first ``parity_events`` model events: (event rows, the outputs
+    :attr:`lobnet.models.base.Heads.outputs` names: logits (P, H, 3) and positions (P, H), or predictions (P, H)).
+    The step engines' reference is the model over those events as one sequence, the window engine's the model on
+    each window (NaN before 8 rows)."""
     import torch
 
     from lobnet.models.streaming import sequence_outputs
@@ -402,23 +404,22 @@ def reference(md: ModelDir, r: Replay, s: StreamSettings, kind: str) -> tuple[np
     X = torch.from_numpy(r.normalised[r.start : r.start + P])
     with torch.no_grad():
         if kind in STEP_ENGINES:
-            logits, pos = sequence_outputs(model, X[None], r.window)
-            return rows, logits[0].numpy(), pos[0].numpy()
-        H = len(md.card["horizons"])
-        out, pos = np.full((P, H, 3), np.nan, np.float32), np.full((P, H), np.nan, np.float32)
-        W = r.window
+            return rows, tuple(o[0].numpy() for o in sequence_outputs(model, X[None], r.window))
+        outs = None
         for t in range(7, P):
-            a = max(0, t - W + 1)
-            lg, ps = model(X[None, a : t + 1])
-            out[t], pos[t] = lg[0].numpy(), ps[0].numpy()
-        return rows, out, pos
+            got = model(X[None, max(0, t - r.window + 1) : t + 1])
+            if outs is None:
+                outs = tuple(np.full((P, *g.shape[1:]), np.nan, np.float32) for g in got)
+            for o, g in zip(outs, got, strict=True):
+                o[t] = g[0].numpy()
+        return rows, outs
 
 
 def _parity(logits: np.ndarray, pos: np.ndarray, ref: tuple, tolerance: float, head: str) -> dict:
     """An engine's outputs at the reference rows against the batch pipeline's: the logits within ``tolerance``
     and the same predicted classes; for a model traded on its position head, the positions within ``tolerance``
     and of the same sign too."""
-    rows, ref_logits, ref_pos = ref
+    rows, (ref_logits, ref_pos) = ref
     got, got_pos = logits[rows], pos[rows]
     ok = ~np.isnan(ref_logits[:, 0, 0])
     if not ok.any():

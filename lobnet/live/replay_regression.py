@@ -42,6 +42,7 @@ from lobnet.live.replay import (
     StreamSettings,
     _percentiles,
     _timed_replay,
+    reference,
     replay_day,
     signal_engine,
     window_engine,
@@ -168,27 +169,6 @@ def factor_reference(r: TargetReplay) -> np.ndarray:
     return on_rows(problem, problem.evaluate(r.factor_alpha)[0], r.events)
 
 
-def model_reference(md: ModelDir, r: TargetReplay, s: StreamSettings, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The batch pipeline's predictions (scaled units) at the first ``parity_events`` model events: (rows,
-    predictions); the step engines' reference is the model over them as one sequence, the window engine's the
-    model on each window."""
-    import torch
-
-    from lobnet.models.streaming import sequence_outputs
-
-    model = md.torch_model()
-    P = min(s.parity_events, r.n - r.start)
-    rows = np.arange(r.start, r.start + P)
-    X = torch.from_numpy(r.normalised[r.start : r.start + P])
-    with torch.no_grad():
-        if name in STEP_ENGINES:
-            return rows, sequence_outputs(model, X[None], r.window)[0][0, :, 0].numpy()
-        ref = np.full(P, np.nan)
-        for t in range(7, P):
-            ref[t] = model(X[None, max(0, t - r.window + 1) : t + 1])[0][0, 0].item()
-        return rows, ref
-
-
 def stream_regression(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> dict:
     """Replay one day through every engine of ``s.engines`` that this model has (the module docstring)."""
     absent = {"onnx_step": md.step is None, "native_step": md.native is None}
@@ -232,7 +212,8 @@ def stream_regression(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> 
             }
         else:
             tf, ti, raw = run_model(md, r, s, name)
-            rows, ref = model_reference(md, r, s, name)
+            rows, (ref,) = reference(md, r, s, name)  # the batch pipeline's predictions, scaled units
+            ref = ref[:, 0]
             ok = np.isfinite(ref)
             diff = float(np.abs(raw[rows][ok] - ref[ok]).max()) if ok.any() else float("nan")
             result["parity"][name] = {
