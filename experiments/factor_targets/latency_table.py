@@ -26,7 +26,8 @@ def main(folder: str) -> None:
             q = e[name]["total"]
             return f"{q['p50_us']:.1f} / {q['p99_us']:.1f}" if both else f"{q['p50_us']:.0f}"
 
-        cells = [f.parts[-4].replace("amzn-", "AMZN "), r["model"], t("native_step"), t("onnx_step")]
+        label = "AIG/BAC pairs" if f.parts[-4] == "pairs" else f.parts[-4].replace("amzn-", "AMZN ")
+        cells = [label, r["model"], t("native_step"), t("onnx_step")]
         cells += [t("onnx_window", False), t("ew_factor"), f"{e['native_step']['mse_vs_factor']:.3f}"]
         cells.append("yes" if r["parity_ok"] else "NO")
         print("| " + " | ".join(cells) + " |")

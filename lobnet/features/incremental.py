@@ -108,8 +108,10 @@ class CodegenBackend:
         self.index = {c: i for i, c in enumerate(inputs)}
         self.slots: list[str] = []  # source of the expression each prev() slot stores
         self.used_prev = False
+        self.reads: set[str] = set()  # the inputs some definition reads
 
     def col(self, name: str) -> Src:
+        self.reads.add(name)
         return Src(f"c[{self.index[name]}]")
 
     def prev(self, e) -> Src:
@@ -251,6 +253,7 @@ class IncrementalFeatures:
         exec(compile(src, f"<lobnet incremental features L={params.levels}>", "exec"), env)  # noqa: S102
         self._update = env["update"]
         self.names = names
+        self.reads = frozenset(B.reads)
         self.n_slots = len(B.slots)
         self.out = [NAN] * len(names)
         self.state = [NAN] * self.n_slots
@@ -275,9 +278,22 @@ class IncrementalFeatures:
         :meth:`update`, about 9x faster per event at level 10 (``scripts/bench_inference.py``)."""
         return _compile(self.source)
 
-    def input_matrix(self, events: pl.DataFrame) -> np.ndarray:
-        """The events' inputs as float64 (N, len(inputs)); null prices become NaN."""
-        return events.select([pl.col(c).cast(pl.Float64) for c in self.inputs]).to_numpy()
+    def input_matrix(self, events: pl.DataFrame, prefix: str = "") -> np.ndarray:
+        """The events' inputs as float64 (N, len(inputs)); null prices become NaN.
+
+        ``prefix``: the book's columns are read as ``<prefix><name>``: one symbol's Level-I state in a merged pair
+        table (:func:`lobnet.prep.targets.merge_pair`, ``a_bid_px_1`` ...), whose rows carry no message; an input
+        that no feature reads and the table lacks is NaN, one that a feature reads is a ValueError naming it."""
+        cols = []
+        for c in self.inputs:
+            name = c if c == "time" or not prefix else f"{prefix}{c}"
+            if name in events.columns:
+                cols.append(pl.col(name).cast(pl.Float64).alias(c))
+            elif c in self.reads or not prefix:
+                raise ValueError(f"the features {self.groups} read {c!r}, which the table lacks")
+            else:
+                cols.append(pl.lit(NAN, pl.Float64).alias(c))
+        return events.select(cols).to_numpy()
 
     def run(self, events: pl.DataFrame) -> np.ndarray:
         """Replay a table event by event (resetting at every new symbol-day): (N, F) float64."""

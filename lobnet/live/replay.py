@@ -71,7 +71,7 @@ from lobnet.evaluation.backtest import (
     positions_from_classes,
     regimes,
 )
-from lobnet.features import FeatureSpec, compute_features, warmup
+from lobnet.features import FeatureSpec, compute_features, pair_feature_names, warmup
 from lobnet.features.incremental import IncrementalFeatures
 from lobnet.live.native import NativeStep
 from lobnet.live.runtime import StepRunner, ort_call, session
@@ -177,38 +177,86 @@ def _percentiles(ns: np.ndarray) -> dict:
     return out
 
 
+@dataclass
+class FeaturePart:
+    """One compiled feature update of the streamer's hot loop and the slice of the engine's input row it writes:
+    the whole row for a book, each symbol's features for a merged pair table."""
+
+    inputs: np.ndarray  # (n, len(IncrementalFeatures.inputs)) float64, the update's input row per event
+    update: object  # IncrementalFeatures.compiled(): step(c, f, s, first, mean, std, z)
+    raw_row: np.ndarray  # the raw features of the current event
+    slots: np.ndarray  # the incremental features' state between events
+    mean: np.ndarray  # the training fold's z-score of this slice (float32, contiguous)
+    std: np.ndarray
+    cols: slice  # where its features stand in the model's feature list
+
+
 class FeatureReplay:
     """One day's inputs, the compiled per-event feature update, and the batch pipeline's features of the same
-    events (polars, then the training fold's z-score): what every model's replay needs, whatever it predicts."""
+    events (polars, then the training fold's z-score): what every model's replay needs, whatever it predicts.
+
+    A pairs model (the card's ``features.pair``) replays the merged two-symbol table
+    (:func:`lobnet.prep.targets.target_rows`): two updates per row, symbol A's groups and then symbol B's (without
+    ``log_dt``, which A's carries once), each on its symbol's Level-I state as the row carries it and writing its
+    slice of the input row, in :func:`lobnet.features.pair_feature_names` order; the batch reference is
+    :func:`lobnet.prep.prepared.pair_features`, what training computed."""
 
     def __init__(self, md: ModelDir, events: pl.DataFrame, s: StreamSettings):
         card = md.card
-        spec = FeatureSpec(**{k: v for k, v in card["features"].items() if k != "levels"})
-        levels = n_levels(events)
+        spec = FeatureSpec(**{k: v for k, v in card["features"].items() if k not in ("levels", "pair")})
+        groups = list(spec.groups)
+        pair = bool(card["features"].get("pair"))
+        levels = 1 if pair else n_levels(events)  # a merged row carries each symbol's best quotes
         if levels != card["features"]["levels"]:
             raise ModelDirError(
                 f"{md.path / CARD}: the model was trained on {card['features']['levels']} book levels, "
                 f"the data has {levels}"
             )
         params = spec.params(levels)
-        self.features = IncrementalFeatures(params, list(spec.groups))
-        if self.features.names != card["feature_names"]:
-            extra = sorted(set(self.features.names) ^ set(card["feature_names"]))
+        zscore = ZScore.from_card(card)
+        self.mean, self.std = zscore.mean, zscore.std
+        sides = [("a_", groups), ("b_", [g for g in groups if g != "log_dt"])] if pair else [("", groups)]
+        self.parts: list[FeaturePart] = []
+        names, lo = [], 0
+        for prefix, own in sides:
+            features = IncrementalFeatures(params, own)
+            try:
+                inputs = np.ascontiguousarray(features.input_matrix(events, prefix))
+            except ValueError as e:
+                raise ModelDirError(f"{md.path / CARD}: {e}") from None
+            F = len(features.names)
+            cols = slice(lo, lo + F)
+            lo += F
+            self.parts.append(
+                FeaturePart(
+                    inputs,
+                    features.compiled(),  # features, then the z-score, into the engine's input buffer
+                    np.zeros(F),
+                    np.zeros(features.n_slots),
+                    np.ascontiguousarray(self.mean[cols]),
+                    np.ascontiguousarray(self.std[cols]),
+                    cols,
+                )
+            )
+            names += features.names
+        computed = pair_feature_names(params, groups) if pair else names
+        if computed != card["feature_names"]:
+            extra = sorted(set(computed) ^ set(card["feature_names"]))
             raise ModelDirError(
                 f"{md.path / CARD}: its feature list differs from the one these settings compute "
                 f"(differing: {extra[:8] or 'order'})"
             )
-        self.inputs = np.ascontiguousarray(self.features.input_matrix(events))
-        self.n = len(self.inputs)
-        self.update = self.features.compiled()  # features, then the z-score, into the engine's input buffer
-        self.raw_row = np.zeros(len(self.features.names))  # the raw features of the current event
-        self.slots = np.zeros(self.features.n_slots)  # the incremental features' state between events
-        self.start = warmup(list(spec.groups))  # the model sees no warm-up row, as in training
+        self.raw_row = self.parts[0].raw_row  # a book's raw features of the current event (the factor engines read)
+        self.n = events.height
+        self.start = warmup(groups)  # the model sees no warm-up row, as in training
         self.window = int(card["window"])
         self.names = card["feature_names"]
-        zscore = ZScore.from_card(card)
-        self.mean, self.std = zscore.mean, zscore.std
-        batch = compute_features(events, params, list(spec.groups))
+        if pair:
+            from lobnet.prep.prepared import pair_features
+
+            batch = pair_features(events, params, groups)
+        else:
+            batch = compute_features(events, params, groups)
         self.batch = feature_matrix(batch, self.names)  # the batch pipeline's raw features (n, F)
         with np.errstate(invalid="ignore"):
             self.normalised = zscore.apply(self.batch)  # exactly what training fed the model
@@ -246,29 +294,47 @@ class Replay(FeatureReplay):
 
 
 def _timed_replay(r: FeatureReplay, infer, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Replay the day: the compiled feature update of every event (raw features into ``r.raw_row``, z-scored into
-    ``z``, float32), then ``infer(i)`` from the model's first event on, each timed; the collector frozen and
-    disabled meanwhile. Returns (feature ns, inference ns)."""
-    n, X, start = r.n, r.inputs, r.start
+    """Replay the day: the compiled feature update of every event (raw features into each part's ``raw_row``,
+    z-scored into its slice of ``z``, float32; two parts for a merged pair table), then ``infer(i)`` from the
+    model's first event on, each timed; the collector frozen and disabled meanwhile. Returns (feature ns,
+    inference ns)."""
+    n, start = r.n, r.start
     t_feat = np.zeros(n, dtype=np.int64)
     t_inf = np.zeros(n, dtype=np.int64)
-    update, f, s, mean, std = r.update, r.raw_row, r.slots, r.mean, r.std
-    update(X[0], f, s, True, mean, std, z)  # compiled (or loaded from numba's cache) before the clock starts
+    parts = [(p.inputs, p.update, p.raw_row, p.slots, p.mean, p.std, z[p.cols]) for p in r.parts]
+    for X, update, f, s, mean, std, zp in parts:
+        update(X[0], f, s, True, mean, std, zp)  # compiled (or loaded from numba's cache) before the clock starts
     clock = time.perf_counter_ns
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
-        for i in range(n):
-            c = X[i]
-            t0 = clock()
-            update(c, f, s, i == 0, mean, std, z)
-            t1 = clock()
-            if i >= start:
-                infer(i)
-            t2 = clock()
-            t_feat[i] = t1 - t0
-            t_inf[i] = t2 - t1
+        if len(parts) == 1:
+            X, update, f, s, mean, std, z = parts[0]
+            for i in range(n):
+                c = X[i]
+                t0 = clock()
+                update(c, f, s, i == 0, mean, std, z)
+                t1 = clock()
+                if i >= start:
+                    infer(i)
+                t2 = clock()
+                t_feat[i] = t1 - t0
+                t_inf[i] = t2 - t1
+        else:  # a merged pair table: symbol A's update, then symbol B's, in one timed feature step
+            (Xa, ua, fa, sa, ma, da, za), (Xb, ub, fb, sb, mb, db, zb) = parts
+            for i in range(n):
+                ca, cb = Xa[i], Xb[i]
+                t0 = clock()
+                first = i == 0
+                ua(ca, fa, sa, first, ma, da, za)
+                ub(cb, fb, sb, first, mb, db, zb)
+                t1 = clock()
+                if i >= start:
+                    infer(i)
+                t2 = clock()
+                t_feat[i] = t1 - t0
+                t_inf[i] = t2 - t1
     finally:
         gc.enable()
         gc.unfreeze()

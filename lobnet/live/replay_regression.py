@@ -1,6 +1,11 @@
-"""``lobnet-stream`` for a model trained on a regression target (``labels=liquidity | volatility``,
+"""``lobnet-stream`` for a model trained on a regression target (``labels=liquidity | volatility | pairs``,
 :mod:`lobnet.train.regression`): the model's step graph beside the calibrated one-pass factor on the same replayed
 events, each timed per event, both scored on the target over the replay.
+
+A pairs model replays the merged table of its two symbols' quote updates (:func:`lobnet.prep.targets.target_rows`
+on the data, which must hold both: ``data=quotes`` on a folder of both symbols' days), one row per event, day
+``stream.day`` of the merged days; its feature step is two compiled updates per row, one per symbol
+(:class:`lobnet.live.replay.FeatureReplay`).
 
 The feature update and the model engines are :mod:`lobnet.live.replay`'s (``native_step``, ``onnx_step``,
 ``onnx_window``), reading the regression head (``prediction``, in the training fold's scaled units, converted to
@@ -10,7 +15,9 @@ overrides it):
 
 * liquidity: at each quote update (the best bid or ask changed), an EW mean of best bid size + best ask size;
 * volatility: at each grid point of ``grid_s`` seconds passed before the event, an EW variance of the mid's change
-  (ticks) since the previous point; the factor is its square root.
+  (ticks) since the previous point; the factor is its square root;
+* pairs: at each merged row, an EW regression (:class:`lobnet.online.estimators.EWRegression`, the target's ridge)
+  of A's mid on B's, both in dollars; the factor is its fitted spread b0 + b1 b - a, whose reversion it predicts.
 
 Scores over the events after the calibration prefix whose target is known (the target of
 :func:`lobnet.prep.targets.target_table` on the replayed events, never past the end of the replay): MSE, MAE,
@@ -19,8 +26,8 @@ on the same events. Parity: each model engine against the batch pipeline (polars
 the torch model) over the first ``parity_events`` model events, and the streamed factor against the batch
 factor (:func:`lobnet.online.factors.on_rows`) on every event.
 
-A pairs model reads a merged table of two symbols' quotes; this streamer replays one symbol's book, so it refuses
-one (the batch path scores it: lobnet-train, lobnet-compare).
+Like the features, the target and the factor start afresh at the first replayed row: a pairs target's hedge
+ratio is the EW slope estimated from there (the same definition as in training, on a day that starts there).
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from lobnet.live.replay import (
     window_engine,
 )
 from lobnet.live.runtime import StepRunner
-from lobnet.prep.targets import NS, QUOTE, TARGET, TargetConfig, TargetScale, target_table
+from lobnet.prep.targets import NS, QUOTE, TARGET, TargetConfig, TargetScale, target_rows, target_table
 
 FACTOR_ENGINE = "ew_factor"
 REGRESSION_ENGINES = ("native_step", "onnx_step", "onnx_window", FACTOR_ENGINE)
@@ -61,18 +68,15 @@ class TargetReplay(FeatureReplay):
     def __init__(self, md: ModelDir, events: pl.DataFrame, s: StreamSettings):
         card = md.card
         self.cfg = TargetConfig(**card["labels"])
-        if self.cfg.kind == "pairs":
-            raise ModelDirError(
-                f"{md.path / CARD}: a pairs model reads the merged quotes of two symbols, and lobnet-stream replays "
-                "one symbol's book; score it with lobnet-train and lobnet-compare"
-            )
         super().__init__(md, events, s)
         self.scale = TargetScale(**card["target_scale"])
         self.train_mean = float(card.get("target_train_mean", self.scale.mean))
         self.target = target_table(events, self.cfg, self.params.tick, self.params.price_scale)[TARGET].to_numpy()
         c0 = max(self.start + self.window - 1, min(s.calibration_events, self.n))
         self.scored = (np.arange(self.n) >= c0) & np.isfinite(self.target)
-        self.quote = [events[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in QUOTE]  # bid px, sz, ask
+        # the Level-I state the factor reads: bid px, sz, ask px, sz (a pair: A's, then B's)
+        cols = [f"{side}_{c}" for side in "ab" for c in QUOTE] if self.cfg.kind == "pairs" else QUOTE
+        self.quote = [events[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in cols]
         alpha = s.factor_alpha if s.factor_alpha is not None else card.get("factor", {}).get("alpha")
         if alpha is None:
             raise ModelDirError(
@@ -110,13 +114,25 @@ def run_model(md: ModelDir, r: TargetReplay, s: StreamSettings, name: str):
 def run_factor(r: TargetReplay):
     """The one-pass factor over the replay, one event at a time (the module docstring): (feature ns, factor ns,
     the factor's value as known at each event, in the target's units)."""
-    from lobnet.online.estimators import EWMean, EWVar
+    from lobnet.online.estimators import EWMean, EWRegression, EWVar
 
-    bpx, bsz, apx, asz = r.quote
+    bpx, bsz, apx, asz = r.quote[:4]
     t_ns, alpha = r.time, r.factor_alpha
     value = np.full(r.n, np.nan)
     nan = math.nan
-    if r.cfg.kind == "liquidity":
+    if r.cfg.kind == "pairs":
+        a_bid, _, a_ask, _, b_bid, _, b_ask, _ = r.quote
+        est = EWRegression(alpha, ridge=r.cfg.ridge)
+        scale = 2.0 * r.params.price_scale  # mids in dollars, as the factor's (lobnet.online.factors.PairsFactor)
+
+        def infer(i):
+            a = (a_bid[i] + a_ask[i]) / scale
+            b = (b_bid[i] + b_ask[i]) / scale
+            est.update(b, a)  # every merged row is a quote update of one of the two, both quoted
+            c0, c1 = est.coef
+            value[i] = c0 + c1 * b - a
+
+    elif r.cfg.kind == "liquidity":
         est = EWMean(alpha)
         prev = [(nan, nan, nan, nan)]
 
@@ -163,9 +179,13 @@ def factor_reference(r: TargetReplay) -> np.ndarray:
     from lobnet.online.factors import factor_for, on_rows
 
     factor = factor_for(r.cfg)
-    if hasattr(factor, "tick"):
-        factor.tick = r.params.tick
-    problem = factor.problem(r.events)
+    if r.cfg.kind == "pairs":
+        factor.price_scale = r.params.price_scale
+        problem = factor.problem_merged(r.events)  # the replay is the merged table already
+    else:
+        if hasattr(factor, "tick"):
+            factor.tick = r.params.tick
+        problem = factor.problem(r.events)
     return on_rows(problem, problem.evaluate(r.factor_alpha)[0], r.events)
 
 
@@ -177,7 +197,12 @@ def stream_regression(md: ModelDir, events: pl.DataFrame, s: StreamSettings) -> 
     if FACTOR_ENGINE not in runs:
         runs.append(FACTOR_ENGINE)  # the comparison this streamer exists for
     signal = signal_engine(s.signal_engine, runs)
-    day = replay_day(events, s)
+    cfg = TargetConfig(**md.card["labels"])
+    try:
+        rows = target_rows(events, cfg)  # a pair's merged table; a book's own events
+    except ValueError as e:
+        raise ModelDirError(f"{md.path / CARD}: the model's target {cfg.name} does not fit the data: {e}") from None
+    day = replay_day(rows, s)
     r = TargetReplay(md, day, s)
     result = {
         "task": "regression",
