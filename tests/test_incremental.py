@@ -91,3 +91,25 @@ def test_update_is_a_single_generated_function_with_small_state():
     assert out[inc.names.index("ofi_1")] == 0.0 and out[inc.names.index("log_dt")] == 0.0
     clone = pickle.loads(pickle.dumps(inc.state))
     assert clone == inc.state
+
+
+def test_one_symbol_of_a_merged_pair_table_is_read_by_its_prefix(synthetic_events):
+    """A merged pair row carries each symbol's Level-I state as a_*/b_* and no message: a symbol's inputs are read
+    by its prefix, an input no feature reads is NaN, and a feature that reads the message is refused by name."""
+    from lobnet.prep.targets import QUOTE
+
+    level1 = ["mid", "spread", "microprice", "mid_logret", "ofi", "queue_imbalance", "log_dt"]
+    ev = synthetic_events.head(1500)
+    wide = ev.select("symbol", "date", "time", *[pl.col(c).alias(f"b_{c}") for c in QUOTE])
+    p = FeatureParams(levels=1)
+    inc = IncrementalFeatures(p, level1)
+    assert not inc.reads & {"type", "size", "direction"}
+    X = inc.input_matrix(wide, "b_")
+    assert np.isnan(X[:, inc.inputs.index("type")]).all()
+    own = ev.select("symbol", "date", "time", *QUOTE)
+    np.testing.assert_array_equal(X, inc.input_matrix(own.with_columns(type=None, size=None, direction=None)))
+    got = np.array([list(inc.update(x, i == 0)) for i, x in enumerate(X.tolist())], dtype=np.float32)
+    ref = compute_features(own, p, level1, keep=()).select(inc.names).to_numpy()
+    np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(ref), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="read 'type'"):
+        IncrementalFeatures(p, ["signed_volume"]).input_matrix(wide, "b_")

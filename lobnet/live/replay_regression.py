@@ -3,9 +3,9 @@
 events, each timed per event, both scored on the target over the replay.
 
 A pairs model replays the merged table of its two symbols' quote updates (:func:`lobnet.prep.targets.target_rows`
-on the data, which must hold both: ``data=quotes`` on a folder of both symbols' days), one row per event, day
-``stream.day`` of the merged days; its feature step is two compiled updates per row, one per symbol
-(:class:`lobnet.live.replay.FeatureReplay`).
+on the data, which must hold both: ``data=quotes`` on a folder of both symbols' days), one row per quote update
+of either symbol, day ``stream.day`` of the merged days; its feature step is two compiled updates per row, one
+per symbol (:class:`lobnet.live.replay.FeatureReplay`).
 
 The feature update and the model engines are :mod:`lobnet.live.replay`'s (``native_step``, ``onnx_step``,
 ``onnx_window``), reading the regression head (``prediction``, in the training fold's scaled units, converted to
