@@ -152,6 +152,31 @@ def test_the_merged_pair_table_is_prepared_with_both_symbols_features(tmp_path):
         prepare(data, FeatureSpec(groups=("mid", "signed_volume")), cfg, split, 50, tmp_path / "p2", tmp_path / "cache")
 
 
+def _check_regression_fold_model(uri: str, ckpt, card: dict) -> str:
+    """The fold of a regression model is a logged MLflow model of its run, as a classifier's is: as a pyfunc it
+    forecasts the target in its own units from raw feature windows. Returns its runs:/ URI."""
+    import mlflow
+
+    from lobnet.card import load_model
+    from lobnet.prep.normalization import ZScore
+    from lobnet.tracking.runs import tracking_uri
+
+    with tracking_uri(uri):
+        runs = mlflow.search_runs(experiment_names=["t"])
+        (fold_id,) = runs[runs["tags.lobnet.kind"] == "fold"]["run_id"]
+        pyfunc = mlflow.pyfunc.load_model(f"runs:/{fold_id}/model")
+    z = np.load(ckpt.parent / "parity_windows.npy")
+    zscore = ZScore.from_card(card)
+    out = pyfunc.predict(z * zscore.std + zscore.mean)
+    model, _ = load_model(ckpt)
+    with torch.inference_mode():
+        (pred,) = model(torch.from_numpy(z))
+    assert set(out) == {"prediction"} and out["prediction"].shape == (len(z), 1)
+    np.testing.assert_allclose(out["prediction"], TargetScale(**card["target_scale"]).invert(pred.numpy()), rtol=1e-4)
+    assert [o.name for o in pyfunc.metadata.get_output_schema().inputs] == ["prediction"]
+    return f"runs:/{fold_id}"
+
+
 @pytest.mark.realdata
 def test_a_model_of_a_factor_target_trains_exports_streams_and_compares(tmp_path):
     """The whole path on the real AMZN day, volatility over the next minute: an LSTM and the ridge baseline
@@ -179,12 +204,13 @@ def test_a_model_of_a_factor_target_trains_exports_streams_and_compares(tmp_path
     card = json.loads((ckpt.parent / "model.json").read_text())
     assert card["task"] == "regression" and card["factor"]["kind"] == "volatility"
     assert 0.5 <= card["factor"]["alpha"] <= 0.9999 and card["target_scale"]["std"] > 0
+    fold_uri = _check_regression_fold_model(f"sqlite:///{tmp_path / 'mlflow.db'}", ckpt, card)
     ridge = train.run(_compose("train", [*base, "model=ridge", *real]))
     assert np.isfinite(ridge["summary"]["test/mse_vs_factor"])
     # the same test samples and the same calibrated factor for both
     assert ridge["summary"]["test/factor_mse"] == pytest.approx(s["test/factor_mse"], rel=1e-12)
 
-    rep = export_checkpoint(ckpt, tmp_path / "export")
+    rep = export_checkpoint(fold_uri, tmp_path / "export", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert rep["max_abs_diff_window"] <= 1e-5 and rep["max_abs_diff_step"] <= 1e-5
     assert rep["max_abs_diff_native"] <= 1e-5
     import onnx

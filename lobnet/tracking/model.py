@@ -35,14 +35,22 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
     """``predict(windows)``: raw feature windows, float32 (N, W, F) (the logged signature), in the card's
     ``feature_names`` order (NaN where a feature is undefined), normalised here with the training fold's z-score
     exactly as training normalised them. Returns ``{"prob": (N, H, 3) class probabilities (down, flat, up),
-    "position": (N, H)}`` for the card's ``horizons``. A model trained with ``normalization=rolling_zscore`` has
-    no fixed statistics to apply to a window alone, and refuses."""
+    "position": (N, H)}`` for the card's ``horizons``; a model of a regression target (the card's ``task``,
+    ``labels=liquidity | volatility | pairs``) returns ``{"prediction": (N, 1)}``, the forecast in the target's
+    own units (the training fold's :class:`~lobnet.prep.targets.TargetScale` inverted). A model trained with
+    ``normalization=rolling_zscore`` has no fixed statistics to apply to a window alone, and refuses."""
 
     def load_context(self, context) -> None:
         from lobnet.card import load_model
 
         self.model, self.card = load_model(context.artifacts["checkpoint"])
         self.zscore = ZScore.from_card(self.card)
+        self.scale = None
+        if self.card.get("task") == "regression":
+            from lobnet.prep.targets import TargetScale
+
+            self.scale = TargetScale(**self.card["target_scale"])
+            return
         from lobnet.prep.labels import LabelConfig
 
         labels = self.card.get("labels")  # binary labels: the flat logit masked out, as in training
@@ -67,7 +75,10 @@ class LobnetModel(mlflow.pyfunc.PythonModel):
         n, w, f = x.shape
         z = self.zscore.apply(x.reshape(n * w, f)).reshape(n, w, f)
         with torch.inference_mode():
-            logits, position = self.model(torch.from_numpy(z))
+            out = self.model(torch.from_numpy(z))
+        if self.scale is not None:
+            return {"prediction": self.scale.invert(out[0].numpy()).astype(np.float32)}
+        logits, position = out
         prob = torch.softmax(logits + torch.from_numpy(self.mask), -1)
         return {"prob": prob.numpy(), "position": position.numpy()}
 
@@ -95,9 +106,13 @@ def log_fold_model(tracking_uri: str, run_id: str, ckpt_dir: Path, checkpoint: P
     files["checkpoint"] = str(checkpoint)
     card = json.loads((ckpt_dir / FOLD_FILES["card"]).read_text())
     f32, n_features, n_horizons = np.dtype(np.float32), len(card["feature_names"]), len(card["horizons"])
+    if card.get("task") == "regression":  # one head, in the target's units
+        outputs = [TensorSpec(f32, (-1, n_horizons), "prediction")]
+    else:
+        outputs = [TensorSpec(f32, (-1, n_horizons, 3), "prob"), TensorSpec(f32, (-1, n_horizons), "position")]
     signature = ModelSignature(
         inputs=Schema([TensorSpec(f32, (-1, -1, n_features))]),  # raw feature windows of any count and length
-        outputs=Schema([TensorSpec(f32, (-1, n_horizons, 3), "prob"), TensorSpec(f32, (-1, n_horizons), "position")]),
+        outputs=Schema(outputs),
     )
     example, zscore = None, ZScore.from_card(card)
     if zscore is not None:  # a real test window, un-normalised back to raw features

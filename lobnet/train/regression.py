@@ -152,9 +152,10 @@ def fit_regression_fold(shared, fold: Fold, child_id: str | None) -> dict:
         card = json.loads((ckpt_dir / CARD).read_text())
         card["factor"] = {"kind": target.kind, "alpha": metrics["factor_alpha"]}
         write_json(ckpt_dir / CARD, card)
-    if shared.tracker.active:
-        for f in sorted(ckpt_dir.glob("*.json")) + sorted(ckpt_dir.glob("*.npy")) + [Path(best)]:
-            shared.tracker.client.log_artifact(child_id, str(f), "model_files")
+    if shared.tracker.active:  # the fold as a logged model of its run (runs:/<id>/model), as a classifier's
+        from lobnet.tracking.model import log_fold_model
+
+        log_fold_model(shared.tracker.settings.tracking_uri, child_id, ckpt_dir, Path(best))
         shared.tracker.client.set_terminated(child_id)
     return metrics
 
