@@ -254,9 +254,10 @@ def test_a_pairs_model_streams_on_the_merged_table_beside_the_pairs_factor(tmp_p
     lobnet-stream on a stretch of the second merged day: both symbols' feature updates per row equal the batch
     pair features (the engines' parity), the one-pass EW-regression spread equals the batch pairs factor on every
     row, and all are scored on the pairs PnL target of the replay."""
-    from lobnet.cli import stream as stream_cli
     from lobnet.cli import train
     from lobnet.live.export import export_checkpoint
+
+    from .test_stream import _stream
 
     data = ["data=quotes", f"data.path={_pair_days(tmp_path)}", "data.trades=false"]
     base = [o for o in _overrides(tmp_path) if not o.startswith(("data", "labels.", "primary_horizon"))]
@@ -273,23 +274,14 @@ def test_a_pairs_model_streams_on_the_merged_table_beside_the_pairs_factor(tmp_p
     assert card["features"]["pair"] and card["factor"]["kind"] == "pairs"
     rep = export_checkpoint(ckpt, tmp_path / "export")
     assert rep["max_abs_diff_step"] <= 1e-5 and rep["max_abs_diff_native"] <= 1e-5
-    st = stream_cli.run(
-        _compose(
-            "stream",
-            [
-                f"model_dir={tmp_path / 'export'}",
-                *data,
-                f"cache_dir={tmp_path.parent / 'cache'}",
-                f"output_dir={tmp_path / 'stream'}",
-                "mlflow.tracking_uri=null",
-                "stream.day=1",
-                "stream.offset=20000",
-                "stream.events=4000",
-                "stream.calibration_events=1000",
-                "stream.parity_events=600",
-                "stream.engines=[native_step,onnx_step]",
-            ],
-        )
+    st = _stream(
+        tmp_path,
+        tmp_path / "export",
+        "stream.day=1",
+        "stream.offset=20000",
+        "stream.events=4000",
+        "stream.engines=[native_step,onnx_step]",
+        data=tuple(data),
     )
     assert st["symbol"] == "AIG-BAC" and st["date"] == "2013-10-08", (st["symbol"], st["date"])
     assert st["parity_ok"], st["parity"]

@@ -16,7 +16,8 @@ from .test_export import train_real
 from .test_train import _compose
 
 
-def _stream(tmp_path, model_dir, *extra):
+def _stream(tmp_path, model_dir, *extra, data: tuple[str, ...] | None = None):
+    """lobnet-stream on 3,000 events of ``data`` (overrides; default the real AMZN level-5 day)."""
     from lobnet.cli import stream as stream_cli
 
     return stream_cli.run(
@@ -24,8 +25,7 @@ def _stream(tmp_path, model_dir, *extra):
             "stream",
             [
                 f"model_dir={model_dir}",
-                "data=lobster",
-                f"data.path={need(AMZN5)}",
+                *(data or ("data=lobster", f"data.path={need(AMZN5)}")),
                 f"cache_dir={tmp_path.parent / 'cache'}",
                 f"output_dir={tmp_path / 'stream'}",
                 f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",

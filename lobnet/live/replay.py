@@ -304,37 +304,27 @@ def _timed_replay(r: FeatureReplay, infer, z: np.ndarray) -> tuple[np.ndarray, n
     parts = [(p.inputs, p.update, p.raw_row, p.slots, p.mean, p.std, z[p.cols]) for p in r.parts]
     for X, update, f, s, mean, std, zp in parts:
         update(X[0], f, s, True, mean, std, zp)  # compiled (or loaded from numba's cache) before the clock starts
+    (Xa, ua, fa, sa, ma, da, za), *rest = parts
+    two = bool(rest)  # a merged pair table: symbol A's update, then symbol B's, in one timed feature step
+    Xb, ub, fb, sb, mb, db, zb = rest[0] if two else parts[0]
     clock = time.perf_counter_ns
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
-        if len(parts) == 1:
-            X, update, f, s, mean, std, z = parts[0]
-            for i in range(n):
-                c = X[i]
-                t0 = clock()
-                update(c, f, s, i == 0, mean, std, z)
-                t1 = clock()
-                if i >= start:
-                    infer(i)
-                t2 = clock()
-                t_feat[i] = t1 - t0
-                t_inf[i] = t2 - t1
-        else:  # a merged pair table: symbol A's update, then symbol B's, in one timed feature step
-            (Xa, ua, fa, sa, ma, da, za), (Xb, ub, fb, sb, mb, db, zb) = parts
-            for i in range(n):
-                ca, cb = Xa[i], Xb[i]
-                t0 = clock()
-                first = i == 0
-                ua(ca, fa, sa, first, ma, da, za)
+        for i in range(n):
+            ca, cb = Xa[i], Xb[i]
+            t0 = clock()
+            first = i == 0
+            ua(ca, fa, sa, first, ma, da, za)
+            if two:
                 ub(cb, fb, sb, first, mb, db, zb)
-                t1 = clock()
-                if i >= start:
-                    infer(i)
-                t2 = clock()
-                t_feat[i] = t1 - t0
-                t_inf[i] = t2 - t1
+            t1 = clock()
+            if i >= start:
+                infer(i)
+            t2 = clock()
+            t_feat[i] = t1 - t0
+            t_inf[i] = t2 - t1
     finally:
         gc.enable()
         gc.unfreeze()
