@@ -437,7 +437,7 @@ def run_factors(r: Replay, s: StreamSettings, kind: str) -> tuple[np.ndarray, np
             y_old = target[i - k]
             if y_old == y_old:
                 reg.update(past[slot], y_old)
-            c0, c1 = reg.coef
+            c0, c1 = reg.line()
             fc = c0 + c1 * m
             pred[i] = up if fc > alpha else (down if fc < -alpha else flat)  # the label rule (prep.labels.classify)
         past[slot] = m

@@ -129,7 +129,7 @@ def run_factor(r: TargetReplay):
             a = (a_bid[i] + a_ask[i]) / scale
             b = (b_bid[i] + b_ask[i]) / scale
             est.update(b, a)  # every merged row is a quote update of one of the two, both quoted
-            c0, c1 = est.coef
+            c0, c1 = est.line()
             value[i] = c0 + c1 * b - a
 
     elif r.cfg.kind == "liquidity":

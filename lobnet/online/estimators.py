@@ -202,11 +202,22 @@ class EWRegression(_Slotted):
         self.Sxy = [0.0] * f
 
     def update(self, x, y: float) -> None:
-        xs = tuple(x) if self.n_features > 1 else (x,)
         self.n += 1
         a = 1.0 if self.n <= self.burn_in else self.alpha
         self.W = a * self.W + 1.0
         inv = 1.0 / self.W
+        if self.n_features == 1:  # the common case (the streamer's per-event path) in scalars: the same arithmetic
+            m = self.mx[0]
+            d = x - m
+            m += d * inv
+            self.mx[0] = m
+            dy = y - self.my
+            self.my += dy * inv
+            row = self.Sxx[0]
+            row[0] = a * row[0] + d * (x - m)
+            self.Sxy[0] = a * self.Sxy[0] + d * (y - self.my)
+            return
+        xs = tuple(x)
         mx = self.mx
         dx = [xi - m for xi, m in zip(xs, mx, strict=True)]
         for i, d in enumerate(dx):
@@ -220,15 +231,20 @@ class EWRegression(_Slotted):
                 row[j] = a * row[j] + di * (xj - mx[j])
             self.Sxy[i] = a * self.Sxy[i] + di * ey
 
+    def line(self) -> tuple[float, float]:
+        """(intercept, slope) of a one-feature regression as two floats: :attr:`coef` without building an array,
+        for the streamer's per-event read."""
+        sxx, mx = self.Sxx[0][0], self.mx[0]
+        flat = sxx <= 1e-12 * (self.W * mx * mx + sxx)
+        den = (0.0 if flat else sxx) + self.ridge
+        slope = 0.0 if flat or den <= 1e-300 else self.Sxy[0] / den
+        return self.my - slope * mx, slope
+
     @property
     def coef(self) -> np.ndarray:
         """(intercept, slopes...)."""
-        if self.n_features == 1:  # the common case, without numpy's per-call overhead (the streamer reads it)
-            sxx, mx = self.Sxx[0][0], self.mx[0]
-            flat = sxx <= 1e-12 * (self.W * mx * mx + sxx)
-            den = (0.0 if flat else sxx) + self.ridge
-            slope = 0.0 if flat or den <= 1e-300 else self.Sxy[0] / den
-            return np.array((self.my - slope * mx, slope))
+        if self.n_features == 1:
+            return np.array(self.line())
         slopes = _solve(np.asarray(self.Sxx), np.asarray(self.Sxy), self.ridge, self.W, np.asarray(self.mx))
         return np.concatenate(([self.my - float(np.dot(slopes, self.mx))], slopes))
 
