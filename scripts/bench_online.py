@@ -74,6 +74,10 @@ def main() -> None:
     for _ in range(20_000):
         _ = r.coef
     rows.append(("EWRegression.coef (1 feature, read)", (time.perf_counter_ns() - t0) / 20_000))
+    t0 = time.perf_counter_ns()
+    for _ in range(20_000):
+        _ = r.line()
+    rows.append(("EWRegression.line (1 feature, read as two floats)", (time.perf_counter_ns() - t0) / 20_000))
     amzn = Path(os.environ.get("LOBNET_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
     amzn = amzn / "lobster" / "AMZN_2012-06-21_34200000_57600000_message_5.csv"
     if amzn.exists():  # the streamer's feature stage: every catalogue feature, one event at a time
