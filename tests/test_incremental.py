@@ -111,5 +111,5 @@ def test_one_symbol_of_a_merged_pair_table_is_read_by_its_prefix(synthetic_event
     got = np.array([list(inc.update(x, i == 0)) for i, x in enumerate(X.tolist())], dtype=np.float32)
     ref = compute_features(own, p, level1, keep=()).select(inc.names).to_numpy()
     np.testing.assert_allclose(np.nan_to_num(got), np.nan_to_num(ref), rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError, match="read 'type'"):
+    with pytest.raises(ValueError, match="read 'b_type', which the table lacks"):
         IncrementalFeatures(p, ["signed_volume"]).input_matrix(wide, "b_")

@@ -282,15 +282,15 @@ class IncrementalFeatures:
         """The events' inputs as float64 (N, len(inputs)); null prices become NaN.
 
         ``prefix``: the book's columns are read as ``<prefix><name>``: one symbol's Level-I state in a merged pair
-        table (:func:`lobnet.prep.targets.merge_pair`, ``a_bid_px_1`` ...), whose rows carry no message; an input
-        that no feature reads and the table lacks is NaN, one that a feature reads is a ValueError naming it."""
+        table (:func:`lobnet.prep.targets.merge_pair`, ``a_bid_px_1`` ...), whose rows carry no message. An input
+        that no feature reads and the table lacks is NaN; one that a feature reads is a ValueError naming it."""
         cols = []
         for c in self.inputs:
             name = c if c == "time" or not prefix else f"{prefix}{c}"
             if name in events.columns:
                 cols.append(pl.col(name).cast(pl.Float64).alias(c))
-            elif c in self.reads or not prefix:
-                raise ValueError(f"the features {self.groups} read {c!r}, which the table lacks")
+            elif c in self.reads:
+                raise ValueError(f"the features {self.groups} read {name!r}, which the table lacks")
             else:
                 cols.append(pl.lit(NAN, pl.Float64).alias(c))
         return events.select(cols).to_numpy()
