@@ -323,3 +323,15 @@ def test_sharpe_losses_train_on_contiguous_batches_and_trade_the_position_head(t
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     p = mlflow.search_runs(experiment_names=["t"], filter_string="tags.`lobnet.kind` = 'parent'").iloc[0]
     assert p["tags.lobnet.loss"] == "ce_sharpe" and p["params.loss.kind"] == "ce_sharpe"
+
+
+@pytest.mark.parametrize("uri,needle", [("null", "needs a tracking URI"), ("./mlruns", "file tracking store")])
+def test_train_refuses_a_store_it_cannot_record_to_before_reading_any_data(tmp_path, uri, needle):
+    """lobnet-train records every run: no tracking URI, or a file store (which MLflow 3 refuses), is an error
+    before the data is read, not after the first fold has trained."""
+    from lobnet.cli import train
+    from lobnet.data.errors import LobDataError
+
+    with pytest.raises((ValueError, LobDataError), match=needle):
+        train.run(_compose("train", _overrides(tmp_path, f"mlflow.tracking_uri={uri}")))
+    assert not list(tmp_path.rglob("*.parquet")) and not (tmp_path / "mlflow.db").exists()

@@ -49,6 +49,7 @@ def run(cfg: DictConfig) -> dict:
     # the training folder first: the prepared table goes inside it by default (prepared_dir)
     with claim(cfg.output_dir, "train", inputs=[cfg.data.get("path"), cfg.cache_dir], lock=False):
         pass
+    mlflow_settings = MlflowSettings(**OmegaConf.to_container(cfg.mlflow, resolve=True))  # refused before the data
     labels = instantiate(cfg.labels, _convert_="all")
     features = instantiate(cfg.features, _convert_="all")
     prepared = prepare(  # the table, its summary and folds, as prepare made (or found) them
@@ -96,7 +97,7 @@ def run(cfg: DictConfig) -> dict:
         int(cfg.window),
         model_factory(cfg, names, summary["levels"], labels.task),
         settings,
-        MlflowSettings(**OmegaConf.to_container(cfg.mlflow, resolve=True)),
+        mlflow_settings,
         cfg.output_dir,
         params,
         tags,

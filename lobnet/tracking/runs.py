@@ -94,14 +94,21 @@ def tracking_uri(uri: str | None) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = old_env
 
 
-def existing_store(uri: str, what: str = "tracking store") -> str:
+def supported_store(uri: str, what: str = "tracking store") -> str:
     """``uri``, refused (:class:`LobDataError`) when it is a file store (``./mlruns``, ``file:``: deprecated in
-    MLflow 3 and refused by it) or a SQLite database that does not exist: MLflow would create an empty one at a
-    mistyped path, and a command that only reads runs would then report that there are none."""
+    MLflow 3 and refused by it)."""
     if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):  # a bare path
         raise LobDataError(
             uri, None, f"a file {what} is not supported (MLflow 3 deprecates it): use sqlite:///PATH or a server URI"
         )
+    return uri
+
+
+def existing_store(uri: str, what: str = "tracking store") -> str:
+    """``uri``, refused (:class:`LobDataError`) when it is a file store (:func:`supported_store`) or a SQLite
+    database that does not exist: MLflow would create an empty one at a mistyped path, and a command that only
+    reads runs would then report that there are none."""
+    supported_store(uri, what)
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         if not db.is_file():
@@ -114,6 +121,16 @@ class MlflowSettings:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment_name: str = "lobnet"
     artifact_location: str | None = "mlartifacts"  # a folder (made absolute) or a URI; None: MLflow's default
+
+    def __post_init__(self):
+        # lobnet-train records every run; refused here, before any data is read, rather than after the first fold
+        # (without a URI MLflow falls back to stores of the working directory)
+        if not self.tracking_uri:
+            raise ValueError(
+                "mlflow.tracking_uri: lobnet-train records every run in MLflow and needs a tracking URI "
+                "(e.g. sqlite:///mlflow.db), not null"
+            )
+        supported_store(self.tracking_uri, "tracking store (mlflow.tracking_uri)")
 
 
 class Tracker:
