@@ -176,16 +176,9 @@ def run_factor(r: TargetReplay):
 
 def factor_reference(r: TargetReplay) -> np.ndarray:
     """The batch factor on the replayed events, as known at each (:func:`lobnet.online.factors.on_rows`)."""
-    from lobnet.online.factors import factor_for, on_rows
+    from lobnet.online.factors import on_rows, problem_for
 
-    factor = factor_for(r.cfg)
-    if r.cfg.kind == "pairs":
-        factor.price_scale = r.params.price_scale
-        problem = factor.problem_merged(r.events)  # the replay is the merged table already
-    else:
-        if hasattr(factor, "tick"):
-            factor.tick = r.params.tick
-        problem = factor.problem(r.events)
+    problem = problem_for(r.events, r.cfg, r.params.tick, r.params.price_scale)
     return on_rows(problem, problem.evaluate(r.factor_alpha)[0], r.events)
 
 

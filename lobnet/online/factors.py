@@ -374,7 +374,13 @@ def factor_for(target) -> LiquidityFactor | VolatilityFactor | PairsFactor:
 def problem_on(frame: pl.DataFrame, target, tick: int = DEFAULT_TICK, price_scale: int = PRICE_SCALE) -> FactorProblem:
     """The factor's problem on a prepared regression table (:func:`lobnet.prep.prepared.prepare`), which carries
     the Level-I state its estimator reads."""
-    factor, state = factor_for(target), targets.raw_state(frame)
+    return problem_for(targets.raw_state(frame), target, tick, price_scale)
+
+
+def problem_for(state: pl.DataFrame, target, tick: int = DEFAULT_TICK, price_scale: int = PRICE_SCALE) -> FactorProblem:
+    """The factor's problem on the rows a model of ``target`` samples (:func:`lobnet.prep.targets.target_rows`:
+    a book's events, or a pair's merged table), their Level-I state under its own names."""
+    factor = factor_for(target)
     if isinstance(factor, PairsFactor):
         factor.price_scale = price_scale
         return factor.problem_merged(state)
